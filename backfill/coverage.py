@@ -1,0 +1,281 @@
+"""Coverage: how much of player_game_summary each stage covers, per date and per month.
+
+Definitions (SPEC 3):
+
+- player-game coverage: share of (date, player) rows of player_game_summary with a row in the stage;
+- player coverage of a period: distinct covered players / distinct players (the team's own figure);
+- expected coverage: player-game coverage with bootstrap players left out of the denominator;
+- date status: ``ok``, ``partial``, ``missing``, ``blocked``, ``bootstrap`` or ``no_games``.
+
+A bootstrap player has fewer than ``min_history_games`` earlier games in the season. The whole
+range is measured by two set-based queries (per date, and per month for distinct players), never
+one query per date; statuses are then derived from the counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from backfill.config import Settings
+from backfill.seasons import SEASON_SQL, season_of, season_start
+from backfill.validate import STAGES, date_span
+from backfill.warehouse import Warehouse
+
+STATUSES = ("missing", "blocked", "partial", "bootstrap", "ok", "no_games")
+"""Date statuses, most severe first; a month takes the most severe status of its dates."""
+
+GAP_STATUSES = ("missing", "blocked", "partial")
+"""Statuses that are real gaps (bootstrap dates are expected, no_games dates have nothing to do)."""
+
+# Every (date, player) of player_game_summary with the player's earlier games in the season.
+PLAYED_CTE = f"""played AS (
+  SELECT game_date, player_lookup, player_name, team_abbr,
+    ROW_NUMBER() OVER (PARTITION BY player_lookup, season ORDER BY game_date) - 1 AS history_games
+  FROM (
+    SELECT game_date, player_lookup, {SEASON_SQL} AS season,
+      MAX(player_name) AS player_name, MAX(team_abbr) AS team_abbr
+    FROM {{pgs}}
+    WHERE game_date BETWEEN @history_start AND @end
+    GROUP BY game_date, player_lookup
+  ) AS games
+)"""
+
+DAILY_SQL = f"""WITH {PLAYED_CTE},
+mlfs_keys AS (SELECT DISTINCT game_date, player_lookup FROM {{mlfs}} WHERE game_date BETWEEN @start AND @end),
+pred_keys AS (SELECT DISTINCT game_date, player_lookup FROM {{pred}} WHERE game_date BETWEEN @start AND @end)
+SELECT p.game_date,
+  COUNT(*) AS players_total,
+  COUNTIF(p.history_games < @min_history_games) AS bootstrap_players,
+  COUNTIF(m.player_lookup IS NOT NULL) AS mlfs_covered,
+  COUNTIF(m.player_lookup IS NOT NULL AND p.history_games >= @min_history_games) AS mlfs_expected_covered,
+  COUNTIF(r.player_lookup IS NOT NULL) AS predictions_covered,
+  COUNTIF(r.player_lookup IS NOT NULL AND p.history_games >= @min_history_games) AS predictions_expected_covered
+FROM played AS p
+LEFT JOIN mlfs_keys AS m ON m.game_date = p.game_date AND m.player_lookup = p.player_lookup
+LEFT JOIN pred_keys AS r ON r.game_date = p.game_date AND r.player_lookup = p.player_lookup
+WHERE p.game_date BETWEEN @start AND @end
+GROUP BY p.game_date"""
+
+# The team's own player coverage: COUNT(DISTINCT covered) / COUNT(DISTINCT played) per month.
+MONTHLY_PLAYERS_SQL = """SELECT FORMAT_DATE('%Y-%m', p.game_date) AS period,
+  COUNT(DISTINCT p.player_lookup) AS players_total,
+  COUNT(DISTINCT m.player_lookup) AS mlfs_players_covered,
+  COUNT(DISTINCT r.player_lookup) AS predictions_players_covered
+FROM (SELECT DISTINCT game_date, player_lookup FROM {pgs} WHERE game_date BETWEEN @start AND @end) AS p
+LEFT JOIN (SELECT DISTINCT game_date, player_lookup FROM {mlfs} WHERE game_date BETWEEN @start AND @end) AS m
+  ON m.game_date = p.game_date AND m.player_lookup = p.player_lookup
+LEFT JOIN (SELECT DISTINCT game_date, player_lookup FROM {pred} WHERE game_date BETWEEN @start AND @end) AS r
+  ON r.game_date = p.game_date AND r.player_lookup = p.player_lookup
+GROUP BY period"""
+
+DATE_PLAYERS_SQL = f"""WITH {PLAYED_CTE}
+SELECT p.player_lookup, p.player_name, p.team_abbr, p.history_games,
+  m.player_lookup IS NOT NULL AS has_mlfs,
+  COALESCE(r.systems, 0) AS prediction_systems
+FROM played AS p
+LEFT JOIN (SELECT DISTINCT player_lookup FROM {{mlfs}} WHERE game_date = @end) AS m
+  ON m.player_lookup = p.player_lookup
+LEFT JOIN (SELECT player_lookup, COUNT(DISTINCT system_id) AS systems FROM {{pred}}
+  WHERE game_date = @end GROUP BY player_lookup) AS r
+  ON r.player_lookup = p.player_lookup
+WHERE p.game_date = @end
+ORDER BY p.team_abbr, p.player_lookup"""
+
+BOUNDS_SQL = "SELECT MIN(game_date) AS first_date, MAX(game_date) AS last_date FROM {pgs}"
+
+
+def pct(covered: int, total: int) -> float | None:
+    """Percentage with one decimal, rounded half up; never 100.0 short of complete, nor 0.0 above 0."""
+    if not total:
+        return None
+    value = (2000 * covered + total) // (2 * total) / 10
+    if covered < total and value >= 100.0:
+        return 99.9
+    if covered > 0 and value <= 0.0:
+        return 0.1
+    return value
+
+
+def _ratio_pct(covered: pd.Series, total: pd.Series) -> pd.Series:
+    """Unrounded percentages (NaN where the total is zero), for comparisons with thresholds."""
+    return 100.0 * covered / total.where(total > 0)
+
+
+def data_bounds(warehouse: Warehouse) -> tuple[dt.date, dt.date] | None:
+    """First and last game date of player_game_summary, or None when it is empty."""
+    row = warehouse.query(BOUNDS_SQL).iloc[0]
+    if pd.isna(row["first_date"]):
+        return None
+    return row["first_date"], row["last_date"]
+
+
+def _range_params(settings: Settings, start: dt.date, end: dt.date) -> dict:
+    return {
+        "start": start,
+        "end": end,
+        "history_start": season_start(start),
+        "min_history_games": settings.min_history_games,
+    }
+
+
+def daily_coverage(
+    warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date
+) -> pd.DataFrame:
+    """One row per date of the range and stage, off days included (status ``no_games``)."""
+    counts = warehouse.query(DAILY_SQL, _range_params(settings, start, end))
+    calendar = pd.DataFrame({"game_date": date_span(start, end)})
+    counts = calendar.merge(counts, on="game_date", how="left").fillna(0)
+    for column in counts.columns.drop("game_date"):
+        counts[column] = counts[column].astype("int64")
+    mlfs_pct = _ratio_pct(counts["mlfs_covered"], counts["players_total"])
+    frames = []
+    for stage in STAGES:
+        frame = pd.DataFrame(
+            {
+                "game_date": counts["game_date"],
+                "stage": stage,
+                "players_total": counts["players_total"],
+                "players_covered": counts[f"{stage}_covered"],
+                "bootstrap_players": counts["bootstrap_players"],
+                "expected_total": counts["players_total"] - counts["bootstrap_players"],
+                "expected_covered": counts[f"{stage}_expected_covered"],
+                "upstream_coverage_pct": mlfs_pct if stage == "predictions" else np.nan,
+            }
+        )
+        frames.append(frame)
+    daily = pd.concat(frames, ignore_index=True)
+    daily["player_game_coverage_pct"] = [
+        pct(c, t) for c, t in zip(daily["players_covered"], daily["players_total"])
+    ]
+    daily["expected_coverage_pct"] = [
+        pct(c, t) for c, t in zip(daily["expected_covered"], daily["expected_total"])
+    ]
+    daily["status"] = date_status(daily, settings)
+    daily["season"] = [season_of(day) for day in daily["game_date"]]
+    daily["period"] = [f"{day:%Y-%m}" for day in daily["game_date"]]
+    return daily.sort_values(["stage", "game_date"], key=_stage_order).reset_index(drop=True)
+
+
+def _stage_order(column: pd.Series) -> pd.Series:
+    return column.map(STAGES.index) if column.name == "stage" else column
+
+
+def date_status(daily: pd.DataFrame, settings: Settings) -> pd.Series:
+    """Status of each (date, stage) row from its counts (SPEC 3)."""
+    pg_pct = _ratio_pct(daily["players_covered"], daily["players_total"])
+    expected_pct = _ratio_pct(daily["expected_covered"], daily["expected_total"])
+    expected_ok = (daily["expected_total"] == 0) | (expected_pct >= settings.ok_pct)
+    gated = (daily["stage"] == "predictions") & (
+        daily["upstream_coverage_pct"] < settings.min_mlfs_coverage_pct
+    )
+    conditions = [
+        daily["players_total"] == 0,
+        expected_ok & (pg_pct >= settings.ok_pct),
+        expected_ok,
+        gated,
+        daily["players_covered"] == 0,
+    ]
+    choices = ["no_games", "ok", "bootstrap", "blocked", "missing"]
+    return pd.Series(np.select(conditions, choices, default="partial"), index=daily.index)
+
+
+def monthly_coverage(
+    warehouse: Warehouse,
+    settings: Settings,
+    start: dt.date,
+    end: dt.date,
+    daily: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per month and stage: the team's player coverage beside player-game figures."""
+    if daily is None:
+        daily = daily_coverage(warehouse, settings, start, end)
+    players = warehouse.query(MONTHLY_PLAYERS_SQL, {"start": start, "end": end})
+    sums = (
+        daily.groupby(["period", "stage"], sort=False)
+        .agg(
+            season=("season", "first"),
+            player_games_total=("players_total", "sum"),
+            player_games_covered=("players_covered", "sum"),
+            expected_total=("expected_total", "sum"),
+            expected_covered=("expected_covered", "sum"),
+            game_dates=("players_total", lambda s: int((s > 0).sum())),
+        )
+        .reset_index()
+    )
+    notes = daily.groupby(["period", "stage"], sort=False).apply(_month_status, include_groups=False)
+    sums = sums.merge(notes.reset_index(), on=["period", "stage"])
+    rows = []
+    for _, row in sums.iterrows():
+        match = players[players["period"] == row["period"]]
+        total = int(match["players_total"].iloc[0]) if len(match) else 0
+        covered = int(match[f"{row['stage']}_players_covered"].iloc[0]) if len(match) else 0
+        rows.append({"players_total": total, "players_covered": covered})
+    monthly = pd.concat([sums, pd.DataFrame(rows, index=sums.index)], axis=1)
+    monthly["player_coverage_pct"] = [
+        pct(c, t) for c, t in zip(monthly["players_covered"], monthly["players_total"])
+    ]
+    monthly["player_game_coverage_pct"] = [
+        pct(c, t) for c, t in zip(monthly["player_games_covered"], monthly["player_games_total"])
+    ]
+    monthly["expected_coverage_pct"] = [
+        pct(c, t) for c, t in zip(monthly["expected_covered"], monthly["expected_total"])
+    ]
+    return monthly
+
+
+def _month_status(dates: pd.DataFrame) -> pd.Series:
+    """Most severe date status of a month, and a one-line note naming its gap dates."""
+    status = min(dates["status"], key=STATUSES.index)
+    gaps = dates[dates["status"].isin(GAP_STATUSES)]
+    bootstrap = int((dates["status"] == "bootstrap").sum())
+    if len(gaps):
+        listed = ", ".join(f"{d:%b %d} {s}" for d, s in zip(gaps["game_date"], gaps["status"]))
+        note = f"{len(gaps)} gap date{'s' if len(gaps) > 1 else ''}: {listed}"
+    elif bootstrap:
+        note = f"{bootstrap} early-season bootstrap date{'s' if bootstrap > 1 else ''} (expected)"
+    elif status == "no_games":
+        note = "no games"
+    else:
+        note = "complete"
+    return pd.Series({"status": status, "note": note})
+
+
+def date_players(
+    warehouse: Warehouse, settings: Settings, day: dt.date, daily_row: pd.Series | None = None
+) -> pd.DataFrame:
+    """Every player of a date with their MLFS and prediction state and, where missing, why."""
+    params = _range_params(settings, day, day)
+    players = warehouse.query(DATE_PLAYERS_SQL, params)
+    if players.empty:
+        return players.assign(has_prediction=[], reason=[])
+    mlfs_pct = 100.0 * players["has_mlfs"].mean()
+    players["has_prediction"] = players["prediction_systems"] > 0
+    bootstrap = players["history_games"] < settings.min_history_games
+    gate_failed = mlfs_pct < settings.min_mlfs_coverage_pct
+    conditions = [
+        ~players["has_mlfs"],
+        bootstrap & ~players["has_prediction"],
+        ~players["has_prediction"] & gate_failed,
+        ~players["has_prediction"],
+    ]
+    reasons = [
+        pd.Series("no MLFS row", index=players.index),
+        "bootstrap: " + players["history_games"].astype(str) + " earlier games this season",
+        pd.Series(
+            f"blocked upstream: MLFS covers {mlfs_pct:.1f}% of the date "
+            f"(gate {settings.min_mlfs_coverage_pct:g}%)",
+            index=players.index,
+        ),
+        pd.Series("MLFS row but no prediction", index=players.index),
+    ]
+    players["reason"] = np.select(conditions, reasons, default="")
+    return players
+
+
+def missing_players(warehouse: Warehouse, settings: Settings, day: dt.date) -> pd.DataFrame:
+    """Players of a date lacking an MLFS row or a prediction, with the reason."""
+    players = date_players(warehouse, settings, day)
+    return players[players["reason"] != ""].reset_index(drop=True)

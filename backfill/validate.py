@@ -1,0 +1,110 @@
+"""Checks of everything that comes from a user: dates, ranges, thresholds, stages, names.
+
+Each check raises :class:`BadInput` with a one-line message and touches nothing, so callers can
+validate all input before they write anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Callable, Iterable
+
+from backfill.errors import BadInput
+
+STAGES = ("mlfs", "predictions")
+"""Backfill stages, in dependency order."""
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+
+
+def check_identifier(name: str, what: str = "name") -> str:
+    """A dataset, table or system name must be a plain identifier (letters, digits, underscores)."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise BadInput(f"{what} {name!r} is not a plain identifier (letters, digits, underscores)")
+    return name
+
+
+def check_project(project: str) -> str:
+    """A BigQuery project id: lowercase letters, digits and hyphens."""
+    if not _PROJECT.match(project or ""):
+        raise BadInput(f"BigQuery project {project!r} is not a valid project id")
+    return project
+
+
+def parse_date(text: str | dt.date, what: str = "date") -> dt.date:
+    """Parse an ISO date (YYYY-MM-DD)."""
+    if isinstance(text, dt.datetime):
+        return text.date()
+    if isinstance(text, dt.date):
+        return text
+    try:
+        return dt.date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise BadInput(f"{what} {text!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def check_pct(value: float | str, what: str = "percentage") -> float:
+    """A percentage threshold between 0 and 100."""
+    try:
+        pct = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{what} {value!r} is not a number") from None
+    if not 0.0 <= pct <= 100.0:
+        raise BadInput(f"{what} must be between 0 and 100, got {value}")
+    return pct
+
+
+def check_stages(stages: str | Iterable[str]) -> tuple[str, ...]:
+    """Known stages, returned in dependency order without repeats."""
+    items = stages.split(",") if isinstance(stages, str) else list(stages)
+    items = [item.strip() for item in items if item.strip()]
+    if not items:
+        raise BadInput("no stage given (choose from mlfs, predictions)")
+    unknown = [item for item in items if item not in STAGES]
+    if unknown:
+        raise BadInput(f"unknown stage {unknown[0]!r} (choose from {', '.join(STAGES)})")
+    return tuple(stage for stage in STAGES if stage in items)
+
+
+def check_range(
+    start: dt.date,
+    end: dt.date,
+    *,
+    max_days: int | None = None,
+    today: Callable[[], dt.date] = dt.date.today,
+) -> tuple[dt.date, dt.date]:
+    """An inclusive date range: not reversed, not in the future, not longer than ``max_days``."""
+    if start > end:
+        raise BadInput(f"range is reversed: start {start} is after end {end}")
+    if end > today():
+        raise BadInput(f"end date {end} is in the future")
+    days = (end - start).days + 1
+    if max_days is not None and days > max_days:
+        raise BadInput(f"range of {days} days is over the maximum of {max_days} days")
+    return start, end
+
+
+def parse_date_list(
+    text: str | Iterable[str | dt.date],
+    *,
+    max_days: int | None = None,
+    today: Callable[[], dt.date] = dt.date.today,
+) -> list[dt.date]:
+    """A comma-separated or iterable list of dates: sorted, unique, none in the future."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    dates = sorted({parse_date(item) for item in items if str(item).strip()})
+    if not dates:
+        raise BadInput("no date given")
+    future = [d for d in dates if d > today()]
+    if future:
+        raise BadInput(f"date {future[0]} is in the future")
+    if max_days is not None and len(dates) > max_days:
+        raise BadInput(f"{len(dates)} dates is over the maximum of {max_days}")
+    return dates
+
+
+def date_span(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every date from start to end, inclusive."""
+    return [start + dt.timedelta(days=offset) for offset in range((end - start).days + 1)]

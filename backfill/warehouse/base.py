@@ -1,0 +1,141 @@
+"""The warehouse interface: one shape for the embedded DuckDB file and for BigQuery.
+
+Callers hand over GoogleSQL templates and parameters; an adapter renders table names, translates the
+dialect (cached), sends the statement and counts it. Differences between warehouses are class flags
+and overridden hooks, never ``if warehouse == ...`` in callers.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Mapping
+
+import pandas as pd
+
+from backfill.config import Settings
+from backfill.validate import check_identifier
+from backfill.warehouse import sql as sqlmod
+from backfill.warehouse.schema import SQL_ALIASES, TABLES, Table
+
+Params = Mapping[str, Any]
+
+_PARAM = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def param_names(googlesql: str) -> set[str]:
+    """Names of the ``@parameters`` a GoogleSQL statement uses."""
+    return set(_PARAM.findall(googlesql))
+
+
+class Warehouse(ABC):
+    """A warehouse holding the three pipeline tables."""
+
+    kind: ClassVar[str]
+    """Short name used by the factory and shown to users."""
+
+    dialect: ClassVar[str]
+    """sqlglot dialect that statements are translated to."""
+
+    SUPPORTS_DRY_RUN: ClassVar[bool] = False
+    """Whether :meth:`estimate_bytes` can ask the warehouse what a query would scan."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        for dataset in settings.datasets.values():
+            check_identifier(dataset, "dataset")
+        self._lock = threading.Lock()
+        self._statements_issued = 0
+
+    # -- what callers use -------------------------------------------------------------------
+
+    @property
+    def statements_issued(self) -> int:
+        """How many statements (BigQuery: jobs) this adapter has sent since it was made."""
+        return self._statements_issued
+
+    def dataset(self, table: Table) -> str:
+        return self.settings.datasets[table.role]
+
+    def table_refs(self) -> dict[str, str]:
+        """Quoted GoogleSQL reference of every table, by table name and by template alias."""
+        refs = {name: self.table_ref(table) for name, table in TABLES.items()}
+        refs.update({alias: self.table_ref(table) for alias, table in SQL_ALIASES.items()})
+        return refs
+
+    def prepare(self, template: str) -> tuple[str, ...]:
+        """Render a template's table names and translate it to this warehouse's dialect."""
+        return sqlmod.translate(sqlmod.render(template, self.table_refs()), self.dialect)
+
+    def query(self, template: str, params: Params | None = None, **options: Any) -> pd.DataFrame:
+        """Run one SELECT and return its rows; DATE columns come back as ``datetime.date``."""
+        self._count()
+        return self._query(self.prepare(template), dict(params or {}), **options)
+
+    def execute(self, template: str, params: Params | None = None, **options: Any) -> None:
+        """Run a statement, or a script of statements in one transaction, as one request."""
+        self._count()
+        self._execute(self.prepare(template), dict(params or {}), **options)
+
+    def create_schema(self) -> None:
+        """Create the datasets and the three tables where they are missing."""
+        for dataset in sorted(set(self.settings.datasets.values())):
+            self._create_dataset(dataset)
+        for table in TABLES.values():
+            columns = ", ".join(f"{name} {kind}" for name, kind in table.columns)
+            ddl = f"CREATE TABLE IF NOT EXISTS {{{table.name}}} ({columns}){self._table_options(table)}"
+            self.execute(ddl)
+
+    def drop_tables(self) -> None:
+        """Drop the three tables (the demo builder starts from nothing)."""
+        for table in TABLES.values():
+            self.execute(f"DROP TABLE IF EXISTS {{{table.name}}}")
+
+    # -- what adapters provide --------------------------------------------------------------
+
+    @abstractmethod
+    def table_ref(self, table: Table) -> str:
+        """Quoted GoogleSQL reference of a table."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line naming this warehouse for people (no secrets)."""
+
+    @abstractmethod
+    def load_frame(self, table: Table, frame: pd.DataFrame) -> None:
+        """Append a DataFrame's rows (columns as in the table's schema) to a table."""
+
+    @abstractmethod
+    def _query(self, statements: tuple[str, ...], params: dict, **options: Any) -> pd.DataFrame:
+        """Run a translated SELECT."""
+
+    @abstractmethod
+    def _execute(self, statements: tuple[str, ...], params: dict, **options: Any) -> None:
+        """Run translated statements atomically."""
+
+    @abstractmethod
+    def _create_dataset(self, dataset: str) -> None:
+        """Create a dataset (DuckDB: schema) if it is missing."""
+
+    def _table_options(self, table: Table) -> str:
+        """Text after a CREATE TABLE's column list (partitioning, clustering)."""
+        return ""
+
+    def estimate_bytes(self, template: str, params: Params | None = None) -> int | None:
+        """Bytes a query would process, where the warehouse can tell without running it."""
+        return None
+
+    def close(self) -> None:
+        """Release connections; the adapter may be used again afterwards."""
+
+    def _count(self) -> None:
+        with self._lock:
+            self._statements_issued += 1
+
+
+def dates_to_python(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Make the named DATE columns hold plain ``datetime.date`` values, as every adapter returns."""
+    for column in columns:
+        frame[column] = pd.to_datetime(frame[column]).dt.date
+    return frame

@@ -1,0 +1,28 @@
+"""SQL is written once, in GoogleSQL; this module renders table names and translates dialects.
+
+Templates name tables by alias (``{pgs}``, ``{mlfs}``, ``{pred}``) and take values only as
+``@parameters``. Rendering substitutes validated, quoted table references; translation to another
+dialect goes through sqlglot and is cached, so each distinct statement is translated once.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Mapping
+
+import sqlglot
+
+SOURCE_DIALECT = "bigquery"
+
+
+def render(template: str, table_refs: Mapping[str, str]) -> str:
+    """Substitute quoted table references for the ``{alias}`` placeholders of a template."""
+    return template.format_map(dict(table_refs))
+
+
+@lru_cache(maxsize=512)
+def translate(googlesql: str, dialect: str) -> tuple[str, ...]:
+    """GoogleSQL to ``dialect``, one string per statement (a script may hold several)."""
+    if dialect == SOURCE_DIALECT:
+        return (googlesql,)
+    return tuple(sqlglot.transpile(googlesql, read=SOURCE_DIALECT, write=dialect))
