@@ -14,7 +14,9 @@ The early-season dates of October and November are bootstrap dates (expected gap
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -219,3 +221,38 @@ def _break_like_the_incident(warehouse: Warehouse, seed: int) -> None:
         "DELETE FROM {mlfs} WHERE game_date = @d AND player_lookup NOT IN (SELECT p FROM UNNEST(@keep) AS p)",
         {"d": THIN_MLFS_DATE, "keep": sorted(keep.tolist())},
     )
+
+
+def build_demo_file(path: str | Path, settings: Settings, seasons: int = 1, seed: int = 7) -> DemoSummary:
+    """Build the demo into a DuckDB file: written beside it first, then moved into place whole."""
+    from backfill.warehouse.duckdb import DuckDBWarehouse
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = target.with_name(f".{target.name}.building")
+    building.unlink(missing_ok=True)
+    warehouse = DuckDBWarehouse(settings, building)
+    try:
+        summary = build_demo(warehouse, settings, seasons=seasons, seed=seed)
+    except BaseException:
+        building.unlink(missing_ok=True)
+        raise
+    finally:
+        warehouse.close()
+    os.replace(building, target)
+    Path(f"{target}.wal").unlink(missing_ok=True)
+    return summary
+
+
+def ensure_demo(settings: Settings) -> DemoSummary | None:
+    """Build the demo warehouse when the configured warehouse is a DuckDB file that does not exist.
+
+    Returns what it built, or None when there was nothing to do (the file exists, or the warehouse
+    is not a local file: a production warehouse is never filled with demo data).
+    """
+    from backfill.warehouse import parse_url
+
+    kind, location = parse_url(settings.warehouse)
+    if kind != "duckdb" or location == ":memory:" or Path(location).exists():
+        return None
+    return build_demo_file(location, settings)

@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` (the console on the demo warehouse) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WAREHOUSE ?= data/warehouse.duckdb
+PORT ?= 8501
+
+.PHONY: run test lint format demo clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' Makefile | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(WAREHOUSE): | $(VENV)/.installed
+	$(PY) -m backfill demo --warehouse $(WAREHOUSE)
+
+run: $(VENV)/.installed $(WAREHOUSE)  ## serve the console on the demo warehouse
+	BACKFILL_WAREHOUSE=$(WAREHOUSE) $(VENV)/bin/streamlit run app.py --server.port $(PORT)
+
+test: $(VENV)/.installed  ## run the whole test suite
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed  ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed  ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: $(VENV)/.installed  ## rebuild the demo warehouse from scratch
+	$(PY) -m backfill demo --warehouse $(WAREHOUSE)
+
+clean:  ## remove the virtual environment and generated data
+	rm -rf $(VENV) data artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""Shared fixtures: a demo warehouse built once per session, copied for tests that write."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backfill.config import Settings
+from backfill.demo import build_demo_file
+from backfill.warehouse.duckdb import DuckDBWarehouse
+
+DEMO_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def demo_file(tmp_path_factory) -> Path:
+    """A demo warehouse file (one season, seed 7), built once; never write to it."""
+    path = tmp_path_factory.mktemp("demo") / "warehouse.duckdb"
+    build_demo_file(path, Settings(warehouse=str(path)), seed=DEMO_SEED)
+    return path
+
+
+@pytest.fixture
+def demo_copy(demo_file, tmp_path) -> Path:
+    """A private copy of the demo warehouse file, for tests that write to it."""
+    target = tmp_path / "warehouse.duckdb"
+    shutil.copy(demo_file, target)
+    return target
+
+
+@pytest.fixture
+def settings(demo_copy, tmp_path) -> Settings:
+    """Settings pointing at a private demo copy and a private ledger, with no retry delays."""
+    return Settings(
+        warehouse=str(demo_copy),
+        ledger=str(tmp_path / "ledger.sqlite"),
+        retry_delays=(0.0, 0.0, 0.0),
+    )
+
+
+@pytest.fixture
+def demo(settings) -> DuckDBWarehouse:
+    """The adapter of the private demo copy."""
+    warehouse = DuckDBWarehouse(settings, settings.warehouse)
+    yield warehouse
+    warehouse.close()
+
+
+@pytest.fixture
+def read_only_demo(demo_file) -> DuckDBWarehouse:
+    """The adapter of the shared demo file, for tests that only read."""
+    settings = Settings(warehouse=str(demo_file))
+    warehouse = DuckDBWarehouse(settings, demo_file)
+    yield warehouse
+    warehouse.close()
