@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from backfill.errors import BadInput
 
@@ -52,7 +53,7 @@ class Settings:
     operators: tuple[str, ...] = ()
     cache_ttl_s: int = 60
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are immutable)."""
         return dataclasses.replace(self, **changes)
 

@@ -121,9 +121,7 @@ def _range_params(settings: Settings, start: dt.date, end: dt.date) -> dict:
     }
 
 
-def daily_coverage(
-    warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date
-) -> pd.DataFrame:
+def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """One row per date of the range and stage, off days included (status ``no_games``)."""
     counts = warehouse.query(DAILY_SQL, _range_params(settings, start, end))
     calendar = pd.DataFrame({"game_date": date_span(start, end)})

@@ -33,7 +33,7 @@ THIN_MLFS_DATE = dt.date(2021, 12, 9)
 THIN_MLFS_SHARE = 0.85
 """Share of 2021-12-09's MLFS rows that survive the incident: under the 90% gate."""
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BUILT_AT = dt.datetime(2022, 7, 1, 3, 0, tzinfo=UTC)
 """When the demo pretends MLFS and predictions were last computed (fixed, for determinism)."""
 CORRECTED_AT = dt.datetime(2022, 7, 15, 8, 0, tzinfo=UTC)
@@ -55,7 +55,7 @@ _LAST = (
 
 # Chance of playing in a team game by roster rank (1 = star, 15 = end of the bench).
 _PLAY_CHANCE = np.array(
-    [0.95, 0.95, 0.94, 0.94, 0.93, 0.92, 0.9, 0.88, 0.8, 0.75, 0.6, 0.5, 0.35, 0.28, 0.2]
+    [0.95, 0.95, 0.94, 0.94, 0.93, 0.92, 0.9, 0.88, 0.82, 0.78, 0.7, 0.62, 0.55, 0.45, 0.4]
 )
 _MINUTES_MEAN = np.array([35, 33, 31, 29, 27, 24, 22, 20, 17, 15, 12, 10, 8, 7, 6], dtype=float)
 
@@ -88,11 +88,20 @@ def _players(rng: np.random.Generator) -> pd.DataFrame:
     )
 
 
+def _month_days(year: int, month: int) -> set[dt.date]:
+    first = dt.date(year, month, 1)
+    return {
+        first + dt.timedelta(days=offset)
+        for offset in range(31)
+        if (first + dt.timedelta(days=offset)).month == month
+    }
+
+
 def _box_scores(season: int, players: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """player_game_summary rows of one season."""
     games = schedule(season, rng)
     team_games = []  # (game_id, date, team, opponent, is_home)
-    for number, (day, home, away) in enumerate(games):
+    for day, home, away in games:
         game_id = f"{day:%Y%m%d}_{away}_{home}"
         team_games.append((game_id, day, home, away, True))
         team_games.append((game_id, day, away, home, False))
@@ -109,7 +118,17 @@ def _box_scores(season: int, players: pd.DataFrame, rng: np.random.Generator) ->
         absent |= (rows["player_lookup"] == lookup).to_numpy() & (
             (rows["game_date"] >= start) & (rows["game_date"] < start + length)
         ).to_numpy()
-    plays = (rng.random(len(rows)) < chance) & ~absent
+    # Call-ups from the G League play their team's last three games of November: bootstrap games
+    # all of them (why the team's November stood just under 100% player coverage), and by December
+    # they have the three games of history that predictions need.
+    forced = np.zeros(len(rows), dtype=bool)
+    for lookup in rng.choice(players.loc[players["rank"] >= 12, "player_lookup"], size=5, replace=False):
+        own = (rows["player_lookup"] == lookup).to_numpy()
+        november = sorted(set(rows.loc[own, "game_date"]) & set(_month_days(season, 11)))
+        debut_games = november[-3:]
+        absent |= own & (rows["game_date"] < debut_games[0]).to_numpy()
+        forced |= own & rows["game_date"].isin(debut_games).to_numpy()
+    plays = ((rng.random(len(rows)) < chance) & ~absent) | forced
     rows = rows[plays].copy()
     minutes = rng.normal(_MINUTES_MEAN[rows["rank"].to_numpy()], 4.0).clip(1, 46)
     rows["minutes_played"] = minutes.round(1)
@@ -150,7 +169,10 @@ def build_demo(warehouse: Warehouse, settings: Settings, seasons: int = 1, seed:
 # two missing prediction dates, one MLFS date under the gate and every category of stale row.
 _INCIDENT = (
     # Predictions of the two timed-out dates never landed.
-    ("DELETE FROM {pred} WHERE game_date IN (@d1, @d2)", {"d1": MISSING_PREDICTION_DATES[0], "d2": MISSING_PREDICTION_DATES[1]}),
+    (
+        "DELETE FROM {pred} WHERE game_date IN (@d1, @d2)",
+        {"d1": MISSING_PREDICTION_DATES[0], "d2": MISSING_PREDICTION_DATES[1]},
+    ),
     # Orphans: MERGE leftovers for a player renamed upstream (a suffix was dropped).
     (
         "INSERT INTO {mlfs} SELECT game_date, CONCAT(player_lookup, 'jr'), team_abbr, points_avg_last_5, "

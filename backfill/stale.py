@@ -84,7 +84,10 @@ def stale_counts(warehouse: Warehouse, settings: Settings, start: dt.date, end: 
     """Stale rows per date, table and category (long format; only non-zero counts)."""
     wide = warehouse.query(COUNTS_SQL, _params(settings, start, end))
     long = wide.melt(
-        id_vars=["game_date", "table_name"], value_vars=list(CATEGORIES), var_name="category", value_name="rows"
+        id_vars=["game_date", "table_name"],
+        value_vars=list(CATEGORIES),
+        var_name="category",
+        value_name="rows",
     )
     long = long[long["rows"] > 0].astype({"rows": "int64"})
     return long.sort_values(["game_date", "table_name", "category"]).reset_index(drop=True)

@@ -31,9 +31,7 @@ def replace_script(stage: str) -> str:
     )
 
 
-def replace_params(
-    stage: str, dates: list[dt.date], settings: Settings, now: dt.datetime
-) -> dict[str, Any]:
+def replace_params(stage: str, dates: list[dt.date], settings: Settings, now: dt.datetime) -> dict[str, Any]:
     """Parameters of :func:`replace_script` for a set of dates, computed at ``now``."""
     ordered = sorted(set(dates))
     base = {

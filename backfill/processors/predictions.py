@@ -20,9 +20,11 @@ SYSTEMS = {
 }
 """Formula of each known prediction system (code, not input: systems are chosen by name)."""
 
-_FORMULA = "CASE s.system_id " + " ".join(
-    f"WHEN '{system}' THEN {formula}" for system, formula in SYSTEMS.items()
-) + " END"
+_FORMULA = (
+    "CASE s.system_id "
+    + " ".join(f"WHEN '{system}' THEN {formula}" for system, formula in SYSTEMS.items())
+    + " END"
+)
 
 INSERT = f"""INSERT INTO {{pred}} (game_date, player_lookup, system_id, predicted_points, model_version,
   feature_processed_at, created_at)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -126,7 +127,7 @@ class Warehouse(ABC):
         """Bytes a query would process, where the warehouse can tell without running it."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - adapters without connections have nothing to release
         """Release connections; the adapter may be used again afterwards."""
 
     def _count(self) -> None:

@@ -7,8 +7,8 @@ dialect goes through sqlglot and is cached, so each distinct statement is transl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 import sqlglot
 
