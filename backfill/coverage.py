@@ -45,8 +45,12 @@ PLAYED_CTE = f"""played AS (
 
 DAILY_SQL = f"""WITH {PLAYED_CTE},
 mlfs_keys AS (SELECT DISTINCT game_date, player_lookup FROM {{mlfs}} WHERE game_date BETWEEN @start AND @end),
-pred_keys AS (SELECT DISTINCT game_date, player_lookup FROM {{pred}} WHERE game_date BETWEEN @start AND @end)
+pred_keys AS (SELECT DISTINCT game_date, player_lookup FROM {{pred}} WHERE game_date BETWEEN @start AND @end),
+mlfs_rows AS (SELECT game_date, COUNT(*) AS n FROM {{mlfs}} WHERE game_date BETWEEN @start AND @end GROUP BY game_date),
+pred_rows AS (SELECT game_date, COUNT(*) AS n FROM {{pred}} WHERE game_date BETWEEN @start AND @end GROUP BY game_date)
 SELECT p.game_date,
+  MAX(COALESCE(mr.n, 0)) AS mlfs_rows,
+  MAX(COALESCE(rr.n, 0)) AS predictions_rows,
   COUNT(*) AS players_total,
   COUNTIF(p.history_games < @min_history_games) AS bootstrap_players,
   COUNTIF(m.player_lookup IS NOT NULL) AS mlfs_covered,
@@ -56,6 +60,8 @@ SELECT p.game_date,
 FROM played AS p
 LEFT JOIN mlfs_keys AS m ON m.game_date = p.game_date AND m.player_lookup = p.player_lookup
 LEFT JOIN pred_keys AS r ON r.game_date = p.game_date AND r.player_lookup = p.player_lookup
+LEFT JOIN mlfs_rows AS mr ON mr.game_date = p.game_date
+LEFT JOIN pred_rows AS rr ON rr.game_date = p.game_date
 WHERE p.game_date BETWEEN @start AND @end
 GROUP BY p.game_date"""
 
@@ -140,6 +146,7 @@ def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end
                 "bootstrap_players": counts["bootstrap_players"],
                 "expected_total": counts["players_total"] - counts["bootstrap_players"],
                 "expected_covered": counts[f"{stage}_expected_covered"],
+                "table_rows": counts[f"{stage}_rows"],
                 "upstream_coverage_pct": mlfs_pct if stage == "predictions" else np.nan,
             }
         )
