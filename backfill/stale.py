@@ -20,7 +20,7 @@ import pandas as pd
 
 from backfill.config import Settings
 from backfill.warehouse import Warehouse
-from backfill.warehouse.schema import ML_FEATURE_STORE, PLAYER_PROP_PREDICTIONS, Table
+from backfill.warehouse.schema import ML_FEATURE_STORE, PLAYER_PROP_PREDICTIONS, TABLES, Table
 
 CATEGORIES = ("orphan", "duplicate", "outdated", "old_version", "null_field")
 
@@ -99,3 +99,41 @@ def stale_preview(
     """Up to ``limit`` stale rows of one table with their category flags."""
     sql = f"SELECT * FROM ({FLAGGED[table]}) AS flagged WHERE {ANY_FLAG} ORDER BY game_date, player_lookup LIMIT @limit"
     return warehouse.query(sql, _params(settings, start, end) | {"limit": int(limit)})
+
+
+def _keep_table(name: str) -> str:
+    return f"stale_keep_{name}"
+
+
+DELETE_SQL = (
+    "".join(
+        f"CREATE TEMP TABLE {_keep_table(name)} AS SELECT {', '.join(TABLES[name].column_names)} "
+        f"FROM ({flagged}) AS flagged WHERE game_date IN (SELECT d FROM UNNEST(@dates) AS d) "
+        f"AND NOT ({ANY_FLAG});\n"
+        for name, flagged in FLAGGED.items()
+    )
+    + "BEGIN TRANSACTION;\n"
+    + "".join(
+        f"DELETE FROM {{{name}}} WHERE game_date IN (SELECT d FROM UNNEST(@dates) AS d);\n"
+        f"INSERT INTO {{{name}}} ({', '.join(TABLES[name].column_names)}) "
+        f"SELECT {', '.join(TABLES[name].column_names)} FROM {_keep_table(name)};\n"
+        for name in FLAGGED
+    )
+    + "COMMIT TRANSACTION;\n"
+    + "".join(f"DROP TABLE {_keep_table(name)};\n" for name in FLAGGED)
+)
+"""Keep every row that is not stale, then replace the affected dates with the kept rows atomically.
+
+Replacing whole dates is what makes duplicates deletable: two identical rows cannot be told apart
+by a DELETE's condition, but keeping exactly one of them is easy.
+"""
+
+
+def delete_stale(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Delete the stale rows of a range in one transaction; returns the counts that were deleted."""
+    counts = stale_counts(warehouse, settings, start, end)
+    if counts.empty:
+        return counts
+    dates = sorted(set(counts["game_date"]))
+    warehouse.execute(DELETE_SQL, _params(settings, min(dates), max(dates)) | {"dates": dates})
+    return counts

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from backfill.config import Settings
+from backfill.crashpoints import IN_TRANSACTION, crash_point
 from backfill.warehouse.base import Warehouse, dates_to_python
 from backfill.warehouse.schema import Table
 
@@ -87,6 +88,8 @@ class DuckDBWarehouse(Warehouse):
                     if keyword in {"BEGIN", "COMMIT", "ROLLBACK"}:
                         in_transaction = keyword == "BEGIN"
                     connection.execute(statement, _bind(statement, params))
+                    if in_transaction and keyword == "DELETE":
+                        crash_point(IN_TRANSACTION)
             except BaseException:
                 if in_transaction:
                     with contextlib.suppress(duckdb.Error):

@@ -1,0 +1,155 @@
+"""Kill a backfill process with SIGKILL at named points, then resume it (SPEC 5, fault bars).
+
+Every date must be either exactly as before or fully replaced after the crash, and the resumed run
+must finish only what was left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from backfill import coverage, launch, stale
+from backfill.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+DEC_1, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 31)
+
+BACKFILL_DECEMBER = """
+from backfill.config import load_settings
+from backfill.launch import run_here
+from backfill.request import BackfillRequest
+settings = load_settings()
+request = BackfillRequest.build(settings, start="2021-12-01", end="2021-12-31")
+print(run_here(settings, request, "tester").status)
+"""
+
+
+def environment(settings, **extra) -> dict:
+    return (
+        os.environ
+        | {
+            "PYTHONPATH": str(ROOT),
+            "BACKFILL_WAREHOUSE": settings.warehouse,
+            "BACKFILL_LEDGER": settings.ledger,
+            "BACKFILL_RETRY_DELAYS": "0,0,0",
+            "BACKFILL_BATCH_SIZE": "8",
+        }
+        | extra
+    )
+
+
+def snapshot(path: str) -> dict[tuple[str, dt.date], pd.DataFrame]:
+    """Rows of every December date of both stages, keyed by (table, date)."""
+    connection = duckdb.connect(path, read_only=True)
+    try:
+        tables = {
+            "mlfs": "SELECT * FROM nba_precompute.ml_feature_store",
+            "pred": "SELECT * FROM nba_predictions.player_prop_predictions",
+        }
+        result = {}
+        for name, sql in tables.items():
+            frame = connection.execute(f"{sql} WHERE game_date BETWEEN ? AND ?", [DEC_1, DEC_31]).df()
+            frame["game_date"] = pd.to_datetime(frame["game_date"]).dt.date
+            for day, rows in frame.groupby("game_date"):
+                result[(name, day)] = rows.sort_values(list(rows.columns)[:3]).reset_index(drop=True)
+        return result
+    finally:
+        connection.close()
+
+
+def assert_each_date_as_before_or_fully_replaced(before, after, crash_started: pd.Timestamp) -> set:
+    """Returns the (table, date) pairs that were replaced."""
+    replaced = set()
+    for key in set(before) | set(after):
+        old, new = before.get(key), after.get(key)
+        if old is not None and new is not None and old.equals(new):
+            continue
+        stamp = "processed_at" if key[0] == "mlfs" else "created_at"
+        assert new is not None, f"{key} lost its rows"
+        assert (new[stamp] >= crash_started).all(), f"{key} is a mix of old and new rows"
+        replaced.add(key)
+    return replaced
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["before_replace", "in_transaction", "after_replace", "after_replace:3"])
+def test_killed_backfill_leaves_dates_whole_and_resume_finishes_it(settings, point):
+    before = snapshot(settings.warehouse)
+    started = pd.Timestamp.now(tz="UTC")
+    crashed = subprocess.run(
+        [sys.executable, "-c", BACKFILL_DECEMBER],
+        env=environment(settings, BACKFILL_CRASH_AT=point),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert crashed.returncode == -9, crashed.stderr
+
+    replaced = assert_each_date_as_before_or_fully_replaced(before, snapshot(settings.warehouse), started)
+    if point.startswith("after_replace"):
+        assert replaced  # the committed batch is whole
+    else:
+        assert not replaced  # nothing committed: every date as before
+
+    ledger = Ledger(settings.ledger)
+    (run,) = ledger.list_runs()
+    assert run.status == "running"
+    assert ledger.detect_interrupted() == [run.run_id]
+    assert ledger.get_run(run.run_id).status == "interrupted"
+    finished_before = {
+        (item["stage"], item["game_date"]): item["finished_at"] for item in ledger.items(run.run_id, ["done"])
+    }
+    if point == "after_replace:3":
+        assert len(finished_before) == 16  # the first batch of 8 dates, both stages
+
+    result = launch.resume(settings, run.run_id, "tester", sleep=lambda seconds: None)
+    assert result.status == "succeeded"
+    # Resume did only unfinished work: items done before the crash were not redone.
+    for item in ledger.items(run.run_id, ["done"]):
+        key = (item["stage"], item["game_date"])
+        if key in finished_before:
+            assert item["finished_at"] == finished_before[key]
+
+    from backfill.warehouse.duckdb import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(settings, settings.warehouse)
+    figures = coverage.monthly_coverage(warehouse, settings, DEC_1, DEC_31).set_index("stage")
+    assert (figures["expected_coverage_pct"] == 100.0).all()
+    assert stale.stale_counts(warehouse, settings, DEC_1, DEC_31).empty
+
+
+@pytest.mark.slow
+def test_a_warehouse_lock_held_by_another_process_is_waited_out(settings):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time\n"
+         f"c = duckdb.connect({settings.warehouse!r})\nprint('holding', flush=True)\ntime.sleep(3)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "holding"
+    began = time.monotonic()
+    finished = subprocess.run(
+        [sys.executable, "-c", BACKFILL_DECEMBER],
+        env=environment(settings, BACKFILL_RETRY_DELAYS="0.5,1,1,1,1,1,1", BACKFILL_MAX_ATTEMPTS="8"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    holder.wait(timeout=30)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "succeeded"
+    assert time.monotonic() - began >= 2.0  # it did have to wait
+    ledger = Ledger(settings.ledger)
+    (run,) = ledger.list_runs()
+    waits = [e for e in ledger.events(run.run_id, limit=500) if "lock" in e["message"].lower()]
+    assert waits, "the lock conflict should be logged as a retried transient failure"
+    assert {item["status"] for item in ledger.items(run.run_id)} <= {"done", "skipped"}
