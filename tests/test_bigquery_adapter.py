@@ -431,6 +431,7 @@ TEMPLATES = {
     "coverage BOUNDS_SQL": (coverage.BOUNDS_SQL, {}),
     "stale COUNTS_SQL": (stale.COUNTS_SQL, STALE_PARAMS),
     **{f"stale FLAGGED {table}": (sql, STALE_PARAMS) for table, sql in stale.FLAGGED.items()},
+    "stale DELETE_SQL": (stale.DELETE_SQL, STALE_PARAMS | {"dates": [DAY]}),
     **{
         f"replace_script {stage}": (
             replace_script(stage),
