@@ -134,7 +134,6 @@ def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end
     counts = calendar.merge(counts, on="game_date", how="left").fillna(0)
     for column in counts.columns.drop("game_date"):
         counts[column] = counts[column].astype("int64")
-    mlfs_pct = _ratio_pct(counts["mlfs_covered"], counts["players_total"])
     frames = []
     for stage in STAGES:
         frame = pd.DataFrame(
@@ -147,7 +146,8 @@ def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end
                 "expected_total": counts["players_total"] - counts["bootstrap_players"],
                 "expected_covered": counts[f"{stage}_expected_covered"],
                 "table_rows": counts[f"{stage}_rows"],
-                "upstream_coverage_pct": mlfs_pct if stage == "predictions" else np.nan,
+                # MLFS beside predictions: the gate's input.
+                "upstream_covered": counts["mlfs_covered"] if stage == "predictions" else np.nan,
             }
         )
         frames.append(frame)
@@ -157,6 +157,10 @@ def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end
     ]
     daily["expected_coverage_pct"] = [
         pct(c, t) for c, t in zip(daily["expected_covered"], daily["expected_total"])
+    ]
+    daily["upstream_coverage_pct"] = [
+        pct(int(c), t) if stage == "predictions" else None
+        for c, t, stage in zip(daily["upstream_covered"].fillna(0), daily["players_total"], daily["stage"])
     ]
     daily["status"] = date_status(daily, settings)
     daily["season"] = [season_of(day) for day in daily["game_date"]]
@@ -168,14 +172,17 @@ def _stage_order(column: pd.Series) -> pd.Series:
     return column.map(STAGES.index) if column.name == "stage" else column
 
 
+def upstream_ratio_pct(daily: pd.DataFrame) -> pd.Series:
+    """Unrounded MLFS coverage beside predictions rows (the gate compares this, not the display)."""
+    return _ratio_pct(daily["upstream_covered"], daily["players_total"])
+
+
 def date_status(daily: pd.DataFrame, settings: Settings) -> pd.Series:
     """Status of each (date, stage) row from its counts (SPEC 3)."""
     pg_pct = _ratio_pct(daily["players_covered"], daily["players_total"])
     expected_pct = _ratio_pct(daily["expected_covered"], daily["expected_total"])
     expected_ok = (daily["expected_total"] == 0) | (expected_pct >= settings.ok_pct)
-    gated = (daily["stage"] == "predictions") & (
-        daily["upstream_coverage_pct"] < settings.min_mlfs_coverage_pct
-    )
+    gated = (daily["stage"] == "predictions") & (upstream_ratio_pct(daily) < settings.min_mlfs_coverage_pct)
     conditions = [
         daily["players_total"] == 0,
         expected_ok & (pg_pct >= settings.ok_pct),

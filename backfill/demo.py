@@ -23,6 +23,7 @@ import pandas as pd
 
 from backfill.config import Settings
 from backfill.demo_calendar import TEAMS, schedule
+from backfill.errors import BadInput
 from backfill.processors import replace_params, replace_script
 from backfill.warehouse import Warehouse
 from backfill.warehouse.schema import PLAYER_GAME_SUMMARY
@@ -142,8 +143,8 @@ def _box_scores(season: int, players: pd.DataFrame, rng: np.random.Generator) ->
 
 def build_demo(warehouse: Warehouse, settings: Settings, seasons: int = 1, seed: int = 7) -> DemoSummary:
     """(Re)build the demo warehouse from nothing; the same seed gives the same data."""
-    if seasons < 1:
-        raise ValueError("seasons must be 1 or more")
+    if not 1 <= seasons <= 40:
+        raise BadInput(f"seasons must be between 1 and 40, got {seasons}")
     rng = np.random.default_rng(seed)
     players = _players(rng)
     years = tuple(range(INCIDENT_SEASON - seasons + 1, INCIDENT_SEASON + 1))

@@ -209,7 +209,7 @@ class Runner:
                 stage == "predictions"
                 and not (
                     gate := mlfs_gate(
-                        row["upstream_coverage_pct"],
+                        100.0 * row["upstream_covered"] / row["players_total"],
                         self.request.min_mlfs_coverage_pct,
                         self.request.skip_mlfs_check,
                     )

@@ -76,10 +76,11 @@ def check_range(
     today: Callable[[], dt.date] = dt.date.today,
 ) -> tuple[dt.date, dt.date]:
     """An inclusive date range: not reversed, not in the future, not longer than ``max_days``."""
+    for day in (start, end):
+        if day > today():
+            raise BadInput(f"date {day} is in the future")
     if start > end:
         raise BadInput(f"range is reversed: start {start} is after end {end}")
-    if end > today():
-        raise BadInput(f"end date {end} is in the future")
     days = (end - start).days + 1
     if max_days is not None and days > max_days:
         raise BadInput(f"range of {days} days is over the maximum of {max_days} days")

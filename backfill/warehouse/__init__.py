@@ -7,11 +7,15 @@ optionally ``duckdb:///path``), ``:memory:``, or ``bigquery://PROJECT``.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backfill.config import Settings
 from backfill.errors import BadInput
 from backfill.validate import check_project
-from backfill.warehouse.base import Warehouse
+
+if TYPE_CHECKING:  # the adapters import pandas and sqlglot; parse_url must stay instant
+    from backfill.warehouse.base import Warehouse
 
 ADAPTERS = {
     "duckdb": "backfill.warehouse.duckdb:DuckDBWarehouse",
@@ -47,9 +51,21 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def connect(settings: Settings, url: str | None = None) -> Warehouse:
-    """The adapter for ``url`` (default: the configured warehouse)."""
+    """The adapter for ``url`` (default: the configured warehouse); a DuckDB file must exist."""
     kind, location = parse_url(url or settings.warehouse)
+    if kind == "duckdb" and location != ":memory:" and not Path(location).is_file():
+        raise BadInput(
+            f"DuckDB warehouse {location} does not exist (create a demo with: python -m backfill demo --warehouse {location})"
+        )
     return _adapter(kind)(settings, location)
+
+
+def __getattr__(name: str):
+    if name == "Warehouse":
+        from backfill.warehouse.base import Warehouse
+
+        return Warehouse
+    raise AttributeError(name)
 
 
 __all__ = ["ADAPTERS", "Warehouse", "connect", "parse_url"]

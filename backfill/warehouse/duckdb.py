@@ -36,8 +36,6 @@ class DuckDBWarehouse(Warehouse):
         self.path = str(path)
         self._local = threading.local()
         self._memory: duckdb.DuckDBPyConnection | None = None
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
