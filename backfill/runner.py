@@ -92,6 +92,7 @@ class Runner:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], dt.datetime] = now_utc,
         monotonic: Callable[[], float] = time.monotonic,
+        echo: Callable[[str], None] | None = None,
     ):
         self.warehouse = warehouse
         self.settings = settings
@@ -99,6 +100,7 @@ class Runner:
         self.run_id = run_id
         self.clock = clock
         self.monotonic = monotonic
+        self.echo = echo
         self.request = BackfillRequest.from_params(ledger.get_run(run_id).params)
         self.policy = self.request.retry_policy(sleep=sleep)
         self._statements_at_start = warehouse.statements_issued
@@ -125,9 +127,9 @@ class Runner:
                     error_message=str(conflict),
                 )
             self.ledger.finish_run(self.run_id, "refused", f"refused: {conflict}")
-            self.ledger.log(self.run_id, f"refused: {conflict}", "error")
+            self._log(f"refused: {conflict}", "error")
             return self._result()
-        self.ledger.log(self.run_id, f"started: {len(open_items)} open items on {self.warehouse.describe()}")
+        self._log(f"started: {len(open_items)} open items on {self.warehouse.describe()}")
         heartbeat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.run_id}", daemon=True)
         heartbeat.start()
         try:
@@ -147,6 +149,12 @@ class Runner:
         finally:
             self._stop_heartbeat.set()
         return self._result()
+
+    def _log(self, message: str, level: str = "info") -> None:
+        """A log line in the ledger (the console shows the latest), echoed to the caller if asked."""
+        self.ledger.log(self.run_id, message, level)
+        if self.echo is not None:
+            self.echo(f"{self.clock():%H:%M:%S} {level:<7} {message}")
 
     def _heartbeat(self) -> None:
         while not self._stop_heartbeat.wait(HEARTBEAT_EVERY_S):
@@ -168,7 +176,7 @@ class Runner:
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         self.ledger.heartbeat(self.run_id, self._statements())
         self.ledger.finish_run(self.run_id, status, message or summary)
-        self.ledger.log(self.run_id, f"{status}: {summary}; {self._statements()} warehouse statements")
+        self._log(f"{status}: {summary}; {self._statements()} warehouse statements")
 
     def _cancel(self) -> RunResult:
         for stage in self.request.stages:
@@ -216,7 +224,7 @@ class Runner:
                 ).passed
             ):
                 outcomes[day] = {"status": "blocked", "error_class": "blocked", "error_message": gate.reason}
-                self.ledger.log(self.run_id, f"{stage} {day}: blocked, {gate.reason}", "warning")
+                self._log(f"{stage} {day}: blocked, {gate.reason}", "warning")
             else:
                 runnable.append(day)
             outcomes[day] = outcomes.get(day, {}) | {"coverage_before": now_pct}
@@ -252,8 +260,7 @@ class Runner:
         self.ledger.record_items(self.run_id, stage, outcomes)
         self.ledger.heartbeat(self.run_id, self._statements())
         failed = [day for day in runnable if results[day].error is not None]
-        self.ledger.log(
-            self.run_id,
+        self._log(
             f"{stage} {dates[0]}..{dates[-1]}: {len(done)} done, {len(failed)} failed, "
             f"{len(dates) - len(runnable)} blocked or skipped",
             "warning" if failed else "info",
@@ -278,8 +285,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, the run goes on
             attempts = getattr(exc, "attempts", 1)
             if classify(exc) == PERMANENT and len(dates) > 1:
-                self.ledger.log(
-                    self.run_id,
+                self._log(
                     f"{stage}: permanent failure in a batch of {len(dates)}; splitting it",
                     "warning",
                 )
@@ -305,8 +311,7 @@ class Runner:
             return fn()
 
         def on_retry(number: int, error: BaseException, delay: float) -> None:
-            self.ledger.log(
-                self.run_id,
+            self._log(
                 f"{what}: attempt {number} failed ({type(error).__name__}: {str(error)[:200]}); "
                 f"retrying in {delay:.1f}s",
                 "warning",

@@ -1,0 +1,390 @@
+"""Commands that write or follow backfills: ``run``, ``runs``, ``stale`` and the hidden ``worker``.
+
+``run`` executes in the foreground and prints the runner's log lines as they happen (``--detach``
+hands the run to a background worker instead); either way the run is in the ledger, where
+``runs`` and the console read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from backfill.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    Context,
+    add_range_options,
+    open_warehouse,
+    parse_range,
+    plural,
+    resolve_range,
+    text_table,
+)
+from backfill.errors import BadInput
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        parents=[common],
+        help="backfill MLFS and predictions for dates (gated, atomic, retried)",
+        description="Recompute the selected dates of each stage (MLFS, then predictions) and replace "
+        "their rows atomically. Predictions of a date run only when MLFS covers at least "
+        "--min-mlfs-coverage percent of it; below, the date is blocked (not failed). Transient "
+        "warehouse errors are retried; a permanent one fails only its dates. "
+        "Exit 0: every date done; 1: some dates failed or were blocked; 2: bad input.",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dates", metavar="D,D,...", help="comma-separated game dates")
+    which.add_argument("--start", metavar="D", help="first date of a range (with --end)")
+    which.add_argument(
+        "--rerun-failed", metavar="RUN_ID", help="the failed, blocked or cancelled dates of a run"
+    )
+    parser.add_argument("--end", metavar="D", help="last date of a range (with --start)")
+    parser.add_argument(
+        "--only-transient", action="store_true", help="with --rerun-failed: only the transient failures"
+    )
+    parser.add_argument(
+        "--stages",
+        metavar="S,S",
+        help="mlfs, predictions or both (default: both; with --rerun-failed: as needed)",
+    )
+    parser.add_argument("--skip-mlfs-check", action="store_true", help="run predictions whatever MLFS covers")
+    parser.add_argument(
+        "--min-mlfs-coverage", metavar="PCT", help="the MLFS gate, 0-100 (default: the configured 90)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="show the plan and write nothing")
+    parser.add_argument("--max-attempts", metavar="N", help="attempts per statement (default: 4)")
+    parser.add_argument(
+        "--retry-delays", metavar="S,S,S", help="seconds before each retry (default: 30,60,120)"
+    )
+    parser.add_argument("--batch-size", metavar="N", help="dates per statement (default: 31)")
+    parser.add_argument(
+        "--detach", action="store_true", help="run in a background process and print the run id at once"
+    )
+    parser.set_defaults(handler=_run_backfill)
+
+
+def _request(args: argparse.Namespace, ctx: Context):
+    from backfill.launch import rerun_request
+    from backfill.ledger import Ledger
+    from backfill.request import BackfillRequest
+
+    overrides = {
+        "min_mlfs_coverage_pct": args.min_mlfs_coverage,
+        "max_attempts": args.max_attempts,
+        "retry_delays": args.retry_delays,
+        "batch_size": args.batch_size,
+    }
+    if args.rerun_failed:
+        if args.end:
+            raise BadInput("--end goes with --start, not with --rerun-failed")
+        base = rerun_request(Ledger(ctx.settings.ledger), args.rerun_failed, args.only_transient)
+        # Flags given now override the failed run's settings.
+        request = BackfillRequest.build(
+            ctx.settings,
+            dates=base.dates,
+            stages=args.stages or base.stages,
+            skip_mlfs_check=args.skip_mlfs_check or base.skip_mlfs_check,
+            today=ctx.today,
+            **{key: value if value is not None else getattr(base, key) for key, value in overrides.items()},
+        )
+        return request, args.rerun_failed
+    if args.only_transient:
+        raise BadInput("--only-transient goes with --rerun-failed")
+    if args.start and not args.end:
+        raise BadInput("--start needs --end (or use --dates)")
+    if args.end and not args.start:
+        raise BadInput("--end needs --start")
+    request = BackfillRequest.build(
+        ctx.settings,
+        dates=args.dates,
+        start=args.start,
+        end=args.end,
+        stages=args.stages or "mlfs,predictions",
+        skip_mlfs_check=args.skip_mlfs_check,
+        today=ctx.today,
+        **overrides,
+    )
+    return request, None
+
+
+_PLAN_COLUMNS = [
+    ("date", "game_date"),
+    ("stage", "stage"),
+    ("action", "action"),
+    ("now", "status_now"),
+    ("covered", "covered"),
+    ("coverage %", "coverage_now_pct"),
+    ("stale rows", "stale_rows_to_go"),
+    ("gate", "gate"),
+]
+
+
+def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
+    from backfill.access import local_user
+    from backfill.launch import run_here, submit
+
+    request, parent = _request(args, ctx)
+    who = local_user()
+    warehouse = open_warehouse(ctx)
+    if args.dry_run:
+        from backfill.plan import dry_run
+        from backfill.report import records
+
+        plan = records(dry_run(warehouse, ctx.settings, request))
+        for row in plan:
+            row["covered"] = f"{row['players_covered']}/{row['players_total']}"
+        print(
+            f"Dry run: {plural(len(request.dates), 'date')} x {', '.join(request.stages)} on "
+            f"{warehouse.describe()}; nothing is written.",
+            file=ctx.out,
+        )
+        print(text_table(plan, _PLAN_COLUMNS), file=ctx.out)
+        return EXIT_OK
+    if args.detach:
+        run_id = submit(ctx.settings, request, who, parent_run_id=parent, warehouse=warehouse)
+        print(
+            f"Started run {run_id} in the background; follow it with: python -m backfill runs show {run_id}",
+            file=ctx.out,
+        )
+        return EXIT_OK
+    began = time.perf_counter()
+    result = run_here(
+        ctx.settings,
+        request,
+        who,
+        parent_run_id=parent,
+        warehouse=warehouse,
+        echo=lambda line: print(line, file=ctx.err),
+    )
+    return _report_result(result, ctx, time.perf_counter() - began)
+
+
+def _report_result(result, ctx: Context, seconds: float | None = None) -> int:
+    from backfill.ledger import Ledger
+
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    print(
+        f"Run {result.run_id} {result.status}{took}: {counts}; {plural(result.statements, 'warehouse statement')}",
+        file=ctx.out,
+    )
+    if result.status == "refused":
+        print(f"  {result.message}", file=ctx.out)
+    problems = [
+        item
+        for item in Ledger(ctx.settings.ledger).items(result.run_id)
+        if item["status"] in ("failed", "blocked")
+    ]
+    for item in problems:
+        print(
+            f"  {item['game_date']} {item['stage']}: {item['status']}"
+            + (f" ({item['error_class']})" if item["status"] == "failed" else "")
+            + f": {item['error_message']}",
+            file=ctx.out,
+        )
+    if problems:
+        print(f"  rerun them with: python -m backfill run --rerun-failed {result.run_id}", file=ctx.out)
+    return result.exit_code
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def add_runs(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "runs",
+        parents=[common],
+        help="run history; runs show|resume|cancel RUN_ID",
+        description="The run history from the ledger (newest first); 'runs show RUN_ID' gives a run's "
+        "dates x stages with status, attempts, rows written, coverage before/after and errors; "
+        "'runs resume RUN_ID' finishes an interrupted run (only its unfinished dates); "
+        "'runs cancel RUN_ID' stops a run before its next batch.",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="how many runs to list (default: 20)"
+    )
+    actions = parser.add_subparsers(dest="runs_action", metavar="ACTION")
+    for name, helptext in (
+        ("show", "a run's dates x stages"),
+        ("resume", "finish an interrupted run"),
+        ("cancel", "stop a run before its next batch"),
+    ):
+        action = actions.add_parser(name, parents=[common], help=helptext, description=helptext)
+        action.add_argument("run_id", metavar="RUN_ID")
+    parser.set_defaults(handler=_run_runs)
+
+
+_RUN_COLUMNS = [
+    ("run", "run_id"),
+    ("status", "status"),
+    ("by", "created_by"),
+    ("created", "created"),
+    ("dates", "dates"),
+    ("stages", "stages"),
+    ("statements", "statements"),
+    ("outcome", "message"),
+]
+
+_ITEM_COLUMNS = [
+    ("date", "game_date"),
+    ("stage", "stage"),
+    ("status", "status"),
+    ("attempts", "attempts"),
+    ("seconds", "duration_s"),
+    ("rows", "rows_written"),
+    ("before %", "coverage_before"),
+    ("after %", "coverage_after"),
+    ("error", "error"),
+]
+
+
+def _run_runs(args: argparse.Namespace, ctx: Context) -> int:
+    from backfill.access import local_user
+    from backfill.ledger import Ledger
+
+    ledger = Ledger(ctx.settings.ledger)
+    ledger.detect_interrupted()
+    if args.runs_action is None:
+        if args.limit < 1:
+            raise BadInput(f"--limit must be 1 or more, got {args.limit}")
+        runs = ledger.list_runs(args.limit)
+        if not runs:
+            print("No runs recorded yet.", file=ctx.out)
+            return EXIT_OK
+        rows = [
+            {
+                "run_id": run.run_id,
+                "status": run.status,
+                "created_by": run.created_by,
+                "created": run.created_at[:19].replace("T", " "),
+                "dates": len(run.params.get("dates", [])),
+                "stages": ",".join(run.params.get("stages", [])),
+                "statements": run.statements,
+                "message": run.message or "",
+            }
+            for run in runs
+        ]
+        print(text_table(rows, _RUN_COLUMNS), file=ctx.out)
+        return EXIT_OK
+    if args.runs_action == "show":
+        return _show_run(ledger, args.run_id, ctx)
+    if args.runs_action == "cancel":
+        from backfill.launch import cancel
+
+        cancel(ctx.settings, args.run_id, local_user())
+        print(f"Asked run {args.run_id} to stop before its next batch.", file=ctx.out)
+        return EXIT_OK
+    from backfill.launch import resume
+
+    began = time.perf_counter()
+    result = resume(ctx.settings, args.run_id, local_user(), echo=lambda line: print(line, file=ctx.err))
+    return _report_result(result, ctx, time.perf_counter() - began)
+
+
+def _show_run(ledger, run_id: str, ctx: Context) -> int:
+    run = ledger.get_run(run_id)
+    params = run.params
+    print(
+        f"Run {run.run_id}: {run.status}\n"
+        f"  by {run.created_by} at {run.created_at}; on {run.warehouse}\n"
+        f"  {plural(len(params['dates']), 'date')} x {', '.join(params['stages'])}; gate "
+        f"{'skipped' if params['skip_mlfs_check'] else str(params['min_mlfs_coverage_pct']) + '%'}; "
+        f"{params['max_attempts']} attempts, delays {params['retry_delays']}; batches of {params['batch_size']}\n"
+        f"  {plural(run.statements, 'warehouse statement')}"
+        + (f"; rerun of {run.parent_run_id}" if run.parent_run_id else "")
+        + (f"\n  {run.message}" if run.message else ""),
+        file=ctx.out,
+    )
+    items = ledger.items(run_id)
+    for item in items:
+        error = item["error_message"] or ""
+        item["error"] = f"[{item['error_class']}] {error}" if item["error_class"] else error
+    print(text_table(items, _ITEM_COLUMNS), file=ctx.out)
+    return EXIT_OK
+
+
+# -- stale ----------------------------------------------------------------------------------------
+
+
+def add_stale(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "stale",
+        parents=[common],
+        help="stale rows by date, table and category; --delete --yes removes them",
+        description="Stale rows of the feature store and the predictions: orphans (no "
+        "player_game_summary row), duplicates, outdated rows (computed before their upstream row "
+        "changed), old versions and NULLs in required columns. With --delete --yes they are deleted "
+        "in one transaction and the deletion is recorded in the ledger.",
+    )
+    add_range_options(parser)
+    parser.add_argument("--delete", action="store_true", help="delete the stale rows (needs --yes)")
+    parser.add_argument("--yes", action="store_true", help="confirm the deletion")
+    parser.set_defaults(handler=_run_stale)
+
+
+_STALE_COLUMNS = [("date", "game_date"), ("table", "table_name"), ("category", "category"), ("rows", "rows")]
+
+
+def _run_stale(args: argparse.Namespace, ctx: Context) -> int:
+    from backfill import stale
+    from backfill.access import local_user, require_operator
+    from backfill.report import records
+
+    if args.stage is not None:
+        raise BadInput("stale looks at both tables; --stage does not apply")
+    if args.yes and not args.delete:
+        raise BadInput("--yes goes with --delete")
+    who = local_user()
+    if args.delete:
+        require_operator(ctx.settings, who, "delete stale rows")
+    start, end = parse_range(args, ctx)
+    warehouse = open_warehouse(ctx)
+    start, end = resolve_range(warehouse, start, end, ctx.today)
+    counts = stale.stale_counts(warehouse, ctx.settings, start, end)
+    if counts.empty:
+        print(f"No stale rows from {start} to {end}.", file=ctx.out)
+        return EXIT_OK
+    total = int(counts["rows"].sum())
+    print(f"Stale rows from {start} to {end}: {total} by category (a row may be in several)", file=ctx.out)
+    print(text_table(records(counts), _STALE_COLUMNS), file=ctx.out)
+    if not args.delete:
+        return EXIT_OK
+    if not args.yes:
+        print("error: refusing to delete without --yes (the rows above would go)", file=ctx.err)
+        return EXIT_BAD_INPUT
+    from backfill.launch import delete_stale_rows
+
+    deleted = delete_stale_rows(ctx.settings, start, end, who, warehouse=warehouse)
+    print(
+        f"Deleted the stale rows of {plural(deleted['game_date'].nunique(), 'date')} in one transaction "
+        f"(recorded in the ledger as done by {who}).",
+        file=ctx.out,
+    )
+    return EXIT_OK
+
+
+# -- worker (internal) ----------------------------------------------------------------------------
+
+
+def add_worker(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        parents=[common],
+        help="execute a queued run (what a detached run's background process does)",
+        description="Execute a queued run; the console and run --detach start this in the background.",
+    )
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.set_defaults(handler=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace, ctx: Context) -> int:
+    from backfill.launch import work
+
+    result = work(ctx.settings, args.run_id, echo=lambda line: print(line, file=ctx.err, flush=True))
+    return _report_result(result, ctx)
