@@ -1,0 +1,82 @@
+"""The console's date selection: dates picked on the Coverage page for a later backfill.
+
+The selection lives in session state under ``SELECTED_DATES_KEY`` as a sorted list of
+``datetime.date``. It is a plain session-state value, not a widget's key, so it survives page
+switches (Streamlit drops the state of widgets that are not drawn) and the Backfill page can read it.
+These functions take any mutable mapping, so they are tested with a dict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from backfill.errors import BadInput
+from backfill.validate import parse_date
+
+SELECTED_DATES_KEY = "selected_dates"
+"""Session-state key of the selection; other pages read it, so it carries no page prefix."""
+
+
+def selected_dates(state: Mapping[str, Any]) -> list[dt.date]:
+    """The selected dates, sorted (empty when nothing was selected)."""
+    return list(state.get(SELECTED_DATES_KEY, []))
+
+
+def add_dates(state: MutableMapping[str, Any], dates: Iterable[dt.date]) -> list[dt.date]:
+    """Add dates to the selection; returns the ones that were not selected before."""
+    current = set(selected_dates(state))
+    new = sorted(set(dates) - current)
+    if new:
+        state[SELECTED_DATES_KEY] = sorted(current | set(new))
+    return new
+
+
+def toggle_dates(
+    state: MutableMapping[str, Any], dates: Iterable[dt.date]
+) -> tuple[list[dt.date], list[dt.date]]:
+    """Select the given dates that are not selected and unselect those that are: (added, removed)."""
+    current = set(selected_dates(state))
+    picked = set(dates)
+    added, removed = sorted(picked - current), sorted(picked & current)
+    if picked:
+        state[SELECTED_DATES_KEY] = sorted(current ^ picked)
+    return added, removed
+
+
+def clear_dates(state: MutableMapping[str, Any]) -> None:
+    """Empty the selection."""
+    state[SELECTED_DATES_KEY] = []
+
+
+def dates_from_chart_event(event: Any, param: str) -> list[dt.date]:
+    """Dates of the cells picked in an Altair chart's selection event (Streamlit's chart state).
+
+    Streamlit reports a point selection as ``{"selection": {param: [{"game_date": ...}, ...]}}``;
+    values that are not dates are skipped rather than trusted.
+    """
+    selection = (event or {}).get("selection", {}) or {}
+    picked = []
+    for point in selection.get(param, []) or []:
+        try:
+            picked.append(parse_date(str(point.get("game_date", ""))[:10]))
+        except (BadInput, AttributeError):
+            continue
+    return sorted(set(picked))
+
+
+def apply_click(
+    state: MutableMapping[str, Any], event: Any, param: str, game_days: Collection[dt.date]
+) -> tuple[list[dt.date], str | None]:
+    """Apply a calendar click: toggle the picked dates that had games.
+
+    Returns the dates that had games (the page opens the last one in its drill-down) and a one-line
+    notice for picked dates without games, which have nothing to backfill.
+    """
+    picked = dates_from_chart_event(event, param)
+    playable = [day for day in picked if day in game_days]
+    skipped = [day for day in picked if day not in game_days]
+    toggle_dates(state, playable)
+    notice = f"{', '.join(map(str, skipped))}: no games, nothing to backfill." if skipped else None
+    return playable, notice

@@ -1,0 +1,86 @@
+"""Tables for people: the team's monthly hand-off table, missing players, headline figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from backfill.coverage import GAP_STATUSES, pct
+from backfill.seasons import season_label
+from ui.format import of_text
+
+MONTHLY_COLUMNS = {
+    "period": "Period",
+    "season_label": "Season",
+    "coverage_pct": "Coverage %",
+    "covered_of_total": "Covered / total",
+    "expected_coverage_pct": "Expected %",
+    "player_coverage_pct": "Players %",
+    "players_of_total": "Players covered / total",
+    "status": "Status",
+    "note": "Note",
+}
+"""Columns of the team's monthly table and their headings."""
+
+
+def monthly_table(monthly: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """The team's hand-off table for one stage: one row per month, headings as people read them.
+
+    "Coverage %" is player-game coverage, the console's main number (SPEC 3). The team's own player
+    coverage ("Players %") sits beside it: it counts a player once a month, so a month can read
+    100.0 while whole dates are missing.
+    """
+    rows = monthly[monthly["stage"] == stage]
+    table = pd.DataFrame(
+        {
+            "period": rows["period"],
+            "season_label": [season_label(int(season)) for season in rows["season"]],
+            "coverage_pct": rows["player_game_coverage_pct"],
+            "covered_of_total": [
+                of_text(c, t) for c, t in zip(rows["player_games_covered"], rows["player_games_total"])
+            ],
+            "expected_coverage_pct": rows["expected_coverage_pct"],
+            "player_coverage_pct": rows["player_coverage_pct"],
+            "players_of_total": [
+                of_text(c, t) for c, t in zip(rows["players_covered"], rows["players_total"])
+            ],
+            "status": rows["status"],
+            "note": rows["note"],
+        }
+    )
+    return table.sort_values("period").rename(columns=MONTHLY_COLUMNS).reset_index(drop=True)
+
+
+def gap_dates(daily: pd.DataFrame) -> pd.DataFrame:
+    """(date, stage) rows whose status is a real gap: missing, blocked or partial."""
+    return (
+        daily[daily["status"].isin(GAP_STATUSES)].sort_values(["game_date", "stage"]).reset_index(drop=True)
+    )
+
+
+def expected_coverage(daily: pd.DataFrame, stage: str) -> float | None:
+    """Expected coverage of a stage over every date of ``daily``."""
+    rows = daily[daily["stage"] == stage]
+    return pct(int(rows["expected_covered"].sum()), int(rows["expected_total"].sum()))
+
+
+def game_days(daily: pd.DataFrame) -> list[dt.date]:
+    """Dates that had games."""
+    return sorted(set(daily.loc[daily["players_total"] > 0, "game_date"]))
+
+
+MISSING_COLUMNS = {
+    "player_name": "Player",
+    "team_abbr": "Team",
+    "history_games": "Earlier games",
+    "has_mlfs": "MLFS row",
+    "prediction_systems": "Prediction systems",
+    "reason": "Reason",
+}
+
+
+def missing_players_table(players: pd.DataFrame) -> pd.DataFrame:
+    """Missing players of a date with readable headings, grouped by reason."""
+    table = players[list(MISSING_COLUMNS)].sort_values(["reason", "team_abbr", "player_name"])
+    return table.rename(columns=MISSING_COLUMNS).reset_index(drop=True)
