@@ -1,0 +1,17 @@
+"""The operations console: navigation and the shared sidebar; each page is a file under pages/."""
+
+import streamlit as st
+
+from ui.shell import open_console, render_sidebar
+
+st.set_page_config(layout="wide", page_title="Prediction coverage console", page_icon=":material/monitoring:")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/coverage.py", title="Coverage", icon=":material/calendar_month:"),
+]  # in menu order; a new page is one more entry here
+
+page = st.navigation(PAGES)
+settings, warehouse = open_console()
+render_sidebar(settings, warehouse)
+page.run()

@@ -1,0 +1,263 @@
+"""Coverage: monthly and daily heatmaps per stage, the date selection, and a per-date drill-down."""
+
+import datetime as dt
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+
+from backfill.errors import BadInput
+from backfill.seasons import season_label
+from backfill.validate import parse_date
+from ui import charts, data, selection, tables
+from ui.format import date_text, dates_text, of_text, pct_text
+from ui.shell import require_data_range
+
+# Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
+DEFAULT_DRILL_DATE = dt.date(2021, 12, 7)  # the incident's first timed-out date (SPEC 1), while a gap
+SHOWN_SEASONS = 3  # seasons drawn by default, newest first; more can be picked
+
+STAGE_LABELS = {"predictions": "Predictions", "mlfs": "MLFS"}
+
+
+def _notify(message: str | None) -> None:
+    st.session_state["coverage_notice"] = message
+
+
+def _new_chart_generation() -> None:
+    # New chart keys drop the charts' own click state, so the next click on any cell, even the
+    # same one, is a fresh event, and a cleared selection leaves no highlighted leftovers.
+    st.session_state["coverage_chart_generation"] = st.session_state.get("coverage_chart_generation", 0) + 1
+
+
+def _on_click(chart_key: str, game_days: frozenset[dt.date]) -> None:
+    """Chart callback: a click selects a date (or drops it when selected) and opens it below."""
+    event = st.session_state.get(chart_key)
+    clicked, notice = selection.apply_click(st.session_state, event, charts.DATE_SELECTION, game_days)
+    _notify(notice)
+    if clicked:
+        st.session_state["coverage_drill_date"] = clicked[-1]
+    if clicked or notice:
+        _new_chart_generation()
+
+
+def _add_typed(game_days: frozenset[dt.date]) -> None:
+    """Button callback: add the date from the date box, or say in one line why not."""
+    day = st.session_state.get("coverage_add_date")
+    if day is None:
+        _notify("Pick a date first.")
+    elif day not in game_days:
+        _notify(f"{day} had no games, so there is nothing to backfill.")
+    elif not selection.add_dates(st.session_state, [day]):
+        _notify(f"{day} is already selected.")
+    else:
+        _notify(None)
+
+
+def _add_gaps(days: list[dt.date]) -> None:
+    added = selection.add_dates(st.session_state, days)
+    _notify(None if added else "Every gap date is already selected.")
+
+
+def _clear() -> None:
+    selection.clear_dates(st.session_state)
+    _notify(None)
+    _new_chart_generation()
+
+
+def _link_date(start: dt.date, end: dt.date) -> dt.date | None:
+    """The valid ``?date=`` of a deep link, or None (with a one-line warning when it is unusable)."""
+    raw = st.query_params.get("date")
+    if not raw:
+        return None
+    try:
+        day = parse_date(raw)
+    except BadInput:
+        st.warning(f"Ignored the link's date {raw[:40]!r}: expected YYYY-MM-DD.", icon=":material/link_off:")
+        return None
+    if not start <= day <= end:
+        st.warning(
+            f"Ignored the link's date {day}: the data runs from {start} to {end}.", icon=":material/link_off:"
+        )
+        return None
+    return day
+
+
+def _default_drill_date(gap_days: list[dt.date], end: dt.date) -> dt.date:
+    if DEFAULT_DRILL_DATE in gap_days:
+        return DEFAULT_DRILL_DATE
+    return gap_days[-1] if gap_days else end
+
+
+settings = data.settings()
+start, end = require_data_range(settings)
+daily = data.daily_coverage(settings, start, end)
+monthly = data.monthly_coverage(settings, start, end)
+game_days = frozenset(tables.game_days(daily))
+gap_rows = tables.gap_dates(daily)
+all_seasons = sorted(set(daily["season"]), reverse=True)
+
+st.title("Coverage")
+stage_col, seasons_col = st.columns([1, 2])
+with stage_col:
+    stage = st.segmented_control(
+        "Stage",
+        list(STAGE_LABELS),
+        format_func=STAGE_LABELS.get,
+        default="predictions",
+        required=True,
+        key="coverage_stage",
+        persist_state="session",
+    )
+with seasons_col:
+    if len(all_seasons) > 1:
+        seasons = st.multiselect(
+            "Seasons",
+            all_seasons,
+            default=all_seasons[:SHOWN_SEASONS],
+            format_func=season_label,
+            key="coverage_seasons",
+            persist_state="session",
+        )
+        if not seasons:
+            st.caption("No season picked: showing the newest.")
+            seasons = all_seasons[:1]
+    else:
+        seasons = all_seasons
+
+st.altair_chart(charts.color_key(), width="stretch", key="coverage_color_key")
+st.subheader("By month")
+st.caption(
+    "Cells show expected coverage (bootstrap players left out); hover for every figure and the status note."
+)
+st.altair_chart(
+    charts.monthly_heatmap(monthly[monthly["season"].isin(seasons)], stage),
+    width="stretch",
+    key=f"coverage_monthly_{stage}",
+)
+
+st.subheader("By date")
+st.caption(
+    "Click a date to add it to the selection below and open it in the drill-down; "
+    "click an outlined (selected) date to drop it."
+)
+selected = selection.selected_dates(st.session_state)
+generation = st.session_state.get("coverage_chart_generation", 0)
+for season in sorted(seasons, reverse=True):
+    chart_key = f"coverage_calendar_{stage}_{season}_{generation}"
+    st.altair_chart(
+        charts.daily_calendar(daily, stage, season, frozenset(selected)),
+        width="stretch",
+        key=chart_key,
+        on_select=partial(_on_click, chart_key, game_days),
+        selection_mode=charts.DATE_SELECTION,
+    )
+
+st.subheader("Selected dates")
+stage_gaps = sorted(set(gap_rows.loc[gap_rows["stage"] == stage, "game_date"]))
+add_col, button_col, gaps_col, clear_col = st.columns([2, 1, 2, 1], vertical_alignment="bottom")
+add_col.date_input(
+    "Add a date",
+    value=None,
+    min_value=start,
+    max_value=end,
+    format="YYYY-MM-DD",
+    key="coverage_add_date",
+)
+button_col.button("Add", key="coverage_add_button", on_click=_add_typed, args=(game_days,))
+gaps_col.button(
+    f"Add {STAGE_LABELS[stage]} gap dates ({len(stage_gaps)})",
+    key="coverage_add_gaps",
+    on_click=_add_gaps,
+    args=(stage_gaps,),
+    disabled=not stage_gaps,
+)
+clear_col.button("Clear selection", key="coverage_clear", on_click=_clear)
+if st.session_state.get("coverage_notice"):
+    st.warning(st.session_state["coverage_notice"], icon=":material/info:")
+
+selected = selection.selected_dates(st.session_state)
+if selected:
+    st.markdown(f"**{len(selected)} selected:** {dates_text(selected)}")
+    statuses = daily.pivot(index="game_date", columns="stage", values="status")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Date": selected,
+                "MLFS": [statuses["mlfs"].get(day, "–") for day in selected],
+                "Predictions": [statuses["predictions"].get(day, "–") for day in selected],
+            }
+        ),
+        hide_index=True,
+        width="content",
+        key="coverage_selected_table",
+    )
+else:
+    st.caption("No dates selected yet.")
+
+st.subheader("Date drill-down")
+link_day = _link_date(start, end)
+kept_day = st.session_state.get("coverage_drill_date")
+if link_day is not None and link_day != st.session_state.get("coverage_drill_linked"):
+    st.session_state["coverage_drill_date"] = link_day
+elif not (isinstance(kept_day, dt.date) and start <= kept_day <= end):
+    st.session_state["coverage_drill_date"] = _default_drill_date(sorted(set(gap_rows["game_date"])), end)
+day = st.columns([1, 3])[0].date_input(
+    "Date",
+    min_value=start,
+    max_value=end,
+    format="YYYY-MM-DD",
+    key="coverage_drill_date",
+    persist_state="session",
+)
+if day is None:
+    st.caption("Pick a date to see its funnel and missing players.")
+    st.stop()
+# Remember the date the URL now carries, so a later run does not mistake it for a new link.
+st.session_state["coverage_drill_linked"] = day
+st.query_params["date"] = day.isoformat()
+
+rows = daily[daily["game_date"] == day].set_index("stage")
+played = int(rows.loc["mlfs", "players_total"])
+if played == 0:
+    st.info(f"No games on {date_text(day)}.")
+    st.stop()
+
+funnel_col, players_col = st.columns([1, 2])
+with funnel_col:
+    mlfs, predictions = rows.loc["mlfs"], rows.loc["predictions"]
+    played_m, mlfs_m, pred_m = st.columns(3)
+    played_m.metric("Played", played, help=f"{int(mlfs['bootstrap_players'])} bootstrap players")
+    mlfs_m.metric("MLFS", int(mlfs["players_covered"]), help=f"Status: {mlfs['status']}")
+    pred_m.metric("Predictions", int(predictions["players_covered"]), help=f"Status: {predictions['status']}")
+    st.altair_chart(
+        charts.funnel_chart(played, mlfs["players_covered"], predictions["players_covered"]),
+        width="stretch",
+        key="coverage_funnel",
+    )
+    st.caption(
+        f"MLFS {mlfs['status']}: {pct_text(mlfs['player_game_coverage_pct'])}  \n"
+        f"Predictions {predictions['status']}: {pct_text(predictions['player_game_coverage_pct'])}, expected "
+        f"{pct_text(predictions['expected_coverage_pct'])} "
+        f"({of_text(predictions['expected_covered'], predictions['expected_total'])})"
+    )
+    if day in game_days and day not in selected:
+        st.button(
+            "Add this date to the selection",
+            key="coverage_add_drill",
+            on_click=selection.add_dates,
+            args=(st.session_state, [day]),
+        )
+with players_col:
+    missing = data.missing_players(settings, day)
+    if missing.empty:
+        st.success(f"Every player of {date_text(day)} has an MLFS row and a prediction.")
+    else:
+        reasons = missing["reason"].value_counts()
+        st.markdown(
+            f"**{len(missing)} of {played} players missing on {date_text(day)}:** "
+            + "; ".join(f"{reason} ({count})" for reason, count in reasons.items())
+        )
+        st.dataframe(
+            tables.missing_players_table(missing), hide_index=True, height=320, key="coverage_missing"
+        )

@@ -1,0 +1,80 @@
+"""Overview: headline figures and the team's monthly coverage table."""
+
+import streamlit as st
+
+from backfill.seasons import season_of
+from ui import data, tables
+from ui.format import pct_text, seasons_text
+from ui.shell import require_data_range
+
+GAP_LINKS = 12  # gap dates linked here; the Coverage page shows every one
+
+settings = data.settings()
+start, end = require_data_range(settings)
+daily = data.daily_coverage(settings, start, end)
+monthly = data.monthly_coverage(settings, start, end)
+stale = data.stale_counts(settings, start, end)
+gaps = tables.gap_dates(daily)
+game_days = tables.game_days(daily)
+
+st.title("Overview")
+st.caption(f"Game dates {start} to {end}")
+
+seasons_col, coverage_col, gaps_col, stale_col = st.columns(4)
+seasons_col.metric(
+    "Seasons",
+    seasons_text(season_of(day) for day in game_days),
+    help=f"{len(game_days)} game dates in the warehouse",
+    border=True,
+)
+coverage_col.metric(
+    "Prediction coverage",
+    pct_text(tables.expected_coverage(daily, "predictions")),
+    help="Expected coverage of predictions over every date: player-game coverage, bootstrap players left out.",
+    border=True,
+)
+per_stage = ", ".join(
+    f"{stage} {count}" for stage, count in gaps["stage"].value_counts().sort_index().items()
+)
+gaps_col.metric(
+    "Gap dates",
+    gaps["game_date"].nunique(),
+    help=f"Dates with a stage missing, blocked or partial ({per_stage or 'none'}).",
+    border=True,
+)
+stale_col.metric(
+    "Stale rows",
+    f"{int(stale['rows'].sum()):,}",
+    help="Counted per category and table; a row in two categories counts twice.",
+    border=True,
+)
+
+st.subheader("Monthly coverage")
+st.caption(
+    "Coverage % is player-game coverage (each player on each date). Players % is the team's own figure: "
+    "distinct players with a row in the month, so it can read 100.0 while whole dates are missing."
+)
+percent = st.column_config.NumberColumn(format="%.1f")
+for tab, stage in zip(st.tabs(["Predictions", "MLFS"]), ["predictions", "mlfs"], strict=True):
+    with tab:
+        st.dataframe(
+            tables.monthly_table(monthly, stage),
+            hide_index=True,
+            column_config={"Coverage %": percent, "Expected %": percent, "Players %": percent},
+            key=f"overview_monthly_{stage}",
+        )
+
+if len(gaps):
+    gap_days = sorted(set(gaps["game_date"]), reverse=True)
+    st.subheader("Gap dates")
+    st.caption(f"Newest first; each opens the Coverage drill-down. {len(gap_days)} in all.")
+    for day in gap_days[:GAP_LINKS]:
+        statuses = ", ".join(
+            f"{row.stage} {row.status}" for row in gaps[gaps["game_date"] == day].itertuples()
+        )
+        st.page_link(
+            "pages/coverage.py",
+            label=f"{day:%a %Y-%m-%d}: {statuses}",
+            icon=":material/search:",
+            query_params={"date": day.isoformat()},
+        )
