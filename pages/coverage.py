@@ -259,5 +259,9 @@ with players_col:
             + "; ".join(f"{reason} ({count})" for reason, count in reasons.items())
         )
         st.dataframe(
-            tables.missing_players_table(missing), hide_index=True, height=320, key="coverage_missing"
+            tables.missing_players_table(missing),
+            hide_index=True,
+            height=320,
+            column_config={"Reason": st.column_config.TextColumn(width="large")},
+            key="coverage_missing",
         )

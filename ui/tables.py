@@ -73,11 +73,12 @@ def game_days(daily: pd.DataFrame) -> list[dt.date]:
 MISSING_COLUMNS = {
     "player_name": "Player",
     "team_abbr": "Team",
+    "reason": "Reason",
     "history_games": "Earlier games",
     "has_mlfs": "MLFS row",
     "prediction_systems": "Prediction systems",
-    "reason": "Reason",
 }
+"""Columns of the missing-players table, the reason early so that it is seen without scrolling."""
 
 
 def missing_players_table(players: pd.DataFrame) -> pd.DataFrame:
