@@ -11,7 +11,7 @@ from backfill.seasons import season_label
 from backfill.validate import parse_date
 from ui import charts, data, selection, tables
 from ui.format import date_text, dates_text, of_text, pct_text
-from ui.shell import require_data_range
+from ui.shell import open_console, require_data_range
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
 DEFAULT_DRILL_DATE = dt.date(2021, 12, 7)  # the incident's first timed-out date (SPEC 1), while a gap
@@ -89,7 +89,9 @@ def _default_drill_date(gap_days: list[dt.date], end: dt.date) -> dt.date:
     return gap_days[-1] if gap_days else end
 
 
-settings = data.settings()
+# app.py opened the console already; again here (cheap, cached) so a page never runs without the
+# one-line error path, even when Streamlit runs it directly (see ui.shell.open_console).
+settings, _ = open_console()
 start, end = require_data_range(settings)
 daily = data.daily_coverage(settings, start, end)
 monthly = data.monthly_coverage(settings, start, end)

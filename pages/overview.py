@@ -5,11 +5,13 @@ import streamlit as st
 from backfill.seasons import season_of
 from ui import data, tables
 from ui.format import pct_text, seasons_text
-from ui.shell import require_data_range
+from ui.shell import open_console, require_data_range
 
 GAP_LINKS = 12  # gap dates linked here; the Coverage page shows every one
 
-settings = data.settings()
+# app.py opened the console already; again here (cheap, cached) so a page never runs without the
+# one-line error path, even when Streamlit runs it directly (see ui.shell.open_console).
+settings, _ = open_console()
 start, end = require_data_range(settings)
 daily = data.daily_coverage(settings, start, end)
 monthly = data.monthly_coverage(settings, start, end)

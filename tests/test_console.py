@@ -80,12 +80,28 @@ def test_sidebar_names_the_warehouse_and_says_single_user_local_mode(app, demo_f
     assert "90%" in captions  # the MLFS gate in force
 
 
+def test_refresh_button_reruns_the_page_without_error(app):
+    at = app.run()
+    at.sidebar.button(key="sidebar_refresh").click().run()
+    assert not at.exception
+    assert at.dataframe
+
+
 def test_bad_settings_stop_with_a_one_line_error(app, monkeypatch):
     monkeypatch.setenv("BACKFILL_OK_PCT", "150")
     at = app.run()
     assert not at.exception
     assert "ok_pct must be between 0 and 100" in at.error[0].value
     assert not at.dataframe
+
+
+@pytest.mark.parametrize("page", ["overview.py", "coverage.py"])
+def test_a_page_run_without_app_py_still_guards_bad_settings(app, monkeypatch, page):
+    # Streamlit runs a file of pages/ directly when a fresh server's first request is a deep link.
+    monkeypatch.setenv("BACKFILL_OK_PCT", "150")
+    at = AppTest.from_file(str(APP.parent / "pages" / page), default_timeout=60).run()
+    assert not at.exception
+    assert "ok_pct must be between 0 and 100" in at.error[0].value
 
 
 def test_coverage_page_runs_for_each_stage(coverage_page):

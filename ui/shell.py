@@ -13,7 +13,12 @@ from ui import data
 
 
 def open_console() -> tuple[Settings, Warehouse]:
-    """Settings and warehouse, or a one-line error and the end of this run when they are unusable."""
+    """Settings and warehouse, or a one-line error and the end of this run when they are unusable.
+
+    Pages call it too, not only app.py: with a ``pages/`` folder beside app.py, Streamlit 1.67 runs
+    a page script directly (legacy multipage mode, app.py skipped) when the first request a fresh
+    server gets is a deep link such as ``/coverage?date=...``.
+    """
     try:
         settings = data.settings()
         return settings, data.warehouse(settings)
