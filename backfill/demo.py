@@ -252,7 +252,8 @@ def build_demo_file(path: str | Path, settings: Settings, seasons: int = 1, seed
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    building = target.with_name(f".{target.name}.building")
+    # A private name per process: two builders at once never delete each other's half-built file.
+    building = target.with_name(f".{target.name}.building-{os.getpid()}")
     building.unlink(missing_ok=True)
     warehouse = DuckDBWarehouse(settings, building)
     try:
