@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ import pandas as pd
 
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES, daily_coverage, monthly_coverage, pct
-from backfill.errors import BadInput
+from backfill.errors import BackfillError, BadInput
+from backfill.ledger import Ledger
 from backfill.seasons import season_label
 from backfill.stale import stale_counts
 from backfill.validate import STAGES, check_stages
@@ -76,6 +78,35 @@ GAP_COLUMNS = (
 STALE_COLUMNS = ("game_date", "table_name", "category", "rows")
 
 STAGE_LABELS = {"mlfs": "MLFS", "predictions": "predictions"}
+
+RUN_COLUMNS = (
+    "run_id",
+    "created_by",
+    "created_at",
+    "finished_at",
+    "status",
+    "first_date",
+    "last_date",
+    "dates",
+    "stages",
+    "items",
+    "done",
+    "failed",
+    "blocked",
+    "other",
+    "retried",
+    "rerun_of",
+    "message",
+)
+"""Columns of the runs table: who started a run and when, what it covered, and how it ended.
+
+``dates`` counts the run's dates (all of them, also those outside the report's period); ``items`` its
+(stage, date) work items, split into ``done``, ``failed``, ``blocked`` and ``other`` (skipped for
+lack of games, cancelled, or unfinished); ``retried`` counts items that took more than one attempt.
+"""
+
+RUNS_SCANNED = 1000
+"""Newest runs of the ledger looked at for a report: far more than a period's hand-off needs."""
 
 REPORT_SUFFIXES = (".csv", ".json", ".md", ".xlsx")
 """File suffixes :func:`write_report` knows, each picking one writer."""
@@ -249,6 +280,77 @@ def gap_report(
     )
 
 
+def _run_dates(params: dict) -> list[dt.date]:
+    dates = []
+    for text in params.get("dates") or []:
+        try:
+            dates.append(dt.date.fromisoformat(str(text)))
+        except ValueError:  # a hand-edited ledger: skip what is not a date rather than fail the report
+            continue
+    return sorted(dates)
+
+
+def runs_table(
+    ledger: Ledger,
+    start: dt.date,
+    end: dt.date,
+    stages: Iterable[str] = STAGES,
+    limit: int = RUNS_SCANNED,
+) -> pd.DataFrame:
+    """Runs of the ledger with a date in the period, newest first, and their outcomes (:data:`RUN_COLUMNS`).
+
+    A run counts when one of its dates falls in the period and it ran one of ``stages``.
+    """
+    wanted = set(stages)
+    rows = []
+    for run in ledger.list_runs(limit):
+        dates = _run_dates(run.params)
+        if not any(start <= day <= end for day in dates):
+            continue
+        items = ledger.items(run.run_id)
+        if not wanted & ({item["stage"] for item in items} | set(run.params.get("stages") or ())):
+            continue
+        statuses = [item["status"] for item in items]
+        done, failed, blocked = (statuses.count(status) for status in ("done", "failed", "blocked"))
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "created_by": run.created_by,
+                "created_at": run.created_at,
+                "finished_at": run.finished_at,
+                "status": run.status,
+                "first_date": dates[0],
+                "last_date": dates[-1],
+                "dates": len(dates),
+                "stages": ", ".join(run.params.get("stages") or sorted({item["stage"] for item in items})),
+                "items": len(items),
+                "done": done,
+                "failed": failed,
+                "blocked": blocked,
+                "other": len(items) - done - failed - blocked,
+                "retried": sum(1 for item in items if (item["attempts"] or 0) > 1),
+                "rerun_of": run.parent_run_id,
+                "message": run.message,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"first_date": object, "last_date": object})
+
+
+def ledger_runs(
+    path: str | Path, start: dt.date, end: dt.date, stages: Iterable[str] = STAGES
+) -> pd.DataFrame | None:
+    """The runs table of the ledger file at ``path``, or None when there is no such file.
+
+    Only an existing ledger is opened: a report never creates one (a mistyped path stays absent).
+    """
+    if not Path(path).is_file():
+        return None
+    try:
+        return runs_table(Ledger(path), start, end, stages)
+    except sqlite3.DatabaseError as exc:
+        raise BackfillError(f"run ledger {str(path)!r} cannot be read: {exc}") from None
+
+
 # -- writers --------------------------------------------------------------------------------------
 
 
@@ -363,11 +465,43 @@ def _bootstrap_line(report: GapReport) -> str:
     )
 
 
+def _moment(text: Any) -> str:
+    """``2021-12-10 10:15 UTC`` from a ledger timestamp (ISO, UTC)."""
+    try:
+        return f"{dt.datetime.fromisoformat(str(text)).astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    except ValueError:
+        return str(text)
+
+
+def _run_line(run: Any) -> str:
+    """One hand-off line per run: who, when, what, and how it ended."""
+    span = str(run.first_date) if run.first_date == run.last_date else f"{run.first_date} to {run.last_date}"
+    outcome = [f"{run.done} done", f"{run.failed} failed", f"{run.blocked} blocked"]
+    if run.other:
+        outcome.append(f"{run.other} other")
+    if run.retried:
+        outcome.append(f"{run.retried} retried")
+    rerun = f" (rerun of {run.rerun_of})" if _plain(run.rerun_of) else ""
+    message = f" ({' '.join(str(run.message).split())})" if _plain(run.message) else ""
+    return (
+        f"- {run.run_id}{rerun}, by {run.created_by} at {_moment(run.created_at)}: **{run.status}**. "
+        f"{_plural(int(run.dates), 'date')} ({span}), {run.stages}; "
+        f"{_plural(int(run.items), 'item')}: {', '.join(outcome)}{message}"
+    )
+
+
 def _runs_section(runs: pd.DataFrame | None) -> str:
     if runs is None:
-        return "No backfill runs are recorded yet (the run ledger is not connected to this report)."
+        return "No backfill runs are recorded yet (no run ledger)."
     if runs.empty:
         return "No backfill runs in this period."
+    if set(RUN_COLUMNS) <= set(runs.columns):
+        statuses = runs["status"].value_counts()
+        summary = ", ".join(f"{count} {status}" for status, count in statuses.items())
+        return "\n".join(
+            [f"{_plural(len(runs), 'run')} touched this period ({summary}), newest first:", ""]
+            + [_run_line(run) for run in runs.itertuples()]
+        )
     return markdown_table(list(runs.columns), runs.values.tolist())
 
 

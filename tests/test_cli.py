@@ -70,7 +70,13 @@ def run(capsys, tmp_path):
     """Run ``main`` in-process with no stray settings; returns (exit code, stdout, stderr)."""
 
     def run(*argv: str, environ: dict[str, str] | None = None, today=dt.date.today):
-        isolated = {"BACKFILL_CONFIG": str(tmp_path / "no-config.toml"), **(environ or {})}
+        # A private ledger path (never created unless a command writes): the repository's own
+        # data/ledger.sqlite, if a developer has one, must not leak runs into reports.
+        isolated = {
+            "BACKFILL_CONFIG": str(tmp_path / "no-config.toml"),
+            "BACKFILL_LEDGER": str(tmp_path / "ledger.sqlite"),
+            **(environ or {}),
+        }
         code = cli.main(list(argv), environ=isolated, today=today)
         captured = capsys.readouterr()
         return code, captured.out, captured.err
@@ -399,6 +405,44 @@ def test_gaps_markdown_names_every_gap_date_with_its_reason(run, demo_file, tmp_
     assert "Bootstrap dates (expected, not gaps)" in gaps_section
     assert "| 2021-12 |" in text
     assert "## Runs" in text and "No backfill runs are recorded yet" in text
+
+
+def test_gaps_output_includes_the_runs_of_the_period_from_the_ledger(run, demo_file, tmp_path):
+    from backfill.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    day = MISSING_PREDICTION_DATES[0]
+    run_id = ledger.create_run(
+        params={"dates": [day.isoformat()], "stages": ["predictions"]},
+        items=[("predictions", day)],
+        created_by="alice@example.com",
+        warehouse="demo",
+    )
+    ledger.record_items(run_id, "predictions", {day: {"status": "failed", "attempts": 4}})
+    ledger.finish_run(run_id, "failed", "1 failed")
+    assert run("gaps", "--warehouse", str(demo_file), "--output", str(tmp_path / "handoff.md"))[0] == 0
+    runs_section = (tmp_path / "handoff.md").read_text().split("## Runs")[1]
+    assert f"- {run_id}, by alice@example.com at " in runs_section
+    assert "1 item: 0 done, 1 failed, 0 blocked, 1 retried" in runs_section
+    assert run("gaps", "--warehouse", str(demo_file), "--output", str(tmp_path / "report.json"))[0] == 0
+    (listed,) = json.loads((tmp_path / "report.json").read_text())["runs"]
+    assert (listed["run_id"], listed["status"], listed["failed"]) == (run_id, "failed", 1)
+
+
+def test_gaps_output_without_a_ledger_file_creates_none(run, demo_file, tmp_path):
+    absent = tmp_path / "no-such-dir" / "ledger.sqlite"
+    output = tmp_path / "report.xlsx"
+    code, _, err = run(
+        "gaps",
+        "--warehouse",
+        str(demo_file),
+        "--output",
+        str(output),
+        environ={"BACKFILL_LEDGER": str(absent)},
+    )
+    assert (code, err) == (0, "")
+    assert "Runs" not in pd.read_excel(output, sheet_name=None)
+    assert not absent.parent.exists()
 
 
 def test_gaps_stage_option_reports_one_stage(run, demo_file, tmp_path):

@@ -223,3 +223,144 @@ def test_written_report_is_complete_and_readable_by_others(season_report, tmp_pa
     target = write_report(season_report, tmp_path / "report.md")
     assert target.read_text() == to_markdown(season_report)
     assert target.stat().st_mode & 0o644 == 0o644
+
+
+# -- runs and their outcomes (from the run ledger) ------------------------------------------------
+
+DEC_7, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 9)
+
+
+def record_run(ledger, at, who, dates, stages, outcomes, *, status, parent=None, message=None):
+    """A finished run as the runner leaves it: items with status and attempts, the run's end."""
+    ledger.clock = lambda: at
+    run_id = ledger.create_run(
+        params={"dates": [day.isoformat() for day in dates], "stages": list(stages)},
+        items=[(stage, day) for day in dates for stage in stages],
+        created_by=who,
+        warehouse="DuckDB file demo",
+        parent_run_id=parent,
+        run_id=f"{at:%Y%m%d-%H%M%S}-{who[:3]}",
+    )
+    for stage in stages:
+        ledger.record_items(run_id, stage, {day: outcomes[(stage, day)] for day in dates})
+    ledger.finish_run(run_id, status, message)
+    return run_id
+
+
+@pytest.fixture
+def ledger_with_runs(tmp_path):
+    """The incident's runs: December 7-9 (MLFS retried, 12-09 predictions blocked), a rerun, November."""
+    from backfill.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    done, retried = {"status": "done", "attempts": 1}, {"status": "done", "attempts": 3}
+    blocked = {"status": "blocked", "attempts": 0, "error_class": "blocked"}
+    first = record_run(
+        ledger,
+        dt.datetime(2022, 7, 16, 10, 15, tzinfo=dt.UTC),
+        "alice@example.com",
+        [DEC_7, DEC_9],
+        ("mlfs", "predictions"),
+        {
+            ("mlfs", DEC_7): done,
+            ("mlfs", DEC_9): retried,
+            ("predictions", DEC_7): done,
+            ("predictions", DEC_9): blocked,
+        },
+        status="blocked",
+        message="3 done, 1 blocked",
+    )
+    record_run(
+        ledger,
+        dt.datetime(2022, 7, 16, 11, 0, tzinfo=dt.UTC),
+        "bob@example.com",
+        [DEC_9],
+        ("predictions",),
+        {("predictions", DEC_9): done},
+        status="succeeded",
+        parent=first,
+    )
+    november = dt.date(2021, 11, 2)
+    record_run(
+        ledger,
+        dt.datetime(2022, 7, 17, 9, 0, tzinfo=dt.UTC),
+        "alice@example.com",
+        [november],
+        ("mlfs",),
+        {("mlfs", november): done},
+        status="succeeded",
+    )
+    return ledger
+
+
+def test_runs_table_lists_the_runs_of_the_period_newest_first_with_outcomes(ledger_with_runs):
+    runs = report_module.runs_table(ledger_with_runs, *DECEMBER)
+    assert list(runs.columns) == list(report_module.RUN_COLUMNS)
+    assert runs["run_id"].tolist() == ["20220716-110000-bob", "20220716-101500-ali"]  # not November's
+    rerun, first = runs.iloc[0], runs.iloc[1]
+    assert (rerun["created_by"], rerun["status"], rerun["rerun_of"]) == (
+        "bob@example.com",
+        "succeeded",
+        first["run_id"],
+    )
+    assert (first["first_date"], first["last_date"], first["dates"], first["stages"]) == (
+        DEC_7,
+        DEC_9,
+        2,
+        "mlfs, predictions",
+    )
+    assert (first["items"], first["done"], first["failed"], first["blocked"], first["other"]) == (
+        4,
+        3,
+        0,
+        1,
+        0,
+    )
+    assert first["retried"] == 1
+    assert first["created_at"].startswith("2022-07-16T10:15")
+
+
+def test_runs_table_keeps_only_runs_of_the_report_stages(ledger_with_runs):
+    runs = report_module.runs_table(ledger_with_runs, *DECEMBER, stages=("mlfs",))
+    assert runs["run_id"].tolist() == ["20220716-101500-ali"]
+    assert report_module.runs_table(ledger_with_runs, dt.date(2022, 1, 1), dt.date(2022, 1, 31)).empty
+
+
+def test_ledger_runs_is_none_without_a_ledger_and_creates_no_file(tmp_path):
+    absent = tmp_path / "nowhere" / "ledger.sqlite"
+    assert report_module.ledger_runs(absent, *DECEMBER) is None
+    assert not absent.parent.exists()
+
+
+def test_an_unreadable_ledger_is_one_backfill_error(tmp_path):
+    from backfill.errors import BackfillError
+
+    broken = tmp_path / "ledger.sqlite"
+    broken.write_text("not a database\n")
+    with pytest.raises(BackfillError, match="cannot be read"):
+        report_module.ledger_runs(broken, *DECEMBER)
+
+
+def test_hand_off_note_says_who_ran_what_and_how_it_ended(season_report, ledger_with_runs):
+    runs = report_module.ledger_runs(ledger_with_runs.path, *DECEMBER)
+    text = to_markdown(dataclasses.replace(season_report, runs=runs))
+    section = text.split("## Runs")[1]
+    assert "2 runs touched this period (1 succeeded, 1 blocked), newest first:" in section
+    assert (
+        "- 20220716-101500-ali, by alice@example.com at 2022-07-16 10:15 UTC: **blocked**. "
+        "2 dates (2021-12-07 to 2021-12-09), mlfs, predictions; 4 items: 3 done, 0 failed, 1 blocked, "
+        "1 retried (3 done, 1 blocked)"
+    ) in section
+    assert "- 20220716-110000-bob (rerun of 20220716-101500-ali), by bob@example.com" in section
+    assert "1 date (2021-12-09), predictions; 1 item: 1 done, 0 failed, 0 blocked" in section
+
+
+def test_json_and_xlsx_carry_the_runs(season_report, ledger_with_runs):
+    runs = report_module.runs_table(ledger_with_runs, *DECEMBER)
+    with_runs = dataclasses.replace(season_report, runs=runs)
+    document = json.loads(to_json(with_runs))
+    assert [run["run_id"] for run in document["runs"]] == runs["run_id"].tolist()
+    assert document["runs"][1]["first_date"] == "2021-12-07"
+    sheets = pd.read_excel(io.BytesIO(to_xlsx(with_runs)), sheet_name=None)
+    assert list(sheets) == ["Summary", "Monthly", "Gaps", "Stale rows", "Runs"]
+    assert sheets["Runs"]["blocked"].tolist() == [0, 1]

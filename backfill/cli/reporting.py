@@ -18,7 +18,7 @@ from backfill.cli.common import (
     text_table,
 )
 from backfill.errors import BadInput
-from backfill.validate import check_stages
+from backfill.validate import STAGES, check_stages
 
 MAX_DEMO_SEASONS = 40
 """Most seasons ``demo`` builds (the incident season and earlier ones)."""
@@ -184,7 +184,8 @@ def add_gaps(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description="The gap report: every date below the complete mark with its status and reason, "
         "coverage by month and stale rows. Without --output, prints the gap dates; with --output FILE, "
         "writes the whole report in the format FILE's suffix names (.csv: the gap table; .json, .md, "
-        ".xlsx: the whole report). Exits 0 even when there are gaps.",
+        ".xlsx: the whole report, with the backfill runs of the period from the run ledger). "
+        "Exits 0 even when there are gaps.",
     )
     add_range_options(parser)
     parser.add_argument(
@@ -202,10 +203,12 @@ def _run_gaps(args: argparse.Namespace, ctx: Context) -> int:
         check_report_path(args.output)
     warehouse = open_warehouse(ctx)
     try:
-        from backfill.report import gap_report, records, write_report
+        from backfill.report import gap_report, ledger_runs, records, write_report
 
         start, end = resolve_range(warehouse, start, end, ctx.today)
-        report = gap_report(warehouse, ctx.settings, start, end, stage=stages)
+        # Runs and their outcomes, for the hand-off note; a ledger that does not exist is not created.
+        runs = ledger_runs(ctx.settings.ledger, start, end, stages or STAGES) if args.output else None
+        report = gap_report(warehouse, ctx.settings, start, end, stage=stages, runs=runs)
     finally:
         warehouse.close()
     if args.output:
