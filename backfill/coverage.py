@@ -43,27 +43,39 @@ PLAYED_CTE = f"""played AS (
   ) AS games
 )"""
 
-DAILY_SQL = f"""WITH {PLAYED_CTE},
-mlfs_keys AS (SELECT DISTINCT game_date, player_lookup FROM {{mlfs}} WHERE game_date BETWEEN @start AND @end),
-pred_keys AS (SELECT DISTINCT game_date, player_lookup FROM {{pred}} WHERE game_date BETWEEN @start AND @end),
+# Per date: players, bootstrap players, and who has a row in each stage (semi-joins: a stage's
+# duplicate rows never inflate a count), beside each stage's row count (rows written by a backfill).
+DAILY_SQL = f"""WITH played AS (
+  SELECT game_date, player_lookup,
+    ROW_NUMBER() OVER (PARTITION BY player_lookup, season ORDER BY game_date) - 1 AS history_games
+  FROM (
+    SELECT DISTINCT game_date, player_lookup, {SEASON_SQL} AS season
+    FROM {{pgs}}
+    WHERE game_date BETWEEN @history_start AND @end
+  ) AS games
+),
+flags AS (
+  SELECT p.game_date, p.history_games >= @min_history_games AS expected,
+    EXISTS (SELECT 1 FROM {{mlfs}} AS m WHERE m.game_date = p.game_date AND m.player_lookup = p.player_lookup)
+      AS has_mlfs,
+    EXISTS (SELECT 1 FROM {{pred}} AS r WHERE r.game_date = p.game_date AND r.player_lookup = p.player_lookup)
+      AS has_pred
+  FROM played AS p
+  WHERE p.game_date BETWEEN @start AND @end
+),
+per_date AS (
+  SELECT game_date, COUNT(*) AS players_total, COUNTIF(NOT expected) AS bootstrap_players,
+    COUNTIF(has_mlfs) AS mlfs_covered, COUNTIF(has_mlfs AND expected) AS mlfs_expected_covered,
+    COUNTIF(has_pred) AS predictions_covered, COUNTIF(has_pred AND expected) AS predictions_expected_covered
+  FROM flags
+  GROUP BY game_date
+),
 mlfs_rows AS (SELECT game_date, COUNT(*) AS n FROM {{mlfs}} WHERE game_date BETWEEN @start AND @end GROUP BY game_date),
 pred_rows AS (SELECT game_date, COUNT(*) AS n FROM {{pred}} WHERE game_date BETWEEN @start AND @end GROUP BY game_date)
-SELECT p.game_date,
-  MAX(COALESCE(mr.n, 0)) AS mlfs_rows,
-  MAX(COALESCE(rr.n, 0)) AS predictions_rows,
-  COUNT(*) AS players_total,
-  COUNTIF(p.history_games < @min_history_games) AS bootstrap_players,
-  COUNTIF(m.player_lookup IS NOT NULL) AS mlfs_covered,
-  COUNTIF(m.player_lookup IS NOT NULL AND p.history_games >= @min_history_games) AS mlfs_expected_covered,
-  COUNTIF(r.player_lookup IS NOT NULL) AS predictions_covered,
-  COUNTIF(r.player_lookup IS NOT NULL AND p.history_games >= @min_history_games) AS predictions_expected_covered
-FROM played AS p
-LEFT JOIN mlfs_keys AS m ON m.game_date = p.game_date AND m.player_lookup = p.player_lookup
-LEFT JOIN pred_keys AS r ON r.game_date = p.game_date AND r.player_lookup = p.player_lookup
-LEFT JOIN mlfs_rows AS mr ON mr.game_date = p.game_date
-LEFT JOIN pred_rows AS rr ON rr.game_date = p.game_date
-WHERE p.game_date BETWEEN @start AND @end
-GROUP BY p.game_date"""
+SELECT d.*, COALESCE(mr.n, 0) AS mlfs_rows, COALESCE(rr.n, 0) AS predictions_rows
+FROM per_date AS d
+LEFT JOIN mlfs_rows AS mr ON mr.game_date = d.game_date
+LEFT JOIN pred_rows AS rr ON rr.game_date = d.game_date"""
 
 # The team's own player coverage: COUNT(DISTINCT covered) / COUNT(DISTINCT played) per month.
 MONTHLY_PLAYERS_SQL = """SELECT FORMAT_DATE('%Y-%m', p.game_date) AS period,

@@ -137,11 +137,7 @@ class Runner:
             for batch in _chunks(dates, self.request.batch_size):
                 if self.ledger.cancel_requested(self.run_id):
                     return self._cancel()
-                open_now = {(i["stage"], i["game_date"]) for i in self.ledger.items(self.run_id, ITEM_OPEN)}
-                for stage in self.request.stages:
-                    stage_dates = [day for day in batch if (stage, day.isoformat()) in open_now]
-                    if stage_dates:
-                        self._run_stage(stage, stage_dates)
+                self._run_batch(batch)
             self._finish(self._final_status())
         except BaseException as exc:
             self._finish("failed", f"stopped by {type(exc).__name__}: {exc}")
@@ -200,12 +196,25 @@ class Runner:
 
     # -- one stage of one batch -------------------------------------------------------------
 
-    def _run_stage(self, stage: str, dates: list[dt.date]) -> None:
+    def _run_batch(self, batch: list[dt.date]) -> None:
+        """Each stage of a batch in dependency order; one measurement serves as the previous stage's
+        verification and the next stage's "before" (and gate), so a batch costs 2 statements per
+        stage plus one."""
+        open_now = {(i["stage"], i["game_date"]) for i in self.ledger.items(self.run_id, ITEM_OPEN)}
+        measured: pd.DataFrame | None = None
+        for stage in self.request.stages:
+            dates = [day for day in batch if (stage, day.isoformat()) in open_now]
+            if dates:
+                measured = self._run_stage(stage, dates, measured)
+
+    def _run_stage(self, stage: str, dates: list[dt.date], before: pd.DataFrame | None) -> pd.DataFrame:
+        """Gate, replace and verify one stage's dates; returns the measurement after it."""
         started = self.monotonic()
         self.ledger.update_items(
             self.run_id, stage, dates, status="running", started_at=self.clock().isoformat()
         )
-        before = self._measure(dates)
+        if before is None or not all((day, stage) in before.index for day in dates):
+            before = self._measure(dates)
         outcomes: dict[dt.date, dict] = {}
         runnable = []
         for day in dates:
@@ -230,7 +239,8 @@ class Runner:
             outcomes[day] = outcomes.get(day, {}) | {"coverage_before": now_pct}
         results = self._replace(stage, runnable) if runnable else {}
         done = [day for day in runnable if results[day].error is None]
-        after = self._measure(done) if done else None
+        # Nothing written: the measurement before still holds.
+        after = self._measure(dates) if done else before
         elapsed = self.monotonic() - started
         for day in runnable:
             outcome = results[day]
@@ -265,6 +275,7 @@ class Runner:
             f"{len(dates) - len(runnable)} blocked or skipped",
             "warning" if failed else "info",
         )
+        return after
 
     def _measure(self, dates: list[dt.date]) -> pd.DataFrame:
         """Coverage of the batch's dates, indexed by (date, stage): one retried statement."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-SEASON_SQL = "EXTRACT(YEAR FROM DATE_SUB(game_date, INTERVAL 7 MONTH))"
+SEASON_SQL = "EXTRACT(YEAR FROM game_date) - IF(EXTRACT(MONTH FROM game_date) < 8, 1, 0)"
 """GoogleSQL expression of the season (starting year) of ``game_date``."""
 
 
