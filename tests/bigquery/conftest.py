@@ -25,15 +25,18 @@ from pathlib import Path
 
 import pytest
 
+from backfill import demo
 from backfill.config import Settings
 from backfill.warehouse import connect
 from backfill.warehouse.bigquery import EMULATOR_ENV, BigQueryWarehouse
+from backfill.warehouse.duckdb import DuckDBWarehouse
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR_VENV = Path(os.environ.get("BQEMU_VENV") or REPO / ".venv-bqemu")
 """Where scripts/bqemulator-env.sh put the emulator (the same variable moves both)."""
 EMULATOR = EMULATOR_VENV / "bin" / "bqemulator"
 PROJECT = "demo-project"
+DEMO_SEED = 7
 START_TIMEOUT_S = 60.0
 
 REQUIRED_ENV = "BQEMU_REQUIRED"
@@ -167,6 +170,27 @@ def emulator_warehouse(bigquery_emulator, emulator_settings) -> Iterator[BigQuer
         patch.setenv(EMULATOR_ENV, bigquery_emulator)
         warehouse = connect(emulator_settings, f"bigquery://{PROJECT}")
     assert isinstance(warehouse, BigQueryWarehouse)
+    yield warehouse
+    warehouse.close()
+
+
+@pytest.fixture(scope="module")
+def emulator_demo(emulator_warehouse, emulator_settings) -> BigQueryWarehouse:
+    """The demo (seed 7) built into this module's datasets on the emulator by the production adapter."""
+    started = time.monotonic()
+    with _transactions_as_single_statements(emulator_warehouse):
+        summary = demo.build_demo(emulator_warehouse, emulator_settings, seed=DEMO_SEED)
+    print(f"\ndemo built on the emulator in {time.monotonic() - started:.2f} s")
+    assert summary.player_game_rows > 20_000
+    return emulator_warehouse
+
+
+@pytest.fixture(scope="module")
+def duckdb_demo(emulator_settings, tmp_path_factory) -> Iterator[DuckDBWarehouse]:
+    """The reference: the same demo (same seed, same dataset names) in a DuckDB file."""
+    path = tmp_path_factory.mktemp("duckdb-demo") / "warehouse.duckdb"
+    warehouse = DuckDBWarehouse(emulator_settings.replace(warehouse=str(path)), path)
+    demo.build_demo(warehouse, emulator_settings, seed=DEMO_SEED)
     yield warehouse
     warehouse.close()
 

@@ -12,7 +12,6 @@ where DuckDB gives numpy ones (``int64``, ``bool``, ``object``).
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pandas as pd
 import pytest
@@ -20,31 +19,7 @@ from google.api_core.exceptions import BadRequest
 
 from backfill import coverage, demo, stale
 from backfill.processors import replace_params, replace_script
-from backfill.warehouse.duckdb import DuckDBWarehouse
 from backfill.warehouse.schema import TABLES
-
-SEED = 7
-
-
-@pytest.fixture(scope="module")
-def duckdb_demo(emulator_settings, tmp_path_factory):
-    """The reference: the same demo (same seed, same dataset names) in a DuckDB file."""
-    path = tmp_path_factory.mktemp("duckdb-demo") / "warehouse.duckdb"
-    warehouse = DuckDBWarehouse(emulator_settings.replace(warehouse=str(path)), path)
-    demo.build_demo(warehouse, emulator_settings, seed=SEED)
-    yield warehouse
-    warehouse.close()
-
-
-@pytest.fixture(scope="module")
-def emulator_demo(emulator_warehouse, emulator_settings, transactions_as_single_statements):
-    """The demo built into the emulator by the production adapter."""
-    started = time.monotonic()
-    with transactions_as_single_statements(emulator_warehouse):
-        summary = demo.build_demo(emulator_warehouse, emulator_settings, seed=SEED)
-    print(f"\ndemo built on the emulator in {time.monotonic() - started:.2f} s")
-    assert summary.player_game_rows > 20_000
-    return emulator_warehouse
 
 
 @pytest.fixture(scope="module")
