@@ -8,6 +8,7 @@ and job configuration they send can be checked. Nothing here opens a socket.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import subprocess
@@ -20,6 +21,7 @@ import sqlglot
 from google.cloud import bigquery
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
+from sqlglot.optimizer.qualify import qualify
 
 from backfill import coverage, demo, stale
 from backfill.config import Settings
@@ -87,9 +89,7 @@ class FakeClient:
         for needle, answer in self.answers.items():
             if needle in sql:
                 return answer
-        statement = sqlglot.parse(sql, read="bigquery")[-1]
-        columns = statement.named_selects if isinstance(statement, exp.Query) else []
-        return pd.DataFrame({name: [] for name in columns if name != "*"}), []
+        return pd.DataFrame({name: [] for name in _output_columns(sql)}), []
 
     def create_dataset(self, dataset, **kwargs):
         self.datasets.append({"dataset": dataset, **kwargs})
@@ -107,6 +107,21 @@ class FakeClient:
     @property
     def sent(self) -> list[str]:
         return [call["sql"] for call in self.queries]
+
+
+def _output_columns(sql: str) -> list[str]:
+    """Column names a script's last statement returns; stars are expanded from the table schemas."""
+    statement = sqlglot.parse(sql, read="bigquery")[-1]
+    if not isinstance(statement, exp.Query):
+        return []
+    with contextlib.suppress(sqlglot.errors.SqlglotError):
+        statement = qualify(statement, dialect="bigquery", schema=_SCHEMA, validate_qualify_columns=False)
+    return [name for name in statement.named_selects if name != "*"]
+
+
+_SCHEMA = {
+    PROJECT: {Settings().datasets[table.role]: {table.name: dict(table.columns)} for table in TABLES.values()}
+}
 
 
 @pytest.fixture
