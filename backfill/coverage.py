@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from backfill.config import Settings
-from backfill.seasons import SEASON_SQL, season_of, season_start
+from backfill.seasons import SEASON_SQL, season_start
 from backfill.validate import STAGES, date_span
 from backfill.warehouse import Warehouse
 
@@ -122,6 +122,17 @@ def _ratio_pct(covered: pd.Series, total: pd.Series) -> pd.Series:
     return 100.0 * covered / total.where(total > 0)
 
 
+def pct_column(covered: pd.Series, total: pd.Series) -> list[float | None]:
+    """:func:`pct` of every row, computed with whole-column integer arithmetic."""
+    c = np.asarray(covered, dtype="int64")
+    t = np.asarray(total, dtype="int64")
+    safe = np.where(t > 0, t, 1)
+    value = ((2000 * c + safe) // (2 * safe)) / 10
+    value = np.where((c < t) & (value >= 100.0), 99.9, value)
+    value = np.where((c > 0) & (value <= 0.0), 0.1, value)
+    return [float(v) if ok else None for v, ok in zip(value, t > 0)]
+
+
 def data_bounds(warehouse: Warehouse) -> tuple[dt.date, dt.date] | None:
     """First and last game date of player_game_summary, or None when it is empty."""
     row = warehouse.query(BOUNDS_SQL).iloc[0]
@@ -139,13 +150,25 @@ def _range_params(settings: Settings, start: dt.date, end: dt.date) -> dict:
     }
 
 
+def daily_counts(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """The counts behind daily coverage, one row per game date of the range (one statement)."""
+    return warehouse.query(DAILY_SQL, _range_params(settings, start, end))
+
+
 def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """One row per date of the range and stage, off days included (status ``no_games``)."""
-    counts = warehouse.query(DAILY_SQL, _range_params(settings, start, end))
+    return daily_from_counts(daily_counts(warehouse, settings, start, end), settings, start, end)
+
+
+def daily_from_counts(counts: pd.DataFrame, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Coverage, status, season and month of every (date, stage) from :func:`daily_counts` rows."""
     calendar = pd.DataFrame({"game_date": date_span(start, end)})
     counts = calendar.merge(counts, on="game_date", how="left").fillna(0)
     for column in counts.columns.drop("game_date"):
         counts[column] = counts[column].astype("int64")
+    stamps = pd.to_datetime(counts["game_date"])
+    season = (stamps.dt.year - (stamps.dt.month < 8)).astype("int64")
+    period = stamps.dt.strftime("%Y-%m")
     frames = []
     for stage in STAGES:
         frame = pd.DataFrame(
@@ -160,28 +183,19 @@ def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end
                 "table_rows": counts[f"{stage}_rows"],
                 # MLFS beside predictions: the gate's input.
                 "upstream_covered": counts["mlfs_covered"] if stage == "predictions" else np.nan,
+                "season": season,
+                "period": period,
             }
+        )
+        frame["player_game_coverage_pct"] = pct_column(frame["players_covered"], frame["players_total"])
+        frame["expected_coverage_pct"] = pct_column(frame["expected_covered"], frame["expected_total"])
+        frame["upstream_coverage_pct"] = (
+            pct_column(frame["upstream_covered"], frame["players_total"]) if stage == "predictions" else None
         )
         frames.append(frame)
     daily = pd.concat(frames, ignore_index=True)
-    daily["player_game_coverage_pct"] = [
-        pct(c, t) for c, t in zip(daily["players_covered"], daily["players_total"])
-    ]
-    daily["expected_coverage_pct"] = [
-        pct(c, t) for c, t in zip(daily["expected_covered"], daily["expected_total"])
-    ]
-    daily["upstream_coverage_pct"] = [
-        pct(int(c), t) if stage == "predictions" else None
-        for c, t, stage in zip(daily["upstream_covered"].fillna(0), daily["players_total"], daily["stage"])
-    ]
     daily["status"] = date_status(daily, settings)
-    daily["season"] = [season_of(day) for day in daily["game_date"]]
-    daily["period"] = [f"{day:%Y-%m}" for day in daily["game_date"]]
-    return daily.sort_values(["stage", "game_date"], key=_stage_order).reset_index(drop=True)
-
-
-def _stage_order(column: pd.Series) -> pd.Series:
-    return column.map(STAGES.index) if column.name == "stage" else column
+    return daily
 
 
 def upstream_ratio_pct(daily: pd.DataFrame) -> pd.Series:
@@ -206,6 +220,11 @@ def date_status(daily: pd.DataFrame, settings: Settings) -> pd.Series:
     return pd.Series(np.select(conditions, choices, default="partial"), index=daily.index)
 
 
+def monthly_player_counts(warehouse: Warehouse, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Distinct players per month, and those with a row in each stage (one statement)."""
+    return warehouse.query(MONTHLY_PLAYERS_SQL, {"start": start, "end": end})
+
+
 def monthly_coverage(
     warehouse: Warehouse,
     settings: Settings,
@@ -216,55 +235,66 @@ def monthly_coverage(
     """One row per month and stage: the team's player coverage beside player-game figures."""
     if daily is None:
         daily = daily_coverage(warehouse, settings, start, end)
-    players = warehouse.query(MONTHLY_PLAYERS_SQL, {"start": start, "end": end})
-    sums = (
-        daily.groupby(["period", "stage"], sort=False)
+    return monthly_from(daily, monthly_player_counts(warehouse, start, end))
+
+
+def monthly_from(daily: pd.DataFrame, players: pd.DataFrame) -> pd.DataFrame:
+    """Monthly figures from daily coverage and :func:`monthly_player_counts` rows."""
+    keys = ["period", "stage"]
+    daily = daily.assign(
+        game_day=daily["players_total"] > 0,
+        severity=daily["status"].map(STATUSES.index),
+        is_bootstrap=daily["status"] == "bootstrap",
+    )
+    monthly = (
+        daily.groupby(keys, sort=False)
         .agg(
             season=("season", "first"),
             player_games_total=("players_total", "sum"),
             player_games_covered=("players_covered", "sum"),
             expected_total=("expected_total", "sum"),
             expected_covered=("expected_covered", "sum"),
-            game_dates=("players_total", lambda s: int((s > 0).sum())),
+            game_dates=("game_day", "sum"),
+            severity=("severity", "min"),
+            bootstrap_dates=("is_bootstrap", "sum"),
         )
         .reset_index()
     )
-    notes = daily.groupby(["period", "stage"], sort=False).apply(_month_status, include_groups=False)
-    sums = sums.merge(notes.reset_index(), on=["period", "stage"])
-    rows = []
-    for _, row in sums.iterrows():
-        match = players[players["period"] == row["period"]]
-        total = int(match["players_total"].iloc[0]) if len(match) else 0
-        covered = int(match[f"{row['stage']}_players_covered"].iloc[0]) if len(match) else 0
-        rows.append({"players_total": total, "players_covered": covered})
-    monthly = pd.concat([sums, pd.DataFrame(rows, index=sums.index)], axis=1)
-    monthly["player_coverage_pct"] = [
-        pct(c, t) for c, t in zip(monthly["players_covered"], monthly["players_total"])
+    monthly["status"] = [STATUSES[rank] for rank in monthly["severity"]]
+    gaps = daily[daily["status"].isin(GAP_STATUSES)]
+    listed = {
+        key: [f"{day:%b %d} {status}" for day, status in zip(rows["game_date"], rows["status"])]
+        for key, rows in gaps.groupby(keys, sort=False)
+    }
+    monthly["note"] = [
+        _month_note(listed.get((period, stage), []), int(bootstrap), status)
+        for period, stage, bootstrap, status in zip(
+            monthly["period"], monthly["stage"], monthly["bootstrap_dates"], monthly["status"]
+        )
     ]
-    monthly["player_game_coverage_pct"] = [
-        pct(c, t) for c, t in zip(monthly["player_games_covered"], monthly["player_games_total"])
+    by_period = players.set_index("period")
+    totals = by_period["players_total"].reindex(monthly["period"]).fillna(0).astype("int64").to_numpy()
+    covered = [
+        by_period[f"{stage}_players_covered"].get(period, 0)
+        for period, stage in zip(monthly["period"], monthly["stage"])
     ]
-    monthly["expected_coverage_pct"] = [
-        pct(c, t) for c, t in zip(monthly["expected_covered"], monthly["expected_total"])
-    ]
-    return monthly
+    monthly["players_total"] = totals
+    monthly["players_covered"] = np.asarray(covered, dtype="int64")
+    monthly["player_coverage_pct"] = pct_column(monthly["players_covered"], monthly["players_total"])
+    monthly["player_game_coverage_pct"] = pct_column(
+        monthly["player_games_covered"], monthly["player_games_total"]
+    )
+    monthly["expected_coverage_pct"] = pct_column(monthly["expected_covered"], monthly["expected_total"])
+    return monthly.drop(columns=["severity", "bootstrap_dates"])
 
 
-def _month_status(dates: pd.DataFrame) -> pd.Series:
-    """Most severe date status of a month, and a one-line note naming its gap dates."""
-    status = min(dates["status"], key=STATUSES.index)
-    gaps = dates[dates["status"].isin(GAP_STATUSES)]
-    bootstrap = int((dates["status"] == "bootstrap").sum())
-    if len(gaps):
-        listed = ", ".join(f"{d:%b %d} {s}" for d, s in zip(gaps["game_date"], gaps["status"]))
-        note = f"{len(gaps)} gap date{'s' if len(gaps) > 1 else ''}: {listed}"
-    elif bootstrap:
-        note = f"{bootstrap} early-season bootstrap date{'s' if bootstrap > 1 else ''} (expected)"
-    elif status == "no_games":
-        note = "no games"
-    else:
-        note = "complete"
-    return pd.Series({"status": status, "note": note})
+def _month_note(gaps: list[str], bootstrap: int, status: str) -> str:
+    """One line naming a month's gap dates, or why it has none."""
+    if gaps:
+        return f"{len(gaps)} gap date{'s' if len(gaps) > 1 else ''}: {', '.join(gaps)}"
+    if bootstrap:
+        return f"{bootstrap} early-season bootstrap date{'s' if bootstrap > 1 else ''} (expected)"
+    return "no games" if status == "no_games" else "complete"
 
 
 def date_players(
