@@ -1,0 +1,135 @@
+"""A coverage snapshot that refreshes only the dates whose rows changed.
+
+Measuring coverage joins every row of the three tables; fingerprinting them is one cheap scan
+(a row count and an XOR of key hashes per table and date). A long-lived process (the console) keeps
+the counts of every date it measured with the fingerprints they were measured at; each refresh
+fingerprints the range, then re-measures only the dates that changed:
+
+- a changed MLFS or predictions date changes that date only;
+- a changed player_game_summary date also changes the bootstrap counts of every later date of the
+  season (a player's earlier games), so those are re-measured too;
+- the distinct-player counts of a month are re-measured when any of its dates is.
+
+Answers are the same as :func:`backfill.coverage.daily_coverage` and ``monthly_coverage`` (the
+tests check it); only the work differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pandas as pd
+
+from backfill import coverage
+from backfill.config import Settings
+from backfill.seasons import season_of, season_start
+from backfill.warehouse import Warehouse
+
+FINGERPRINT_SQL = """SELECT 'pgs' AS source, game_date, COUNT(*) AS row_count,
+  BIT_XOR(FARM_FINGERPRINT(player_lookup)) AS key_hash
+FROM {pgs} WHERE game_date BETWEEN @history_start AND @end GROUP BY game_date
+UNION ALL
+SELECT 'mlfs', game_date, COUNT(*), BIT_XOR(FARM_FINGERPRINT(player_lookup))
+FROM {mlfs} WHERE game_date BETWEEN @start AND @end GROUP BY game_date
+UNION ALL
+SELECT 'pred', game_date, COUNT(*), BIT_XOR(FARM_FINGERPRINT(CONCAT(player_lookup, '|', system_id)))
+FROM {pred} WHERE game_date BETWEEN @start AND @end GROUP BY game_date"""
+"""Per table and date: rows and an order-free hash of their keys (duplicates change the count)."""
+
+
+class CoverageSnapshot:
+    """Coverage of one warehouse under one history rule, kept fresh at the cost of a fingerprint."""
+
+    def __init__(self, warehouse: Warehouse, settings: Settings):
+        self.warehouse = warehouse
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._fingerprints: dict[tuple[str, dt.date], tuple[int, int]] = {}
+        self._counts: dict[dt.date, dict] = {}  # game dates measured; absent dates had no games
+        self._measured: set[dt.date] = set()  # every date measured, games or not
+        self._months: dict[tuple[str, dt.date, dt.date], dict] = {}
+        self.dates_measured = 0
+        """How many dates were (re)measured since the snapshot was made (for tests and benchmarks)."""
+
+    def coverage(self, start: dt.date, end: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Daily and monthly coverage of the range, re-measuring only what changed."""
+        with self._lock:
+            changed = self._refresh_fingerprints(start, end)
+            wanted = set(coverage.date_span(start, end))
+            stale = (wanted - self._measured) | (changed & wanted)
+            if stale:
+                self._measure(min(stale), max(stale))
+            counts = pd.DataFrame([self._counts[day] for day in sorted(wanted & set(self._counts))])
+            if counts.empty:
+                counts = pd.DataFrame(columns=["game_date"])
+            daily = coverage.daily_from_counts(counts, self.settings, start, end)
+            months = self._month_counts(start, end, stale)
+            return daily, coverage.monthly_from(daily, months)
+
+    def _refresh_fingerprints(self, start: dt.date, end: dt.date) -> set[dt.date]:
+        """Fingerprint the range; returns the dates whose coverage may have changed."""
+        history_start = season_start(start)
+        rows = self.warehouse.query(
+            FINGERPRINT_SQL, {"start": start, "end": end, "history_start": history_start}
+        )
+        now = {
+            (source, day): (int(count), int(key_hash))
+            for source, day, count, key_hash in zip(
+                rows["source"], rows["game_date"], rows["row_count"], rows["key_hash"]
+            )
+        }
+        known = {
+            key: value
+            for key, value in self._fingerprints.items()
+            if (history_start if key[0] == "pgs" else start) <= key[1] <= end
+        }
+        differ = {key for key in set(now) | set(known) if now.get(key) != known.get(key)}
+        changed = {day for _, day in differ}
+        # A box score changed: every later date of that season counts its players' history anew.
+        for source, day in differ:
+            if source == "pgs":
+                changed |= {
+                    later for later in self._measured if later > day and season_of(later) == season_of(day)
+                }
+        self._fingerprints = {
+            key: value for key, value in self._fingerprints.items() if key not in known
+        } | now
+        return changed
+
+    def _measure(self, first: dt.date, last: dt.date) -> None:
+        counts = coverage.daily_counts(self.warehouse, self.settings, first, last)
+        span = coverage.date_span(first, last)
+        for day in span:
+            self._counts.pop(day, None)
+        for row in counts.to_dict("records"):
+            self._counts[row["game_date"]] = row
+        self._measured |= set(span)
+        self.dates_measured += len(span)
+        stale_periods = {f"{day:%Y-%m}" for day in span}
+        self._months = {key: value for key, value in self._months.items() if key[0] not in stale_periods}
+
+    def _month_counts(self, start: dt.date, end: dt.date, stale: set[dt.date]) -> pd.DataFrame:
+        """Distinct-player counts of each month of the range (clipped to it), measured where missing."""
+        periods = sorted({f"{day:%Y-%m}" for day in coverage.date_span(start, end)})
+        keys = [(period, *_clip(period, start, end)) for period in periods]
+        missing = [key for key in keys if key not in self._months]
+        if missing:
+            first = min(key[1] for key in missing)
+            last = max(key[2] for key in missing)
+            rows = coverage.monthly_player_counts(self.warehouse, first, last)
+            measured = {row["period"]: row for row in rows.to_dict("records")}
+            # [first, last] covers each missing month's clipped part exactly (edges are clipped alike).
+            for key in missing:
+                self._months[key] = measured.get(key[0], {"period": key[0], **_NO_PLAYERS})
+        return pd.DataFrame([self._months[key] for key in keys]) if keys else pd.DataFrame(columns=["period"])
+
+
+_NO_PLAYERS = {"players_total": 0, "mlfs_players_covered": 0, "predictions_players_covered": 0}
+
+
+def _clip(period: str, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
+    """The part of a month (``YYYY-MM``) that lies in the range."""
+    first = dt.date.fromisoformat(f"{period}-01")
+    following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return max(first, start), min(following - dt.timedelta(days=1), end)
