@@ -9,7 +9,7 @@ import streamlit as st
 from backfill.config import Settings
 from backfill.errors import BackfillError
 from backfill.warehouse import Warehouse
-from ui import data
+from ui import auth, data
 
 
 def open_console() -> tuple[Settings, Warehouse]:
@@ -45,10 +45,8 @@ def render_sidebar(settings: Settings, warehouse: Warehouse) -> None:
             on_click=st.cache_data.clear,
             help=f"Results are reused for {settings.cache_ttl_s} s; this reads the warehouse again now.",
         )
-        if settings.operators:
-            st.caption(f"Operators: {', '.join(settings.operators)}")
-        else:
-            st.caption("Single-user local mode: no operator list is configured, so whoever runs it may act.")
+        st.markdown("**Who**")
+        auth.render_identity(auth.current_identity(settings))
 
 
 def require_data_range(settings: Settings) -> tuple[dt.date, dt.date]:
