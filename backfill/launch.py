@@ -94,6 +94,20 @@ def resume(
     return execute_run(run_id, warehouse or connect(settings), settings, ledger, **options)
 
 
+def resume_detached(settings: Settings, run_id: str, who: str) -> str:
+    """Resume an interrupted run in a detached worker process (as the console does); returns at once."""
+    require_operator(settings, who, "resume runs")
+    ledger = Ledger(settings.ledger)
+    ledger.detect_interrupted()
+    run = ledger.get_run(run_id)
+    if run.status != "interrupted":
+        raise BadInput(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
+    ledger.requeue(run_id)
+    ledger.record_action(who, "resume", {"detached": True}, run_id)
+    spawn_worker(settings, run_id)
+    return run_id
+
+
 def work(settings: Settings, run_id: str, **options) -> RunResult:
     """Execute a queued run: what a detached worker does. The launch was authorised already."""
     ledger = Ledger(settings.ledger)

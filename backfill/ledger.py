@@ -233,6 +233,15 @@ class Ledger:
                 (socket.gethostname(), os.getpid(), now, now, run_id),
             )
 
+    def requeue(self, run_id: str) -> None:
+        """Queue a stopped run again for a new worker process, which does only its unfinished items."""
+        with self._connect(immediate=True) as connection:
+            connection.execute(
+                "UPDATE runs SET status = 'queued', host = NULL, pid = NULL, heartbeat_at = ?,"
+                " finished_at = NULL, cancel_requested = 0, message = NULL WHERE run_id = ?",
+                (self._now(), run_id),
+            )
+
     def heartbeat(self, run_id: str, statements: int | None = None) -> None:
         with self._connect() as connection:
             connection.execute(
@@ -266,8 +275,9 @@ class Ledger:
         if run.status not in RUN_ACTIVE:
             return False
         if run.status == "queued" and run.pid is None:
-            created = dt.datetime.fromisoformat(run.created_at)
-            return (self.clock() - created).total_seconds() < timeout_s
+            # Waiting for its worker since it was created, or requeued (heartbeat_at) for a resume.
+            queued = dt.datetime.fromisoformat(run.heartbeat_at or run.created_at)
+            return (self.clock() - queued).total_seconds() < timeout_s
         beat = dt.datetime.fromisoformat(run.heartbeat_at) if run.heartbeat_at else None
         fresh = beat is not None and (self.clock() - beat).total_seconds() < timeout_s
         if run.host == socket.gethostname() and run.pid is not None:
