@@ -1,0 +1,352 @@
+"""Backfill runs and plans for people: tables, summaries and the dates x stages status grid.
+
+Pure functions of what the ledger and the dry run return; no Streamlit here, so they are tested
+without a running app.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+from backfill.config import Settings
+from backfill.errors import BadInput
+from backfill.ledger import ITEM_FINAL, Run
+from backfill.request import BackfillRequest
+from backfill.validate import STAGES
+from ui.format import dates_text
+
+STAGE_LABELS = {"mlfs": "MLFS", "predictions": "Predictions"}
+
+ITEM_COLORS = {
+    "pending": "#d9dee3",
+    "running": "#4a90c2",
+    "done": "#1b7837",
+    "skipped": "#e8e8e8",
+    "blocked": "#7b5ea7",
+    "failed": "#c62828",
+    "cancelled": "#f4a261",
+}
+"""Work-item statuses in the grid's key order, with their colours (green, purple and red as on Coverage)."""
+
+RUN_BADGE_COLORS = {
+    "queued": "gray",
+    "running": "blue",
+    "succeeded": "green",
+    "blocked": "violet",
+    "failed": "red",
+    "cancelled": "orange",
+    "interrupted": "orange",
+    "refused": "red",
+}
+"""``st.badge`` colour of each run status."""
+
+GRID_STEP_PX = 26
+"""Width of one date's column in the status grid."""
+
+GRID_MAX_STEPPED_DATES = 40
+"""Up to this many dates the grid has fixed-width columns; beyond, it stretches to the page width."""
+
+
+# -- the request form -------------------------------------------------------------------------
+
+
+def check_request(
+    settings: Settings,
+    dates: Mapping[str, Any],
+    *,
+    today: Callable[[], dt.date] = dt.date.today,
+    **fields: Any,
+) -> tuple[BackfillRequest | None, dict[str, str]]:
+    """The request a form describes, or None and a one-line message per field at fault.
+
+    ``dates`` holds ``dates`` or ``start`` and ``end``; ``fields`` are the other arguments of
+    :meth:`BackfillRequest.build`. Each is checked by ``build`` on its own (dates alone; any other
+    field with yesterday as the date), so the message can sit beside the control that caused it, in
+    the backend's own words.
+    """
+    errors = {}
+    try:
+        BackfillRequest.build(settings, **dates, today=today)
+    except BadInput as exc:
+        errors["dates"] = str(exc)
+    probe = [today() - dt.timedelta(days=1)]
+    for name, value in fields.items():
+        try:
+            BackfillRequest.build(settings, dates=probe, **{name: value}, today=today)
+        except BadInput as exc:
+            errors[name] = str(exc)
+    if errors:
+        return None, errors
+    return BackfillRequest.build(settings, **dates, **fields, today=today), {}
+
+
+# -- one run ----------------------------------------------------------------------------------
+
+
+def when_text(iso: str | None) -> str:
+    """``2026-11-27 10:47:02 UTC`` from the ledger's ISO timestamps; a dash for none."""
+    if not iso:
+        return "–"
+    return f"{dt.datetime.fromisoformat(iso).astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def took_text(run: Run) -> str:
+    """How long a finished run took, ``1.2 s`` or ``3 min 05 s``; empty while it has not finished."""
+    if not (run.started_at and run.finished_at):
+        return ""
+    seconds = (
+        dt.datetime.fromisoformat(run.finished_at) - dt.datetime.fromisoformat(run.started_at)
+    ).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def span_text(days: Iterable[str | dt.date]) -> str:
+    """``2021-12-01 to 2021-12-31`` for consecutive dates, else the dates listed."""
+    ordered = sorted(dt.date.fromisoformat(str(day)) for day in days)
+    if not ordered:
+        return "no dates"
+    consecutive = (ordered[-1] - ordered[0]).days == len(ordered) - 1
+    if len(ordered) > 2 and consecutive:
+        return f"{ordered[0]} to {ordered[-1]}"
+    return dates_text(ordered)
+
+
+def gate_text(params: Mapping[str, Any]) -> str:
+    """The MLFS gate of a request: ``90%`` or ``skipped``."""
+    if params.get("skip_mlfs_check"):
+        return "skipped"
+    return f"{float(params.get('min_mlfs_coverage_pct', 0)):g}%"
+
+
+def stages_text(stages: Iterable[str]) -> str:
+    return ", ".join(STAGE_LABELS.get(stage, stage) for stage in stages)
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    """A request in one line: dates, stages, gate, retries and batch size."""
+    dates = params.get("dates", [])
+    delays = "/".join(f"{float(delay):g}" for delay in params.get("retry_delays", [])) or "none"
+    return (
+        f"{len(dates)} date{'s' if len(dates) != 1 else ''} ({span_text(dates)}) x "
+        f"{stages_text(params.get('stages', []))}; MLFS gate {gate_text(params)}; "
+        f"up to {params.get('max_attempts')} attempts (retry delays {delays} s); "
+        f"batches of {params.get('batch_size')} dates"
+    )
+
+
+def touches(run: Run, day: dt.date) -> bool:
+    """Whether a run's request included a date."""
+    return day.isoformat() in run.params.get("dates", [])
+
+
+HISTORY_COLUMNS = [
+    "Run",
+    "Status",
+    "By",
+    "Created",
+    "Took",
+    "Dates",
+    "Stages",
+    "Gate",
+    "Statements",
+    "Outcome",
+    "Rerun of",
+]
+
+
+def history_table(runs: Iterable[Run]) -> pd.DataFrame:
+    """One row per run, newest first as given: who, when, parameters and outcome."""
+    rows = [
+        {
+            "Run": run.run_id,
+            "Status": run.status,
+            "By": run.created_by,
+            "Created": when_text(run.created_at),
+            "Took": took_text(run),
+            "Dates": f"{len(run.params.get('dates', []))}: {span_text(run.params.get('dates', []))}",
+            "Stages": stages_text(run.params.get("stages", [])),
+            "Gate": gate_text(run.params),
+            "Statements": run.statements,
+            "Outcome": run.message or "",
+            "Rerun of": run.parent_run_id or "",
+        }
+        for run in runs
+    ]
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+def run_label(run: Run) -> str:
+    """A run in a picker: id, status, who and how many dates."""
+    dates = len(run.params.get("dates", []))
+    return f"{run.run_id} · {run.status} · {run.created_by} · {dates} date{'s' if dates != 1 else ''}"
+
+
+# -- work items -------------------------------------------------------------------------------
+
+
+def finished(counts: Mapping[str, int]) -> tuple[int, int]:
+    """(finished items, all items) from a run's item counts by status."""
+    return sum(n for status, n in counts.items() if status in ITEM_FINAL), sum(counts.values())
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``60 done, 2 skipped``, statuses in the grid's key order."""
+    order = list(ITEM_COLORS)
+    ordered = sorted(counts.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99)
+    return ", ".join(f"{n} {status}" for status, n in ordered if n)
+
+
+def progress_text(counts: Mapping[str, int]) -> str:
+    """``40 of 62 work items finished: 38 done, 2 skipped``."""
+    done, total = finished(counts)
+    return f"{done} of {total} work items finished: {counts_text(counts) or 'none yet'}"
+
+
+ITEM_COLUMNS = {
+    "game_date": "Date",
+    "stage": "Stage",
+    "status": "Status",
+    "attempts": "Attempts",
+    "duration_s": "Seconds",
+    "rows_written": "Rows written",
+    "coverage_before": "Before %",
+    "coverage_after": "After %",
+    "error_class": "Error class",
+    "error_message": "Error",
+}
+"""Columns of a run's items table and their headings."""
+
+
+def items_table(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """A run's work items, dates in order and MLFS before predictions, headings as people read them."""
+    frame = pd.DataFrame(items, columns=list(ITEM_COLUMNS))
+    frame["stage"] = frame["stage"].map(lambda stage: STAGE_LABELS.get(stage, stage))
+    return frame.rename(columns=ITEM_COLUMNS).reset_index(drop=True)
+
+
+def grid_data(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """The status grid's cells: one per (date, stage) with the texts its tooltip shows."""
+    frame = pd.DataFrame(items, columns=list(ITEM_COLUMNS))
+    frame["stage_label"] = frame["stage"].map(lambda stage: STAGE_LABELS.get(stage, stage))
+    frame["coverage_text"] = [
+        f"{_pct(before)} → {_pct(after)}"
+        for before, after in zip(frame["coverage_before"], frame["coverage_after"])
+    ]
+    frame["error_text"] = [
+        f"[{kind}] {message}" if kind else (message or "")
+        for kind, message in zip(frame["error_class"], frame["error_message"])
+    ]
+    frame["duration_text"] = [
+        "" if pd.isna(seconds) else f"{seconds:.1f} s" for seconds in frame["duration_s"]
+    ]
+    return frame
+
+
+def status_grid(items: list[dict[str, Any]]) -> alt.Chart:
+    """Dates x stages, each cell coloured by its status; the tooltip has every figure of the item."""
+    data = grid_data(items)
+    dates = data["game_date"].nunique()
+    chart = (
+        alt.Chart(data)
+        .mark_rect(stroke="white", strokeWidth=1.5)
+        .encode(
+            x=alt.X(
+                "game_date:O",
+                title=None,
+                sort="ascending",
+                axis=alt.Axis(labelExpr="slice(datum.value, 5)", labelAngle=-90, labelOverlap=True),
+            ),
+            y=alt.Y(
+                "stage_label:N",
+                title=None,
+                sort=[STAGE_LABELS[stage] for stage in STAGES],
+                axis=alt.Axis(labelLimit=120),
+            ),
+            color=alt.Color(
+                "status:N",
+                title=None,
+                scale=alt.Scale(domain=list(ITEM_COLORS), range=list(ITEM_COLORS.values())),
+                legend=alt.Legend(orient="top", direction="horizontal", symbolType="square", columns=7),
+            ),
+            tooltip=[
+                alt.Tooltip("game_date:N", title="Date"),
+                alt.Tooltip("stage_label:N", title="Stage"),
+                alt.Tooltip("status:N", title="Status"),
+                alt.Tooltip("attempts:Q", title="Attempts"),
+                alt.Tooltip("duration_text:N", title="Duration"),
+                alt.Tooltip("rows_written:Q", title="Rows written", format=","),
+                alt.Tooltip("coverage_text:N", title="Coverage before → after"),
+                alt.Tooltip("error_text:N", title="Error"),
+            ],
+        )
+    )
+    stages = max(data["stage"].nunique(), 1)
+    sized = {"height": 24 * stages + 95}
+    if dates <= GRID_MAX_STEPPED_DATES:
+        sized["width"] = alt.Step(GRID_STEP_PX)
+    return chart.properties(**sized)
+
+
+def grid_width(items: list[dict[str, Any]]) -> str:
+    """How wide ``st.altair_chart`` should draw the grid: its own width, or the page's."""
+    dates = len({item["game_date"] for item in items})
+    return "content" if dates <= GRID_MAX_STEPPED_DATES else "stretch"
+
+
+def log_text(events: list[dict[str, Any]]) -> str:
+    """Log lines of a run, oldest first: ``10:47:03 warning  message``."""
+    lines = []
+    for event in events:
+        at = dt.datetime.fromisoformat(event["at"]).astimezone(dt.UTC)
+        lines.append(f"{at:%H:%M:%S} {event['level']:<8}{event['message']}")
+    return "\n".join(lines)
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.1f}%"
+
+
+# -- the dry run ------------------------------------------------------------------------------
+
+PLAN_COLUMNS = {
+    "game_date": "Date",
+    "stage": "Stage",
+    "action": "Action",
+    "status_now": "Status now",
+    "covered_text": "Covered now",
+    "coverage_now_pct": "Coverage now %",
+    "mlfs_coverage_pct": "MLFS now %",
+    "gate": "Gate",
+    "stale_rows_to_go": "Stale rows to go",
+}
+"""Columns of the dry run's plan and their headings."""
+
+
+def plan_table(plan: pd.DataFrame) -> pd.DataFrame:
+    """The dry run's plan with headings as people read them."""
+    table = plan.assign(
+        stage=plan["stage"].map(lambda stage: STAGE_LABELS.get(stage, stage)),
+        covered_text=[
+            f"{int(c):,} / {int(t):,}" for c, t in zip(plan["players_covered"], plan["players_total"])
+        ],
+    )
+    return table[list(PLAN_COLUMNS)].rename(columns=PLAN_COLUMNS).reset_index(drop=True)
+
+
+def plan_summary(plan: pd.DataFrame) -> str:
+    """One line: how many items of each action and how many stale rows would go."""
+    actions = plan["action"].value_counts()
+    per_action = ", ".join(f"{n} {action}" for action, n in actions.items())
+    dates = plan["game_date"].nunique()
+    stale_rows = int(plan["stale_rows_to_go"].sum())
+    return (
+        f"{len(plan)} work items on {dates} date{'s' if dates != 1 else ''}: {per_action}; "
+        f"{stale_rows:,} stale row{'s' if stale_rows != 1 else ''} would go. Nothing was written."
+    )
