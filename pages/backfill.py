@@ -1,0 +1,353 @@
+"""Backfill: choose dates and stages, preview the plan, launch, and follow the run as it goes."""
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from backfill.config import Settings
+from backfill.errors import BackfillError
+from backfill.launch import submit
+from backfill.ledger import RUN_ACTIVE, Ledger, Run
+from backfill.plan import dry_run
+from backfill.request import BackfillRequest
+from backfill.seasons import season_label
+from backfill.validate import STAGES
+from ui import auth, data, run_view, runs, selection, tables
+from ui.format import dates_text
+from ui.shell import open_console
+
+# Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
+SOURCES = {
+    "selection": "Coverage selection",
+    "gaps": "Gap dates",
+    "range": "Date range",
+    "typed": "Typed dates",
+}
+RUN_KEY = "backfill_run_id"  # the run this page follows; also in the URL as ?run=ID
+NOTICE_KEY = "backfill_notice"
+RUN_NOTICE_KEY = "backfill_run_notice"
+PLAN_KEY = "backfill_plan"
+
+
+def _error(slot, message: str | None) -> None:
+    if message:
+        slot.error(message[:1].upper() + message[1:], icon=":material/error:")
+
+
+def _busy_warning() -> None:
+    st.warning(
+        "The warehouse is busy: another process, most likely a backfill, is writing to it. "
+        "Try again in a moment.",
+        icon=":material/hourglass_top:",
+    )
+
+
+def _gap_scopes(settings: Settings) -> dict[str, tuple[str, list[dt.date]]] | None:
+    """Months and seasons with gap dates, newest first: key -> (label, dates); None when busy."""
+    try:
+        bounds = data.data_bounds(settings)
+        gaps = tables.gap_dates(data.daily_coverage(settings, *bounds)) if bounds else pd.DataFrame()
+    except Exception as exc:
+        if not run_view.warehouse_busy(exc):
+            raise
+        _busy_warning()
+        return None
+    scopes: dict[str, tuple[str, list[dt.date]]] = {}
+    if gaps.empty:
+        return scopes
+    for season in sorted(set(gaps["season"]), reverse=True):
+        in_season = gaps[gaps["season"] == season]
+        for period in sorted(set(in_season["period"]), reverse=True):
+            days = sorted(set(in_season.loc[in_season["period"] == period, "game_date"]))
+            month = dt.date.fromisoformat(f"{period}-01")
+            scopes[period] = (f"{month:%B %Y} ({len(days)} gap date{'s' if len(days) > 1 else ''})", days)
+        days = sorted(set(in_season["game_date"]))
+        scopes[f"season-{season}"] = (
+            f"Season {season_label(int(season))} ({len(days)} gap date{'s' if len(days) > 1 else ''})",
+            days,
+        )
+    return scopes
+
+
+def _dates_from_selection() -> dict | None:
+    chosen = selection.selected_dates(st.session_state)
+    if chosen:
+        st.markdown(
+            f"**{len(chosen)} date{'s' if len(chosen) > 1 else ''} selected on Coverage:** {dates_text(chosen)}"
+        )
+    else:
+        st.info(
+            "Nothing is selected on the Coverage page yet: click dates in its calendar, or choose another source.",
+            icon=":material/info:",
+        )
+    st.page_link(
+        "pages/coverage.py", label="Change the selection on Coverage", icon=":material/calendar_month:"
+    )
+    return {"dates": chosen} if chosen else None
+
+
+def _dates_from_gaps(settings: Settings) -> dict | None:
+    scopes = _gap_scopes(settings)
+    if scopes is None:
+        return None
+    if not scopes:
+        st.info("No gap dates: every date is complete, an expected bootstrap date, or without games.")
+        return None
+    scope = st.selectbox(
+        "Month or season",
+        list(scopes),
+        format_func=lambda key: scopes[key][0],
+        key="backfill_gap_scope",
+        help="Dates where MLFS or predictions is missing, blocked or partial (SPEC 3).",
+    )
+    days = scopes[scope][1]
+    st.markdown(f"**{len(days)} gap date{'s' if len(days) > 1 else ''}:** {dates_text(days)}")
+    return {"dates": days}
+
+
+def _dates_from_range(settings: Settings) -> dict | None:
+    start_col, end_col, _ = st.columns([1, 1, 2])
+    start = start_col.date_input("From", value=None, format="YYYY-MM-DD", key="backfill_start")
+    end = end_col.date_input("To (inclusive)", value=None, format="YYYY-MM-DD", key="backfill_end")
+    if start is None or end is None:
+        st.caption(f"Pick both ends; at most {settings.max_range_days} days.")
+        return None
+    return {"start": start, "end": end}
+
+
+def _dates_from_text() -> dict | None:
+    text = st.text_input(
+        "Dates",
+        placeholder="2021-12-07, 2021-12-09",
+        key="backfill_typed",
+        help="ISO dates (YYYY-MM-DD), separated by commas.",
+    )
+    if not (text or "").strip():
+        st.caption("Type one or more dates, separated by commas.")
+        return None
+    return {"dates": text}
+
+
+def _launch(settings: Settings, request: BackfillRequest, who: str | None) -> None:
+    """Button callback: record the run and hand it to its own worker process."""
+    try:
+        run_id = submit(settings, request, who, warehouse=data.warehouse(settings))
+    except BackfillError as exc:
+        run_view.notify(NOTICE_KEY, "error", f"Nothing launched: {exc}")
+        return
+    st.session_state[RUN_KEY] = run_id
+    st.query_params["run"] = run_id
+    run_view.watch(run_id)
+    run_view.notify(
+        NOTICE_KEY,
+        "success",
+        f"Launched run {run_id}. It runs in its own process: closing the browser does not stop it.",
+    )
+
+
+def _followed_run(ledger: Ledger) -> str | None:
+    """The run to follow: the link's ``?run=ID`` when it names a run, else the one launched here."""
+    raw = st.query_params.get("run")
+    if raw and raw != st.session_state.get(RUN_KEY):
+        try:
+            ledger.get_run(raw)
+            st.session_state[RUN_KEY] = raw
+        except BackfillError:
+            st.warning(
+                f"Ignored the link's run {raw[:40]!r}: no such run in the ledger.", icon=":material/link_off:"
+            )
+    run_id = st.session_state.get(RUN_KEY)
+    if run_id:
+        st.query_params["run"] = run_id
+    elif "run" in st.query_params:
+        del st.query_params["run"]
+    return run_id
+
+
+def _draw_progress(ledger: Ledger, run: Run) -> None:
+    run_view.status_line(run)
+    run_view.progress(ledger, run)
+    run_view.log(ledger, run)
+
+
+settings, _ = open_console()
+identity = auth.current_identity(settings)
+ledger = Ledger(settings.ledger)
+
+st.title("Backfill")
+st.caption(
+    "Rebuild MLFS and predictions for past dates: each date's rows are replaced in one transaction, "
+    "retried on transient errors, and predictions wait for MLFS to pass the gate."
+)
+
+st.subheader("Dates")
+chosen = selection.selected_dates(st.session_state)
+source = st.segmented_control(
+    "Dates from",
+    list(SOURCES),
+    format_func=SOURCES.get,
+    default="selection" if chosen else "gaps",
+    required=True,
+    key="backfill_source",
+)
+if source == "selection":
+    dates_input = _dates_from_selection()
+elif source == "gaps":
+    dates_input = _dates_from_gaps(settings)
+elif source == "range":
+    dates_input = _dates_from_range(settings)
+else:
+    dates_input = _dates_from_text()
+dates_slot = st.empty()
+
+st.subheader("Stages and gate")
+stages = st.pills(
+    "Stages",
+    list(STAGES),
+    selection_mode="multi",
+    default=list(STAGES),
+    format_func=runs.STAGE_LABELS.get,
+    key="backfill_stages",
+    help="Run in dependency order on each date: MLFS first, then predictions.",
+)
+stages_slot = st.empty()
+gate_col, skip_col = st.columns([1, 2], vertical_alignment="bottom")
+skip_gate = skip_col.checkbox(
+    "Skip the MLFS gate (operators only)",
+    key="backfill_skip_gate",
+    disabled=not identity.may_act,
+    help="Run predictions even where MLFS covers less of the date than the gate asks.",
+)
+gate = gate_col.number_input(
+    "MLFS gate: minimum MLFS coverage (%)",
+    value=float(settings.min_mlfs_coverage_pct),
+    step=1.0,
+    format="%.1f",
+    key="backfill_gate",
+    disabled=skip_gate,
+    help="Before predictions run for a date, MLFS must cover at least this share of its players; "
+    "below it the date is blocked, not failed.",
+)
+gate_slot = st.empty()
+
+with st.expander("Retries and batches"):
+    attempts_col, delays_col, batch_col = st.columns(3)
+    max_attempts = attempts_col.number_input(
+        "Attempts per statement",
+        value=settings.max_attempts,
+        step=1,
+        key="backfill_max_attempts",
+        help="Transient errors (timeouts, resets, unavailable) are retried; permanent ones fail at once.",
+    )
+    attempts_slot = attempts_col.empty()
+    retry_delays = delays_col.text_input(
+        "Retry delays (seconds)",
+        value=", ".join(f"{delay:g}" for delay in settings.retry_delays),
+        key="backfill_retry_delays",
+        help="Waits before each retry, with jitter; the last is repeated if there are more attempts.",
+    )
+    delays_slot = delays_col.empty()
+    batch_size = batch_col.number_input(
+        "Dates per batch",
+        value=settings.batch_size,
+        step=1,
+        key="backfill_batch_size",
+        help="Each batch is a few set-based statements per stage; cancel takes effect between batches.",
+    )
+    batch_slot = batch_col.empty()
+
+request, errors = runs.check_request(
+    settings,
+    dates_input or {},
+    stages=stages or [],
+    min_mlfs_coverage_pct=gate,
+    skip_mlfs_check=skip_gate,
+    max_attempts=max_attempts,
+    retry_delays=retry_delays,
+    batch_size=batch_size,
+)
+if dates_input is None:
+    request = None  # the source above already says what is missing
+else:
+    _error(dates_slot, errors.get("dates"))
+for slot, field in [
+    (stages_slot, "stages"),
+    (gate_slot, "min_mlfs_coverage_pct"),
+    (attempts_slot, "max_attempts"),
+    (delays_slot, "retry_delays"),
+    (batch_slot, "batch_size"),
+]:
+    _error(slot, errors.get(field))
+
+st.subheader("Preview and launch")
+if request is not None:
+    st.caption(runs.params_text(request.to_params()))
+auth.explain(identity)
+with st.container(horizontal=True):
+    dry_clicked = st.button(
+        "Dry run",
+        key="backfill_dry_run",
+        icon=":material/preview:",
+        disabled=request is None,
+        help="What the backfill would do, measured now (gate, coverage, stale rows); writes nothing.",
+    )
+    st.button(
+        "Launch backfill",
+        key="backfill_launch",
+        type="primary",
+        icon=":material/rocket_launch:",
+        disabled=request is None or not identity.may_act,
+        help=identity.reason if not identity.may_act else "Starts the run in its own process.",
+        on_click=_launch,
+        args=(settings, request, identity.who),
+    )
+run_view.show_notice(NOTICE_KEY)
+
+if dry_clicked and request is not None:
+    try:
+        plan = dry_run(data.warehouse(settings), settings, request)
+        st.session_state[PLAN_KEY] = (request, plan)
+    except Exception as exc:
+        if not run_view.warehouse_busy(exc):
+            raise
+        _busy_warning()
+planned = st.session_state.get(PLAN_KEY)
+if planned is not None:
+    planned_request, plan = planned
+    if planned_request == request:
+        st.markdown(f"**Dry run:** {runs.plan_summary(plan)}")
+        st.dataframe(
+            runs.plan_table(plan),
+            hide_index=True,
+            key="backfill_plan_table",
+            column_config={
+                "Coverage now %": st.column_config.NumberColumn(format="%.1f"),
+                "MLFS now %": st.column_config.NumberColumn(format="%.1f"),
+                "Gate": st.column_config.TextColumn(width="large"),
+            },
+        )
+    elif request is not None:
+        st.caption("The last dry run was of other inputs; run it again to preview these.")
+
+run_id = _followed_run(ledger)
+if run_id:
+    followed = ledger.get_run(run_id)
+    st.subheader(f"Run {run_id}")
+    st.caption(
+        f"Started by {followed.created_by} at {runs.when_text(followed.created_at)}: "
+        f"{runs.params_text(followed.params)}"
+    )
+    with st.container(horizontal=True, vertical_alignment="center"):
+        if followed.status in RUN_ACTIVE:
+            run_view.cancel_button(
+                settings, followed, identity, key="backfill_cancel", notice_key=RUN_NOTICE_KEY
+            )
+        st.page_link(
+            "pages/runs.py",
+            label="Open in Runs",
+            icon=":material/history:",
+            query_params={"run": run_id},
+        )
+    run_view.show_notice(RUN_NOTICE_KEY)
+    run_view.follow(ledger, run_id, lambda run: _draw_progress(ledger, run), key="backfill_progress")

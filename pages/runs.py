@@ -1,0 +1,233 @@
+"""Runs: the backfill history, each run's dates x stages, and one-click rerun, resume and cancel."""
+
+import datetime as dt
+
+import streamlit as st
+
+from backfill.config import Settings
+from backfill.errors import BackfillError, BadInput
+from backfill.launch import RERUN_STATUSES, rerun, resume_detached
+from backfill.ledger import RUN_ACTIVE, Ledger, Run
+from backfill.validate import parse_date
+from ui import auth, run_view, runs
+from ui.shell import open_console
+
+# Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
+HISTORY_LIMIT = 200  # runs read from the ledger, newest first
+SELECTED_KEY = "runs_selected"  # the run shown below the history; also in the URL as ?run=ID
+NOTICE_KEY = "runs_notice"
+
+
+def _rerun(settings: Settings, run_id: str, who: str | None, only_transient: bool) -> None:
+    """Button callback: a new run of what this run did not finish, then show the new run."""
+    what = "transient failures" if only_transient else "failed, blocked and cancelled dates"
+    try:
+        new_id = rerun(settings, run_id, who, only_transient=only_transient)
+    except BackfillError as exc:
+        run_view.notify(NOTICE_KEY, "error", f"Not rerun: {exc}")
+        return
+    run_view.watch(new_id)
+    st.session_state[SELECTED_KEY] = new_id
+    run_view.notify(NOTICE_KEY, "success", f"Started run {new_id}: a rerun of run {run_id}'s {what}.")
+
+
+def _resume(settings: Settings, run_id: str, who: str | None) -> None:
+    """Button callback: finish an interrupted run's unfinished items in a new worker process."""
+    try:
+        resume_detached(settings, run_id, who)
+    except BackfillError as exc:
+        run_view.notify(NOTICE_KEY, "error", f"Not resumed: {exc}")
+        return
+    run_view.watch(run_id)
+    run_view.notify(NOTICE_KEY, "success", f"Resumed run {run_id}: only its unfinished items run again.")
+
+
+def _open(run_id: str) -> None:
+    st.session_state[SELECTED_KEY] = run_id
+
+
+def _link_date() -> dt.date | None:
+    """The ``?date=`` of a deep link: runs that touched it (a one-line warning when unusable)."""
+    raw = st.query_params.get("date")
+    if not raw:
+        return None
+    try:
+        return parse_date(raw)
+    except BadInput:
+        st.warning(f"Ignored the link's date {raw[:40]!r}: expected YYYY-MM-DD.", icon=":material/link_off:")
+        return None
+
+
+def _link_run(ledger: Ledger) -> str | None:
+    """The ``?run=`` of a deep link when it names a run (a one-line warning when it does not)."""
+    raw = st.query_params.get("run")
+    if not raw or raw == st.session_state.get("runs_linked"):
+        return None
+    try:
+        return ledger.get_run(raw).run_id
+    except BackfillError:
+        st.warning(
+            f"Ignored the link's run {raw[:40]!r}: no such run in the ledger.", icon=":material/link_off:"
+        )
+        st.session_state["runs_linked"] = raw
+        return None
+
+
+def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Identity) -> None:
+    """Rerun failed, rerun transient, resume and cancel: operators only, each where it applies."""
+    unfinished = [item for item in items if item["status"] in RERUN_STATUSES]
+    transient = [item for item in unfinished if item["error_class"] == "transient"]
+    active = run.status in RUN_ACTIVE
+    locked = not identity.may_act
+
+    def why(applies: bool, otherwise: str, does: str) -> str:
+        if locked:
+            return identity.reason
+        return does if applies else otherwise
+
+    with st.container(horizontal=True):
+        st.button(
+            f"Rerun failed dates ({len({item['game_date'] for item in unfinished})})",
+            key="runs_rerun_failed",
+            icon=":material/replay:",
+            disabled=locked or active or not unfinished,
+            help=why(
+                bool(unfinished) and not active,
+                "Nothing to rerun: every item is done or skipped (or the run is still going).",
+                "A new run of the failed, blocked and cancelled dates, with the same settings.",
+            ),
+            on_click=_rerun,
+            args=(settings, run.run_id, identity.who, False),
+        )
+        st.button(
+            f"Rerun transient failures ({len({item['game_date'] for item in transient})})",
+            key="runs_rerun_transient",
+            icon=":material/restart_alt:",
+            disabled=locked or active or not transient,
+            help=why(
+                bool(transient) and not active,
+                "No transient failures in this run.",
+                "A new run of only the dates that failed with timeouts or other transient errors.",
+            ),
+            on_click=_rerun,
+            args=(settings, run.run_id, identity.who, True),
+        )
+        st.button(
+            "Resume",
+            key="runs_resume",
+            icon=":material/play_arrow:",
+            disabled=locked or run.status != "interrupted",
+            help=why(
+                run.status == "interrupted",
+                "Only an interrupted run (its process stopped) can be resumed.",
+                "Finishes only the unfinished items, in a new background process.",
+            ),
+            on_click=_resume,
+            args=(settings, run.run_id, identity.who),
+        )
+        run_view.cancel_button(settings, run, identity, key="runs_cancel", notice_key=NOTICE_KEY)
+
+
+def _draw_run(ledger: Ledger, run: Run) -> None:
+    run_view.status_line(run)
+    items = run_view.progress(ledger, run)
+    st.dataframe(
+        runs.items_table(items),
+        hide_index=True,
+        key=f"runs_items_{run.run_id}",
+        column_config={
+            "Before %": st.column_config.NumberColumn(format="%.1f"),
+            "After %": st.column_config.NumberColumn(format="%.1f"),
+            "Seconds": st.column_config.NumberColumn(format="%.2f"),
+            "Rows written": st.column_config.NumberColumn(format="localized"),
+            "Error": st.column_config.TextColumn(width="large"),
+        },
+    )
+    with st.expander("Log", expanded=run.status in RUN_ACTIVE):
+        run_view.log(ledger, run, lines=200)
+
+
+settings, _ = open_console()
+identity = auth.current_identity(settings)
+ledger = Ledger(settings.ledger)
+ledger.detect_interrupted()
+history = ledger.list_runs(HISTORY_LIMIT)
+
+st.title("Runs")
+if not history:
+    st.info("No runs recorded yet.", icon=":material/info:")
+    st.page_link("pages/backfill.py", label="Launch one on the Backfill page", icon=":material/play_circle:")
+    st.stop()
+
+linked = _link_run(ledger)
+link_day = _link_date()
+st.session_state.setdefault("runs_date", None)
+if link_day is not None and link_day != st.session_state.get("runs_date_linked"):
+    st.session_state["runs_date"] = link_day
+day = st.columns([1, 3])[0].date_input(
+    "Runs that touched a date",
+    format="YYYY-MM-DD",
+    key="runs_date",
+    help="Only runs whose dates include this one; empty for every run.",
+)
+st.session_state["runs_date_linked"] = day
+if day is None:
+    st.query_params.pop("date", None)
+    shown = history
+    st.caption(f"{len(shown)} run{'s' if len(shown) != 1 else ''}, newest first.")
+else:
+    st.query_params["date"] = day.isoformat()
+    shown = [run for run in history if runs.touches(run, day)]
+    st.caption(f"{len(shown)} of {len(history)} runs touched {day}, newest first.")
+st.dataframe(
+    runs.history_table(shown),
+    hide_index=True,
+    key="runs_history",
+    column_config={"Outcome": st.column_config.TextColumn(width="large")},
+)
+
+if linked is not None:
+    st.session_state[SELECTED_KEY] = linked
+by_id = {run.run_id: run for run in history}
+choices = [run.run_id for run in shown]
+selected = st.session_state.get(SELECTED_KEY)
+if selected is not None and selected not in choices:
+    if selected not in by_id:
+        try:
+            by_id[selected] = ledger.get_run(selected)
+        except BackfillError:
+            selected = None
+    if selected is not None:
+        choices.insert(0, selected)  # a linked or opened run outside the filter stays shown
+if not choices:
+    st.stop()
+if selected is None:
+    st.session_state[SELECTED_KEY] = choices[0]
+run_id = st.selectbox("Run", choices, format_func=lambda rid: runs.run_label(by_id[rid]), key=SELECTED_KEY)
+st.query_params["run"] = run_id
+st.session_state["runs_linked"] = run_id
+
+run = ledger.get_run(run_id)
+st.subheader(f"Run {run.run_id}")
+st.caption(
+    f"Started by {run.created_by} at {runs.when_text(run.created_at)} on {run.warehouse}; "
+    f"{runs.params_text(run.params)}; {run.statements} warehouse statement{'s' if run.statements != 1 else ''}"
+    + (f"; took {runs.took_text(run)}" if runs.took_text(run) else "")
+    + "."
+)
+family = [(run.parent_run_id, "Rerun of")] if run.parent_run_id else []
+family += [(child.run_id, "Rerun") for child in history if child.parent_run_id == run.run_id]
+if family:
+    with st.container(horizontal=True):
+        for other_id, relation in family:
+            st.button(
+                f"{relation} {other_id}",
+                key=f"runs_open_{other_id}",
+                icon=":material/north_east:",
+                on_click=_open,
+                args=(other_id,),
+            )
+auth.explain(identity)
+_actions(settings, run, ledger.items(run.run_id), identity)
+run_view.show_notice(NOTICE_KEY)
+run_view.follow(ledger, run.run_id, lambda current: _draw_run(ledger, current), key="runs_live")
