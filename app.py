@@ -9,6 +9,7 @@ st.set_page_config(layout="wide", page_title="Prediction coverage console", page
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/coverage.py", title="Coverage", icon=":material/calendar_month:"),
+    st.Page("pages/gaps.py", title="Gaps & stale rows", icon=":material/rule:"),
     st.Page("pages/backfill.py", title="Backfill", icon=":material/play_circle:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
 ]  # in menu order; a new page is one more entry here
