@@ -54,7 +54,7 @@ class CoverageSnapshot:
 
     def coverage(self, start: dt.date, end: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Daily and monthly coverage of the range, re-measuring only what changed."""
-        with self._lock:
+        with self._lock, self.warehouse.session():
             changed = self._refresh_fingerprints(start, end)
             wanted = set(coverage.date_span(start, end))
             stale = (wanted - self._measured) | (changed & wanted)

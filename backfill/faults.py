@@ -92,11 +92,7 @@ def classify(exc: BaseException) -> str:
             return TRANSIENT
         if isinstance(link, TRANSIENT_TYPES) or _class_names(link, "google.api_core") & TRANSIENT_API_ERRORS:
             return TRANSIENT
-        duckdb_names = _class_names(link, "duckdb") | _class_names(link, "_duckdb")
-        message = str(link).lower()
-        if "TransactionException" in duckdb_names and "conflict" in message:
-            return TRANSIENT
-        if "IOException" in duckdb_names and any(word in message for word in _DUCKDB_LOCK_WORDS):
+        if _duckdb_conflict(link):
             return TRANSIENT
     for link in chain:
         if isinstance(link, BadInput) or _class_names(link, "google.api_core") & PERMANENT_API_ERRORS:
@@ -105,6 +101,20 @@ def classify(exc: BaseException) -> str:
             return PERMANENT
     message = " ".join(str(link) for link in chain).lower()
     return TRANSIENT if any(word in message for word in TRANSIENT_KEYWORDS) else PERMANENT
+
+
+def _duckdb_conflict(exc: BaseException) -> bool:
+    """Another process holds the DuckDB file, or a concurrent transaction wrote the same rows."""
+    names = _class_names(exc, "duckdb") | _class_names(exc, "_duckdb")
+    message = str(exc).lower()
+    if "TransactionException" in names and "conflict" in message:
+        return True
+    return "IOException" in names and any(word in message for word in _DUCKDB_LOCK_WORDS)
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """Whether the DuckDB file is locked by another process (worth waiting a moment for)."""
+    return any(_duckdb_conflict(link) for link in _chain(exc))
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pandas as pd
-
 from backfill import coverage
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
@@ -34,6 +32,9 @@ from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
 
 HEARTBEAT_EVERY_S = 2.0
+
+Measurement = dict[tuple[dt.date, str], dict]
+"""Daily coverage rows of a batch, by (date, stage)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ class Runner:
             for batch in _chunks(dates, self.request.batch_size):
                 if self.ledger.cancel_requested(self.run_id):
                     return self._cancel()
-                self._run_batch(batch)
+                with self.warehouse.session():
+                    self._run_batch(batch)
             self._finish(self._final_status())
         except BaseException as exc:
             self._finish("failed", f"stopped by {type(exc).__name__}: {exc}")
@@ -201,24 +203,24 @@ class Runner:
         verification and the next stage's "before" (and gate), so a batch costs 2 statements per
         stage plus one."""
         open_now = {(i["stage"], i["game_date"]) for i in self.ledger.items(self.run_id, ITEM_OPEN)}
-        measured: pd.DataFrame | None = None
+        measured: Measurement | None = None
         for stage in self.request.stages:
             dates = [day for day in batch if (stage, day.isoformat()) in open_now]
             if dates:
                 measured = self._run_stage(stage, dates, measured)
 
-    def _run_stage(self, stage: str, dates: list[dt.date], before: pd.DataFrame | None) -> pd.DataFrame:
+    def _run_stage(self, stage: str, dates: list[dt.date], before: Measurement | None) -> Measurement:
         """Gate, replace and verify one stage's dates; returns the measurement after it."""
         started = self.monotonic()
         self.ledger.update_items(
             self.run_id, stage, dates, status="running", started_at=self.clock().isoformat()
         )
-        if before is None or not all((day, stage) in before.index for day in dates):
+        if before is None or not all((day, stage) in before for day in dates):
             before = self._measure(dates)
         outcomes: dict[dt.date, dict] = {}
         runnable = []
         for day in dates:
-            row = before.loc[(day, stage)]
+            row = before[(day, stage)]
             now_pct = _coverage_value(row)
             if row["players_total"] == 0:
                 outcomes[day] = {"status": "skipped", "error_message": "no games on this date"}
@@ -250,7 +252,7 @@ class Runner:
                 "duration_s": round(elapsed, 3),
             }
             if outcome.error is None:
-                row = after.loc[(day, stage)]
+                row = after[(day, stage)]
                 fields |= {
                     "status": "done",
                     "rows_written": int(row["table_rows"]),
@@ -277,12 +279,12 @@ class Runner:
         )
         return after
 
-    def _measure(self, dates: list[dt.date]) -> pd.DataFrame:
-        """Coverage of the batch's dates, indexed by (date, stage): one retried statement."""
+    def _measure(self, dates: list[dt.date]) -> Measurement:
+        """Coverage of the batch's dates by (date, stage): one retried statement."""
         daily, _ = self._retried(
             lambda: coverage.daily_coverage(self.warehouse, self.settings, min(dates), max(dates))
         )
-        return daily.set_index(["game_date", "stage"])
+        return {(row["game_date"], row["stage"]): row for row in daily.to_dict("records")}
 
     def _replace(self, stage: str, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
         """Replace the dates' rows in one transaction; split the batch on a permanent failure."""
@@ -343,7 +345,7 @@ def execute_run(
     return Runner(warehouse, settings, ledger, run_id, **options).execute()
 
 
-def _coverage_value(row: pd.Series) -> float | None:
+def _coverage_value(row: dict) -> float | None:
     """The coverage recorded before/after: expected coverage, or player-game coverage on all-bootstrap dates."""
     for column in ("expected_coverage_pct", "player_game_coverage_pct"):
         value = row[column]

@@ -7,10 +7,11 @@ and overridden hooks, never ``if warehouse == ...`` in callers.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -122,6 +123,11 @@ class Warehouse(ABC):
     def _table_options(self, table: Table) -> str:
         """Text after a CREATE TABLE's column list (partitioning, clustering)."""
         return ""
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold whatever a series of requests can share (DuckDB: the open database) for a block."""
+        yield
 
     def estimate_bytes(self, template: str, params: Params | None = None) -> int | None:
         """Bytes a query would process, where the warehouse can tell without running it."""

@@ -1,13 +1,18 @@
 """The embedded warehouse: one DuckDB file, schemas standing in for BigQuery datasets.
 
-DuckDB lets one process at a time open a file for writing, so connections are short: one per
-request, or one per :meth:`DuckDBWarehouse.session` block. Another process holding the file shows
-up as ``duckdb.IOException`` ("Could not set lock"), which the retry policy treats as transient.
+DuckDB lets one process at a time open a file for writing, and a process that opens the file
+starts with a cold buffer pool. So the adapter keeps the database open while it is in use and for a
+short idle moment after (page reruns and a batch's statements then share warm pages), and closes it
+after that so another process (the console, a CLI run, a detached backfill) can take its turn.
+Opening waits out another process's lock for a while (``lock_wait_s``); beyond that the lock error
+reaches the retry policy, which treats it as transient.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -16,13 +21,23 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import tenacity
 
 from backfill.config import Settings
 from backfill.crashpoints import IN_TRANSACTION, crash_point
+from backfill.faults import is_lock_conflict
 from backfill.warehouse.base import Warehouse, dates_to_python
 from backfill.warehouse.schema import Table
 
 _DOLLAR_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+log = logging.getLogger(__name__)
+
+IDLE_CLOSE_S = 1.0
+"""Seconds the database stays open after its last use, unless a session holds it."""
+
+LOCK_WAIT_S = 30.0
+"""How long opening waits for another process to release the file before giving up."""
 
 
 class DuckDBWarehouse(Warehouse):
@@ -31,11 +46,23 @@ class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
     dialect = "duckdb"
 
-    def __init__(self, settings: Settings, path: str | Path):
+    def __init__(
+        self,
+        settings: Settings,
+        path: str | Path,
+        *,
+        idle_close_s: float = IDLE_CLOSE_S,
+        lock_wait_s: float = LOCK_WAIT_S,
+    ):
         super().__init__(settings)
         self.path = str(path)
-        self._local = threading.local()
-        self._memory: duckdb.DuckDBPyConnection | None = None
+        self.idle_close_s = idle_close_s
+        self.lock_wait_s = lock_wait_s
+        self._guard = threading.Lock()
+        self._database: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+        self._idle_timer: threading.Timer | None = None
+        self._closes_at_exit = False
 
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
@@ -44,41 +71,91 @@ class DuckDBWarehouse(Warehouse):
         return f"`{self.dataset(table)}`.`{table.name}`"
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One connection for every request in the block (per thread); closed at its end."""
-        current = getattr(self._local, "connection", None)
-        if current is not None:
-            yield current
-            return
-        connection = self._connect()
-        self._local.connection = connection
+    def session(self) -> Iterator[None]:
+        """Keep the database open for every request in the block (they share warm pages)."""
+        self._acquire()
         try:
-            yield connection
+            yield
         finally:
-            self._local.connection = None
-            if connection is not self._memory:
-                connection.close()
+            self._release()
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        if self.path == ":memory:":
-            if self._memory is None:
-                self._memory = duckdb.connect(":memory:")
-                self._memory.execute("SET TimeZone = 'UTC'")
-            return self._memory.cursor()
-        connection = duckdb.connect(self.path)
-        connection.execute("SET TimeZone = 'UTC'")
-        return connection
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the open database, for this thread and this request only."""
+        database = self._acquire()
+        cursor = database.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+            self._release()
+
+    def _acquire(self) -> duckdb.DuckDBPyConnection:
+        with self._guard:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            if self._database is None:
+                self._database = self._open()
+            self._users += 1
+            return self._database
+
+    def _release(self) -> None:
+        with self._guard:
+            self._users -= 1
+            if self._users > 0 or self.path == ":memory:":
+                return
+            if self.idle_close_s <= 0:
+                self._close_now()
+                return
+            self._idle_timer = threading.Timer(self.idle_close_s, self._close_if_idle)
+            self._idle_timer.daemon = True
+            self._idle_timer.start()
+
+    def _close_if_idle(self) -> None:
+        with self._guard:
+            if self._users == 0:
+                self._close_now()
+
+    def _close_now(self) -> None:
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting (briefly and repeatedly) while another process holds it."""
+
+        def tell_once(state: tenacity.RetryCallState) -> None:
+            if state.attempt_number == 1:
+                log.warning(
+                    "waiting up to %.0f s for %s: another process holds it", self.lock_wait_s, self.path
+                )
+
+        opener = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(self.lock_wait_s),
+            wait=tenacity.wait_random(0.05, 0.3),
+            retry=tenacity.retry_if_exception(is_lock_conflict),
+            before_sleep=tell_once,
+            reraise=True,
+        )
+        database = opener(duckdb.connect, self.path)
+        database.execute("SET TimeZone = 'UTC'")
+        if not self._closes_at_exit:
+            # A clean close checkpoints the write-ahead log into the file; don't leave it to chance.
+            atexit.register(self.close)
+            self._closes_at_exit = True
+        return database
 
     def _query(self, statements: tuple[str, ...], params: dict, **options: Any) -> pd.DataFrame:
         (statement,) = statements
-        with self.session() as connection:
+        with self._cursor() as connection:
             cursor = connection.execute(statement, _bind(statement, params))
             date_columns = [d[0] for d in cursor.description if str(d[1]).upper() == "DATE"]
             frame = cursor.df()
         return dates_to_python(frame, date_columns)
 
     def _execute(self, statements: tuple[str, ...], params: dict, **options: Any) -> None:
-        with self.session() as connection:
+        with self._cursor() as connection:
             in_transaction = False
             try:
                 for statement in statements:
@@ -96,13 +173,13 @@ class DuckDBWarehouse(Warehouse):
 
     def _create_dataset(self, dataset: str) -> None:
         self._count()
-        with self.session() as connection:
+        with self._cursor() as connection:
             connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
 
     def load_frame(self, table: Table, frame: pd.DataFrame) -> None:
         self._count()
         columns = ", ".join(table.column_names)
-        with self.session() as connection:
+        with self._cursor() as connection:
             connection.register("incoming_rows", frame[list(table.column_names)])
             try:
                 connection.execute(
@@ -113,9 +190,12 @@ class DuckDBWarehouse(Warehouse):
                 connection.unregister("incoming_rows")
 
     def close(self) -> None:
-        if self._memory is not None:
-            self._memory.close()
-            self._memory = None
+        """Close the database now (waiting requests reopen it)."""
+        with self._guard:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            self._close_now()
 
 
 def _bind(statement: str, params: dict) -> dict | None:
