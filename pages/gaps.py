@@ -427,4 +427,4 @@ else:
             width="stretch",
         )
     with st.expander("Preview the hand-off note (Markdown)"):
-        st.markdown(to_markdown(period_report))
+        st.markdown(helpers.preview_markdown(to_markdown(period_report)))

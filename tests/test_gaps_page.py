@@ -252,7 +252,10 @@ def test_a_viewer_sees_the_delete_control_disabled_and_nothing_is_deleted(app, d
     assert review.disabled
     assert at.date_input(key="gaps_delete_from").disabled
     (note,) = [info.value for info in at.info if "Only operators" in info.value]
-    assert note == f"Only operators may delete stale rows. Signed in as {VIEWER} (viewer). Operators: {OPERATOR}."
+    assert (
+        note
+        == f"Only operators may delete stale rows. Signed in as {VIEWER} (viewer). Operators: {OPERATOR}."
+    )
 
     assert not [button for button in at.button if button.key == "gaps_delete_confirm"]
     assert stale_on_file(demo_settings).equals(before)
@@ -430,3 +433,10 @@ def test_stale_pivot_has_a_total_row_and_every_category_column():
     assert helpers.category_text(stale) == "orphan 3, duplicate 2, null_field 1"
     assert helpers.stale_pivot(stale.iloc[0:0]).empty
     assert helpers.stale_by_category(stale.iloc[0:0]) == dict.fromkeys(CATEGORIES, 0)
+
+
+def test_the_hand_off_preview_keeps_its_headings_below_the_page_title():
+    text = "# Prediction coverage report\n\n## Gaps\n\n- 2021-12-07 # not a heading"
+    assert helpers.preview_markdown(text) == (
+        "### Prediction coverage report\n\n#### Gaps\n\n- 2021-12-07 # not a heading"
+    )

@@ -275,3 +275,9 @@ def export_data(report: GapReport, fmt: str) -> bytes:
     """The bytes of the report in one format: exactly what the page's download button serves."""
     content = EXPORTS[fmt].writer(report)
     return content.encode("utf-8") if isinstance(content, str) else content
+
+
+def preview_markdown(text: str, levels: int = 2) -> str:
+    """The hand-off note for showing inside the page: headings ``levels`` lower, so the note's title
+    does not outshout the page's own."""
+    return "\n".join("#" * levels + line if line.startswith("#") else line for line in text.splitlines())
