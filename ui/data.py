@@ -18,6 +18,7 @@ import streamlit as st
 
 from backfill import coverage, stale
 from backfill.config import Settings, load_settings
+from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.demo import ensure_demo
 from backfill.warehouse import Warehouse, connect
 
@@ -55,25 +56,27 @@ def data_bounds(settings: Settings) -> tuple[dt.date, dt.date] | None:
     return _data_bounds(settings, cache_period(settings))
 
 
+@st.cache_resource(show_spinner=False)
+def snapshot(settings: Settings) -> CoverageSnapshot:
+    """Coverage kept between reruns and sessions; each refresh re-measures only changed dates."""
+    return CoverageSnapshot(warehouse(settings), settings)
+
+
 @st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)
-def _daily_coverage(settings: Settings, start: dt.date, end: dt.date, period: int) -> pd.DataFrame:
-    return coverage.daily_coverage(warehouse(settings), settings, start, end)
+def _coverage(
+    settings: Settings, start: dt.date, end: dt.date, period: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return snapshot(settings).coverage(start, end)
 
 
 def daily_coverage(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """One row per (date, stage) of the range: counts, coverage and status."""
-    return _daily_coverage(settings, start, end, cache_period(settings))
-
-
-@st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)
-def _monthly_coverage(settings: Settings, start: dt.date, end: dt.date, period: int) -> pd.DataFrame:
-    daily = _daily_coverage(settings, start, end, period)
-    return coverage.monthly_coverage(warehouse(settings), settings, start, end, daily=daily)
+    return _coverage(settings, start, end, cache_period(settings))[0]
 
 
 def monthly_coverage(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """One row per (month, stage): the team's player coverage beside player-game figures."""
-    return _monthly_coverage(settings, start, end, cache_period(settings))
+    return _coverage(settings, start, end, cache_period(settings))[1]
 
 
 @st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)
