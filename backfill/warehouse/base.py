@@ -49,6 +49,7 @@ class Warehouse(ABC):
             check_identifier(dataset, "dataset")
         self._lock = threading.Lock()
         self._statements_issued = 0
+        self._labels = threading.local()
 
     # -- what callers use -------------------------------------------------------------------
 
@@ -73,12 +74,29 @@ class Warehouse(ABC):
     def query(self, template: str, params: Params | None = None, **options: Any) -> pd.DataFrame:
         """Run one SELECT and return its rows; DATE columns come back as ``datetime.date``."""
         self._count()
-        return self._query(self.prepare(template), dict(params or {}), **options)
+        return self._query(self.prepare(template), dict(params or {}), **self._labelled(options))
 
     def execute(self, template: str, params: Params | None = None, **options: Any) -> None:
         """Run a statement, or a script of statements in one transaction, as one request."""
         self._count()
-        self._execute(self.prepare(template), dict(params or {}), **options)
+        self._execute(self.prepare(template), dict(params or {}), **self._labelled(options))
+
+    @contextlib.contextmanager
+    def labels(self, **labels: str) -> Iterator[None]:
+        """Label every request this thread sends in the block (BigQuery: job labels, which attribute
+        cost); a request's own ``labels=`` add to them. Warehouses without labels ignore them."""
+        outer = getattr(self._labels, "current", {})
+        self._labels.current = outer | labels
+        try:
+            yield
+        finally:
+            self._labels.current = outer
+
+    def _labelled(self, options: dict[str, Any]) -> dict[str, Any]:
+        current = getattr(self._labels, "current", {})
+        if not current:
+            return options
+        return options | {"labels": current | dict(options.get("labels") or {})}
 
     def create_schema(self) -> None:
         """Create the datasets and the three tables where they are missing."""
@@ -93,6 +111,16 @@ class Warehouse(ABC):
         """Drop the three tables (the demo builder starts from nothing)."""
         for table in TABLES.values():
             self.execute(f"DROP TABLE IF EXISTS {{{table.name}}}")
+
+    def existing_tables(self) -> dict[str, dict[str, str]]:
+        """The labels of each of the three tables that exists, by table name (missing ones left out).
+
+        Used before building the demo in place, so it never drops tables it did not make.
+        """
+        raise NotImplementedError(f"{self.describe()} cannot list its tables")
+
+    def label_tables(self, labels: dict[str, str]) -> None:  # noqa: B027 - a no-op where tables have no labels
+        """Put labels on the three tables (BigQuery: table labels); warehouses without them ignore it."""
 
     # -- what adapters provide --------------------------------------------------------------
 
