@@ -18,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlglot
+from google.api_core.exceptions import BadRequest, NotFound, ServiceUnavailable
 from google.cloud import bigquery
+from google.cloud.bigquery.job.base import SessionInfo
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 from sqlglot.optimizer.qualify import qualify
@@ -53,9 +55,10 @@ class FakeRowIterator:
 
 
 class FakeJob:
-    def __init__(self, rows: FakeRowIterator, total_bytes_processed: int = 0):
+    def __init__(self, rows: FakeRowIterator, total_bytes_processed: int = 0, session_id: str | None = None):
         self.rows = rows
         self.total_bytes_processed = total_bytes_processed
+        self.session_info = SessionInfo({"sessionId": session_id}) if session_id else None
         self.result_calls: list[dict] = []
 
     def result(self, **kwargs) -> FakeRowIterator:
@@ -72,16 +75,26 @@ class FakeClient:
 
     def __init__(self, answers: dict[str, tuple[pd.DataFrame, list[bigquery.SchemaField]]] | None = None):
         self.answers = answers or {}
+        self.failures: dict[str, Exception] = {}
+        """A statement containing a key fails with its exception."""
         self.queries: list[dict] = []
         self.jobs: list[FakeJob] = []
         self.datasets: list[dict] = []
         self.loads: list[dict] = []
+        self.tables: dict[str, dict[str, str]] = {}
+        """Tables that exist, by full id, with their labels."""
+        self.table_updates: list[dict] = []
         self.closed = False
 
     def query(self, sql: str, **kwargs) -> FakeJob:
         self.queries.append({"sql": sql, **kwargs})
+        for needle, error in self.failures.items():
+            if needle in sql:
+                raise error
         frame, schema = self._answer(sql)
-        job = FakeJob(FakeRowIterator(frame, schema), total_bytes_processed=12345)
+        config = kwargs.get("job_config")
+        session_id = f"session-{len(self.queries)}" if config is not None and config.create_session else None
+        job = FakeJob(FakeRowIterator(frame, schema), total_bytes_processed=12345, session_id=session_id)
         self.jobs.append(job)
         return job
 
@@ -94,6 +107,20 @@ class FakeClient:
     def create_dataset(self, dataset, **kwargs):
         self.datasets.append({"dataset": dataset, **kwargs})
         return dataset
+
+    def get_table(self, table_id: str, **kwargs):
+        if table_id not in self.tables:
+            raise NotFound(f"Not found: Table {table_id}")
+        table = bigquery.Table(table_id)
+        table.labels = dict(self.tables[table_id])
+        return table
+
+    def update_table(self, table, fields, **kwargs):
+        self.table_updates.append(
+            {"table": table.reference, "fields": fields, "labels": table.labels, **kwargs}
+        )
+        self.tables[f"{table.project}.{table.dataset_id}.{table.table_id}"] = dict(table.labels)
+        return table
 
     def load_table_from_file(self, file_obj, destination, **kwargs) -> FakeJob:
         self.loads.append({"data": file_obj.read(), "destination": destination, **kwargs})
@@ -281,32 +308,48 @@ def test_job_config_carries_parameters_labels_and_the_bytes_billed_guard(warehou
         ("start", "DATE", dt.date(2021, 12, 1)),
         ("min_history_games", "INT64", 3),
     ]
-    assert config.labels == {"stage": "mlfs", "run_id": "run-42-dec", "operator": "a-b-example-com"}
+    assert config.labels == {
+        "app": "nba-backfill",
+        "stage": "mlfs",
+        "run_id": "run-42-dec",
+        "operator": "a-b-example-com",
+    }
     assert config.maximum_bytes_billed == bq_settings.maximum_bytes_billed == 50 * 1024**3
+    assert int(config.job_timeout_ms) == bq_settings.query_timeout_s * 1000  # the client keeps it as text
     assert not config.dry_run
     assert config.use_query_cache is True
+    assert not config.create_session and config.connection_properties == []
 
 
 def test_label_values_are_cut_to_63_characters(warehouse):
     config = warehouse.job_config({}, labels={"note": "x" * 100})
-    assert config.labels == {"note": "x" * 63}
+    assert config.labels == {"app": "nba-backfill", "note": "x" * 63}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="job_config passes maximum_bytes_billed=None for 0, which QueryJobConfig refuses "
-    "(int('None')); leaving the argument out is what means no guard",
-)
 def test_zero_maximum_bytes_billed_means_no_guard(client):
     warehouse = BigQueryWarehouse(Settings(maximum_bytes_billed=0), PROJECT, client=client)
-    assert warehouse.job_config({}).maximum_bytes_billed is None
+    config = warehouse.job_config({})
+    assert config.maximum_bytes_billed is None
+    assert "maximumBytesBilled" not in config.to_api_repr()["query"]
+
+
+def test_configured_guard_and_timeout_reach_the_job(client):
+    warehouse = BigQueryWarehouse(
+        Settings(maximum_bytes_billed=10**9, query_timeout_s=42.5), PROJECT, client=client
+    )
+    warehouse.query("SELECT 1 AS one")
+    (call,) = client.queries
+    assert call["job_config"].maximum_bytes_billed == 10**9
+    assert int(call["job_config"].job_timeout_ms) == 42500
+    assert call["timeout"] == 42.5
+    assert client.jobs[0].result_calls == [{"retry": None, "timeout": 42.5}]
 
 
 def test_dry_run_job_config_skips_the_cache(warehouse):
     config = warehouse.job_config({}, dry_run=True)
     assert config.dry_run is True
     assert config.use_query_cache is False
+    assert config.job_timeout_ms is None
 
 
 # -- what query and execute send -----------------------------------------------------------------
@@ -322,7 +365,7 @@ def test_query_sends_the_googlesql_unchanged_with_parameters_and_no_client_retri
     assert call["job_retry"] is None
     assert call["timeout"] == warehouse.settings.query_timeout_s
     assert [(p.name, p.type_, p.value) for p in call["job_config"].query_parameters] == [("d", "DATE", day)]
-    assert call["job_config"].labels == {"page": "x"}
+    assert call["job_config"].labels == {"app": "nba-backfill", "page": "x"}
     (job,) = client.jobs
     assert job.result_calls == [{"retry": None, "timeout": warehouse.settings.query_timeout_s}]
 
@@ -364,29 +407,184 @@ def test_replace_script_is_sent_whole_as_one_job_with_typed_parameters(warehouse
     params = parameters(call)
     assert (params["dates"].array_type, params["dates"].values) == ("DATE", sorted(dates))
     assert params["processed_at"].type_ == "TIMESTAMP"
-    assert param_names(call["sql"]) <= set(params)
+    assert param_names(call["sql"]) == set(params)
     assert warehouse.statements_issued == 1
+
+
+def test_only_the_parameters_a_statement_uses_are_sent(warehouse, client):
+    warehouse.query(
+        "SELECT player_lookup FROM {mlfs} WHERE game_date = @d",
+        {"d": dt.date(2021, 12, 9), "unused": 3, "also_unused": ["a"]},
+    )
+    warehouse.execute("DELETE FROM {mlfs} WHERE TRUE", {"d": dt.date(2021, 12, 9)})
+    assert list(parameters(client.queries[0])) == ["d"]
+    assert parameters(client.queries[1]) == {}
 
 
 def test_estimate_bytes_is_a_dry_run_without_client_retry(warehouse, client):
     assert (
-        warehouse.estimate_bytes("SELECT * FROM {pgs} WHERE game_date = @d", {"d": dt.date(2021, 12, 7)})
+        warehouse.estimate_bytes(
+            "SELECT * FROM {pgs} WHERE game_date = @d", {"d": dt.date(2021, 12, 7), "x": 1}
+        )
         == 12345
     )
     (call,) = client.queries
     assert call["job_config"].dry_run is True
-    assert call["retry"] is None
+    assert list(parameters(call)) == ["d"]
+    assert (call["retry"], call["job_retry"]) == (None, None)
+    assert warehouse.statements_issued == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="estimate_bytes leaves the client's default job_retry on, so a dry run hit by "
-    "rateLimitExceeded is re-sent by the client underneath our retry policy",
-)
 def test_estimate_bytes_turns_off_the_clients_job_retry(warehouse, client):
     warehouse.estimate_bytes("SELECT 1 AS one")
     (call,) = client.queries
     assert call.get("job_retry", "client default") is None
+
+
+def test_estimate_of_a_script_sums_a_dry_run_of_each_statement(warehouse, client, bq_settings):
+    dates = [dt.date(2021, 12, 7)]
+    params = replace_params("mlfs", dates, bq_settings, dt.datetime(2022, 7, 1, tzinfo=dt.UTC))
+    assert warehouse.estimate_bytes(replace_script("mlfs"), params) == 2 * 12345
+    assert [call["sql"].split()[0] for call in client.queries] == ["DELETE", "INSERT"]
+    assert all(call["job_config"].dry_run for call in client.queries)
+    assert [set(parameters(call)) for call in client.queries] == [
+        param_names(c["sql"]) for c in client.queries
+    ]
+
+
+def test_estimate_of_a_bad_statement_raises_the_clients_error(warehouse, client):
+    client.failures["SELEC "] = BadRequest("Syntax error")
+    with pytest.raises(BadRequest):
+        warehouse.estimate_bytes("SELEC 1")
+
+
+# -- scripts where the endpoint cannot bind their parameters: one job per statement in a session ---
+
+
+@pytest.fixture
+def session_warehouse(bq_settings, client, monkeypatch) -> BigQueryWarehouse:
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    return BigQueryWarehouse(bq_settings, PROJECT, client=client, scripts_bind_parameters=False)
+
+
+def test_scripts_bind_parameters_except_on_the_emulator(bq_settings, client, monkeypatch):
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    assert BigQueryWarehouse(bq_settings, PROJECT, client=client).scripts_bind_parameters is True
+    monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9050")
+    assert BigQueryWarehouse(bq_settings, PROJECT, client=client).scripts_bind_parameters is False
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_replace_runs_as_a_transaction_of_jobs_in_one_session(session_warehouse, client, bq_settings, stage):
+    dates = [dt.date(2021, 12, 7), dt.date(2021, 12, 9)]
+    now = dt.datetime(2022, 7, 1, 3, 0, tzinfo=dt.UTC)
+    session_warehouse.execute(
+        replace_script(stage), replace_params(stage, dates, bq_settings, now), labels={"stage": stage}
+    )
+
+    assert [call["sql"].split()[0] for call in client.queries] == ["BEGIN", "DELETE", "INSERT", "COMMIT"]
+    first, *rest = client.queries
+    assert first["job_config"].create_session is True and first["job_config"].connection_properties == []
+    for call in rest:
+        assert not call["job_config"].create_session
+        (prop,) = call["job_config"].connection_properties
+        assert (prop.key, prop.value) == ("session_id", "session-1")
+    for call in client.queries:
+        assert set(parameters(call)) == param_names(call["sql"])
+        assert (call["retry"], call["job_retry"]) == (None, None)
+        assert call["job_config"].labels == {"app": "nba-backfill", "stage": stage}
+    assert parameters(client.queries[1])["dates"].values == dates
+    # Each job is a statement issued: this is what a run's statement count reports on BigQuery.
+    assert session_warehouse.statements_issued == 4
+
+
+def test_a_failure_after_the_delete_rolls_the_session_back(session_warehouse, client, bq_settings):
+    client.failures["INSERT INTO"] = ServiceUnavailable("backend went away")
+    params = replace_params(
+        "mlfs", [dt.date(2021, 12, 7)], bq_settings, dt.datetime(2022, 7, 1, tzinfo=dt.UTC)
+    )
+    with pytest.raises(ServiceUnavailable):
+        session_warehouse.execute(replace_script("mlfs"), params)
+
+    assert [call["sql"].split()[0] for call in client.queries] == ["BEGIN", "DELETE", "INSERT", "ROLLBACK"]
+    rollback = client.queries[-1]
+    assert rollback["sql"] == "ROLLBACK TRANSACTION"
+    assert rollback["job_config"].connection_properties[0].value == "session-1"
+    assert session_warehouse.statements_issued == 4
+
+
+def test_a_failed_rollback_aborts_the_session(session_warehouse, client, bq_settings):
+    client.failures["INSERT INTO"] = ServiceUnavailable("backend went away")
+    client.failures["ROLLBACK"] = ServiceUnavailable("still away")
+    params = replace_params(
+        "mlfs", [dt.date(2021, 12, 7)], bq_settings, dt.datetime(2022, 7, 1, tzinfo=dt.UTC)
+    )
+    with pytest.raises(ServiceUnavailable, match="backend went away"):
+        session_warehouse.execute(replace_script("mlfs"), params)
+    assert [call["sql"] for call in client.queries[-2:]] == [
+        "ROLLBACK TRANSACTION",
+        "CALL BQ.ABORT_SESSION()",
+    ]
+
+
+def test_a_failure_before_the_transaction_sends_no_rollback(session_warehouse, client, bq_settings):
+    client.failures["BEGIN TRANSACTION"] = ServiceUnavailable("no")
+    params = replace_params(
+        "mlfs", [dt.date(2021, 12, 7)], bq_settings, dt.datetime(2022, 7, 1, tzinfo=dt.UTC)
+    )
+    with pytest.raises(ServiceUnavailable):
+        session_warehouse.execute(replace_script("mlfs"), params)
+    assert [call["sql"] for call in client.queries] == ["BEGIN TRANSACTION"]
+
+
+def test_stale_deletion_keeps_its_temp_tables_in_the_session(session_warehouse, client):
+    session_warehouse.execute(stale.DELETE_SQL, STALE_PARAMS | {"dates": [DAY]})
+    kinds = [" ".join(call["sql"].split()[:2]) for call in client.queries]
+    assert kinds[:3] == ["CREATE TEMP", "CREATE TEMP", "BEGIN TRANSACTION"]
+    assert kinds[-3:] == ["COMMIT TRANSACTION", "DROP TABLE", "DROP TABLE"]
+    assert client.queries[0]["job_config"].create_session is True
+    assert all(
+        call["job_config"].connection_properties[0].value == "session-1" for call in client.queries[1:]
+    )
+
+
+def test_a_script_without_parameters_is_still_one_job(session_warehouse, client):
+    session_warehouse.execute("BEGIN TRANSACTION;\nDELETE FROM {mlfs} WHERE TRUE;\nCOMMIT TRANSACTION;")
+    (call,) = client.queries
+    assert call["sql"].startswith("BEGIN TRANSACTION;")
+
+
+# -- labels ----------------------------------------------------------------------------------------
+
+
+def test_labels_block_labels_every_job_of_the_thread(warehouse, client):
+    with warehouse.labels(backfill_run="R1"):
+        warehouse.query("SELECT 1 AS one")
+        warehouse.execute("DELETE FROM {mlfs} WHERE TRUE", labels={"stage": "mlfs"})
+    warehouse.query("SELECT 2 AS two")
+    assert [call["job_config"].labels for call in client.queries] == [
+        {"app": "nba-backfill", "backfill_run": "r1"},
+        {"app": "nba-backfill", "backfill_run": "r1", "stage": "mlfs"},
+        {"app": "nba-backfill"},
+    ]
+
+
+# -- the demo's table labels -----------------------------------------------------------------------
+
+
+def test_existing_tables_reports_labels_and_leaves_out_missing_tables(warehouse, client):
+    client.tables[f"{PROJECT}.nba_precompute.ml_feature_store"] = {"backfill_demo": "true"}
+    assert warehouse.existing_tables() == {"ml_feature_store": {"backfill_demo": "true"}}
+    assert client.queries == []
+
+
+def test_label_tables_patches_only_the_labels_of_the_three_tables(warehouse, client):
+    warehouse.label_tables({"backfill_demo": "true"})
+    assert [str(update["table"]) for update in client.table_updates] == [
+        f"{PROJECT}.{Settings().datasets[table.role]}.{table.name}" for table in TABLES.values()
+    ]
+    assert all(update["fields"] == ["labels"] and update["retry"] is None for update in client.table_updates)
+    assert all(update["labels"] == {"backfill_demo": "true"} for update in client.table_updates)
 
 
 def test_load_frame_sends_parquet_bytes_appended_to_the_table(warehouse, client):
@@ -412,6 +610,9 @@ def test_load_frame_sends_parquet_bytes_appended_to_the_table(warehouse, client)
     config = load["job_config"]
     assert config.source_format == bigquery.SourceFormat.PARQUET
     assert config.write_disposition == bigquery.WriteDisposition.WRITE_APPEND
+    # No hidden upload retries (the client's default is 6) and no retried polling: ours is the one level.
+    assert load["num_retries"] == 0
+    assert client.jobs[0].result_calls == [{"retry": None, "timeout": warehouse.settings.query_timeout_s}]
     sent = pd.read_parquet(io.BytesIO(load["data"]))
     assert list(sent.columns) == list(PLAYER_GAME_SUMMARY.column_names)
     assert sent["player_lookup"].tolist() == ["jamesjohnson"]
@@ -508,7 +709,7 @@ def _assert_values_only_as_parameters(client: FakeClient) -> None:
         sql = call["sql"]
         statements = parse_bigquery(sql)
         params = parameters(call)
-        assert param_names(sql) <= set(params), sql
+        assert param_names(sql) == set(params), sql
         assert (call["retry"], call.get("job_retry", "client default")) == (None, None)
         for param in params.values():
             values = param.values if isinstance(param, bigquery.ArrayQueryParameter) else [param.value]

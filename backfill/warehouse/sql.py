@@ -14,6 +14,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import rename_func
 from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.tokens import Tokenizer, TokenType
 
 SOURCE_DIALECT = "bigquery"
 
@@ -41,3 +42,19 @@ def translate(googlesql: str, dialect: str) -> tuple[str, ...]:
     if dialect == SOURCE_DIALECT:
         return (googlesql,)
     return tuple(sqlglot.transpile(googlesql, read=SOURCE_DIALECT, write=DIALECTS.get(dialect, dialect)))
+
+
+@lru_cache(maxsize=512)
+def split_statements(script: str) -> tuple[str, ...]:
+    """The statements of a GoogleSQL script as written, cut at its top-level semicolons.
+
+    Semicolons inside strings and comments do not cut (the script is tokenized); the scripts this
+    project writes have no BEGIN ... END blocks, whose inner semicolons would.
+    """
+    tokens = Tokenizer(dialect=SOURCE_DIALECT).tokenize(script)
+    cuts = [token.start for token in tokens if token.token_type == TokenType.SEMICOLON]
+    pieces, begin = [], 0
+    for cut in [*cuts, len(script)]:
+        pieces.append(script[begin:cut].strip())
+        begin = cut + 1
+    return tuple(piece for piece in pieces if piece)

@@ -178,8 +178,7 @@ def emulator_warehouse(bigquery_emulator, emulator_settings) -> Iterator[BigQuer
 def emulator_demo(emulator_warehouse, emulator_settings) -> BigQueryWarehouse:
     """The demo (seed 7) built into this module's datasets on the emulator by the production adapter."""
     started = time.monotonic()
-    with _transactions_as_single_statements(emulator_warehouse):
-        summary = demo.build_demo(emulator_warehouse, emulator_settings, seed=DEMO_SEED)
+    summary = demo.build_demo(emulator_warehouse, emulator_settings, seed=DEMO_SEED)
     print(f"\ndemo built on the emulator in {time.monotonic() - started:.2f} s")
     assert summary.player_game_rows > 20_000
     return emulator_warehouse
@@ -193,48 +192,3 @@ def duckdb_demo(emulator_settings, tmp_path_factory) -> Iterator[DuckDBWarehouse
     demo.build_demo(warehouse, emulator_settings, seed=DEMO_SEED)
     yield warehouse
     warehouse.close()
-
-
-def script_statements(script: str) -> list[str]:
-    """The statements of a GoogleSQL script, as written (split at top-level semicolons)."""
-    from sqlglot.tokens import Tokenizer, TokenType
-
-    tokens = Tokenizer(dialect="bigquery").tokenize(script)
-    cuts = [token.start for token in tokens if token.token_type == TokenType.SEMICOLON]
-    pieces, begin = [], 0
-    for cut in [*cuts, len(script)]:
-        pieces.append(script[begin:cut].strip())
-        begin = cut + 1
-    return [piece for piece in pieces if piece]
-
-
-@pytest.fixture(scope="session")
-def transactions_as_single_statements():
-    """The context manager below, for test modules (conftest is not imported directly)."""
-    return _transactions_as_single_statements
-
-
-@contextlib.contextmanager
-def _transactions_as_single_statements(warehouse: BigQueryWarehouse) -> Iterator[None]:
-    """Run each statement of a ``BEGIN TRANSACTION ... COMMIT TRANSACTION`` script as its own job.
-
-    Works around a bug of bqemulator 1.4.0: it runs a multi-statement script without binding its
-    query parameters (``jobs/executor.py: _run_query_body`` hands them only to the single-statement
-    path), so any script using ``@params`` fails with "Values were not provided for the following
-    prepared statement parameters". Real BigQuery binds parameters in scripts. The statements then
-    run without the transaction, which is fine for building test data and nothing else; the
-    unmodified path is pinned by a strict xfail in test_emulator.py.
-    """
-    send = warehouse._execute
-
-    def execute(statements, params, **options):
-        for script in statements:
-            for statement in script_statements(script):
-                if statement.upper() not in {"BEGIN TRANSACTION", "BEGIN", "COMMIT TRANSACTION", "COMMIT"}:
-                    send((statement,), params, **options)
-
-    warehouse._execute = execute
-    try:
-        yield
-    finally:
-        del warehouse._execute

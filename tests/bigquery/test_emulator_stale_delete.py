@@ -14,9 +14,8 @@ DEC_1, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 31)
 
 
 @pytest.fixture(scope="module")
-def emulator_deleted(emulator_demo, emulator_settings, transactions_as_single_statements):
-    with transactions_as_single_statements(emulator_demo):
-        return stale.delete_stale(emulator_demo, emulator_settings, DEC_1, DEC_31)
+def emulator_deleted(emulator_demo, emulator_settings):
+    return stale.delete_stale(emulator_demo, emulator_settings, DEC_1, DEC_31)
 
 
 @pytest.fixture(scope="module")
