@@ -40,6 +40,9 @@ BUILT_AT = dt.datetime(2022, 7, 1, 3, 0, tzinfo=UTC)
 CORRECTED_AT = dt.datetime(2022, 7, 15, 8, 0, tzinfo=UTC)
 """When some upstream rows were corrected after that: the source of outdated rows."""
 
+DEMO_LABELS = {"backfill_demo": "true"}
+"""Labels the demo puts on its tables (BigQuery), so a later build knows it may replace them."""
+
 _FIRST = (
     "James", "Marcus", "Tyler", "Jalen", "Devin", "Chris", "Kevin", "Anthony", "Jordan", "Brandon",
     "Derrick", "Malik", "Andre", "Cameron", "Isaiah", "Jaylen", "Kyle", "Luka", "Nikola", "Trae",
@@ -151,6 +154,8 @@ def build_demo(warehouse: Warehouse, settings: Settings, seasons: int = 1, seed:
     box = pd.concat([_box_scores(year, players, rng) for year in years], ignore_index=True)
     warehouse.drop_tables()
     warehouse.create_schema()
+    # Marked before any row goes in: a build that dies half-way can still be replaced.
+    warehouse.label_tables(DEMO_LABELS)
     warehouse.load_frame(PLAYER_GAME_SUMMARY, box)
     dates = sorted(set(box["game_date"]))
     for stage in ("mlfs", "predictions"):
@@ -266,6 +271,30 @@ def build_demo_file(path: str | Path, settings: Settings, seasons: int = 1, seed
     os.replace(building, target)
     Path(f"{target}.wal").unlink(missing_ok=True)
     return summary
+
+
+def build_demo_in_place(
+    warehouse: Warehouse, settings: Settings, seasons: int = 1, seed: int = 7, *, replace: bool = False
+) -> DemoSummary:
+    """Build the demo in a warehouse's own datasets (BigQuery), never over tables it did not make.
+
+    Tables of the demo's names that the demo did not label as its own are never dropped: the
+    datasets may be production ones, so the build is refused, ``replace`` or not. Tables the demo
+    made are dropped and rebuilt only when ``replace`` says so. Either refusal writes nothing.
+    """
+    found = warehouse.existing_tables()
+    foreign = sorted(name for name, labels in found.items() if not DEMO_LABELS.items() <= labels.items())
+    if foreign:
+        raise BadInput(
+            f"{warehouse.describe()} already has {', '.join(foreign)} not made by the demo; the demo "
+            "never drops them (point BACKFILL_*_DATASET at other datasets to build it beside them)"
+        )
+    if found and not replace:
+        raise BadInput(
+            f"{warehouse.describe()} already holds the demo ({', '.join(sorted(found))}); "
+            "give --replace to drop and rebuild it"
+        )
+    return build_demo(warehouse, settings, seasons=seasons, seed=seed)
 
 
 def ensure_demo(settings: Settings) -> DemoSummary | None:

@@ -766,6 +766,38 @@ def test_demo_build_sends_only_valid_parameterised_bigquery(warehouse, client, b
     # drop x3, create x3, two stage scripts, the incident statements, the thin-MLFS read and delete
     assert len(client.queries) == 3 + 3 + 2 + len(demo._INCIDENT) + 2
     _assert_values_only_as_parameters(client)
+    # The tables are marked as the demo's before any row is loaded.
+    assert [update["labels"] for update in client.table_updates] == [demo.DEMO_LABELS] * len(TABLES)
+
+
+def _table_ids() -> list[str]:
+    return [f"{PROJECT}.{Settings().datasets[t.role]}.{t.name}" for t in TABLES.values()]
+
+
+def test_demo_in_place_refuses_tables_it_did_not_make_even_with_replace(warehouse, client, bq_settings):
+    client.tables[_table_ids()[0]] = {"team": "data-eng"}
+    client.tables[_table_ids()[1]] = dict(demo.DEMO_LABELS)
+    with pytest.raises(BadInput, match="player_game_summary not made by the demo") as caught:
+        demo.build_demo_in_place(warehouse, bq_settings, replace=True)
+    assert "\n" not in str(caught.value)
+    assert client.queries == [] and client.datasets == [] and client.loads == []
+
+
+def test_demo_in_place_rebuilds_an_earlier_demo_only_with_replace(warehouse, client, bq_settings):
+    for table_id in _table_ids():
+        client.tables[table_id] = dict(demo.DEMO_LABELS)
+    with pytest.raises(BadInput, match="already holds the demo .*give --replace"):
+        demo.build_demo_in_place(warehouse, bq_settings)
+    assert client.queries == [] and client.loads == []
+
+    demo.build_demo_in_place(warehouse, bq_settings, replace=True)
+    assert client.sent[:3] == [f"DROP TABLE IF EXISTS `{table_id}`" for table_id in _table_ids()]
+    assert len(client.loads) == 1
+
+
+def test_demo_in_place_builds_where_nothing_is_there(warehouse, client, bq_settings):
+    demo.build_demo_in_place(warehouse, bq_settings)
+    assert len(client.datasets) == 3 and len(client.loads) == 1
 
 
 # -- DuckDB users never load the Google client -----------------------------------------------------
@@ -781,6 +813,20 @@ def test_connecting_to_duckdb_does_not_import_the_bigquery_client():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_missing_application_default_credentials_are_one_line_bad_input(bq_settings, monkeypatch):
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def no_credentials(*args, **kwargs):
+        raise DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    with pytest.raises(BadInput, match="gcloud auth application-default login") as caught:
+        connect(bq_settings, f"bigquery://{PROJECT}")
+    assert "\n" not in str(caught.value)
 
 
 def test_connect_picks_the_bigquery_adapter_for_a_bigquery_url(bq_settings, monkeypatch):

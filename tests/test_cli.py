@@ -477,10 +477,18 @@ def test_demo_with_the_same_seed_gives_the_same_data_and_another_seed_differs(ru
     assert not other.equals(builds["first"]["nba_analytics.player_game_summary"])
 
 
-def test_demo_into_bigquery_is_not_yet_supported(run):
-    code, out, err = run("demo", "--warehouse", "bigquery://my-project")
+def test_demo_into_bigquery_checks_its_input_before_connecting(run, monkeypatch):
+    # Building into BigQuery is tested against the emulator (tests/bigquery); here no client may be
+    # made at all, so nothing can reach a Google endpoint.
+    from backfill.warehouse.bigquery import BigQueryWarehouse
+
+    def no_client(self):
+        raise AssertionError("a BigQuery client was made")
+
+    monkeypatch.setattr(BigQueryWarehouse, "_make_client", no_client)
+    code, out, err = run("demo", "--warehouse", "bigquery://my-project", "--seasons", "0")
     assert code == 2
-    assert err.startswith("error: building the demo in bigquery is not yet supported")
+    assert err.startswith("error: --seasons must be between 1 and")
     assert err.count("\n") == 1 and out == ""
 
 

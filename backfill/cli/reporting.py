@@ -30,11 +30,13 @@ def add_demo(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "demo",
         parents=[common],
-        help="build the demo warehouse (a DuckDB file)",
+        help="build the demo warehouse (a DuckDB file, or BigQuery datasets)",
         description="Build the deterministic demo warehouse: 30 teams, about 450 players, real-shaped "
         "season calendars, in the state of the team's December 2021 incident (missing and blocked "
-        "prediction dates, stale rows, early-season bootstrap dates). An existing file at the path "
-        "is replaced whole.",
+        "prediction dates, stale rows, early-season bootstrap dates). An existing DuckDB file at the "
+        "path is replaced whole. On BigQuery (--warehouse bigquery://PROJECT) the datasets and "
+        "tables are created where missing; tables the demo made before are rebuilt only with "
+        "--replace, and tables it did not make are never dropped.",
     )
     parser.add_argument(
         "--seasons",
@@ -50,6 +52,12 @@ def add_demo(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help="random seed; the same seed gives the same data (default: 7)",
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="BigQuery: drop and rebuild the demo's tables when an earlier demo made them "
+        "(a DuckDB file is always replaced whole)",
+    )
     parser.set_defaults(handler=_run_demo)
 
 
@@ -61,24 +69,29 @@ def _run_demo(args: argparse.Namespace, ctx: Context) -> int:
     if args.seed < 0:
         raise BadInput(f"--seed must be 0 or more, got {args.seed}")
     kind, location = parse_url(ctx.settings.warehouse)
-    if kind != "duckdb":
-        raise BadInput(
-            f"building the demo in {kind} is not yet supported; give --warehouse PATH for a DuckDB file"
-        )
-    if location == ":memory:":
+    # A DuckDB file is built beside its path and moved into place whole; any other warehouse
+    # (BigQuery) is built in its own datasets, guarded by build_demo_in_place.
+    in_a_file = kind == "duckdb"
+    if in_a_file and location == ":memory:":
         raise BadInput("the demo needs a DuckDB file path, not :memory:")
-    if Path(location).is_dir():
+    if in_a_file and Path(location).is_dir():
         raise BadInput(f"warehouse path {location!r} is a directory")
 
-    from backfill.demo import build_demo_file
+    from backfill.demo import build_demo_file, build_demo_in_place
     from backfill.seasons import season_label
     from backfill.warehouse import connect
 
     began = time.perf_counter()
-    summary = build_demo_file(location, ctx.settings, seasons=args.seasons, seed=args.seed)
-    took = time.perf_counter() - began
+    if in_a_file:
+        summary = build_demo_file(location, ctx.settings, seasons=args.seasons, seed=args.seed)
     warehouse = connect(ctx.settings)
     try:
+        if not in_a_file:
+            summary = build_demo_in_place(
+                warehouse, ctx.settings, seasons=args.seasons, seed=args.seed, replace=args.replace
+            )
+        took = time.perf_counter() - began
+        where = location if in_a_file else warehouse.describe()
         counts = warehouse.query(
             "SELECT (SELECT COUNT(*) FROM {mlfs}) AS mlfs_rows, (SELECT COUNT(*) FROM {pred}) AS prediction_rows"
         ).iloc[0]
@@ -86,7 +99,7 @@ def _run_demo(args: argparse.Namespace, ctx: Context) -> int:
         warehouse.close()
     seasons = ", ".join(season_label(season) for season in summary.seasons)
     print(
-        f"Built the demo warehouse at {location} in {took:.1f} s (seed {args.seed})\n"
+        f"Built the demo warehouse at {where} in {took:.1f} s (seed {args.seed})\n"
         f"  seasons:  {seasons}\n"
         f"  games:    {summary.games:,}\n"
         f"  players:  {summary.players:,}\n"

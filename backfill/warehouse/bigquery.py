@@ -33,6 +33,7 @@ from google.cloud import bigquery
 
 from backfill.config import Settings
 from backfill.crashpoints import IN_TRANSACTION, crash_point
+from backfill.errors import BadInput
 from backfill.validate import check_project
 from backfill.warehouse.base import Warehouse, dates_to_python, param_names
 from backfill.warehouse.schema import TABLES, Table
@@ -129,7 +130,15 @@ class BigQueryWarehouse(Warehouse):
                 client_options=ClientOptions(api_endpoint=f"http://{self.emulator_host}"),
                 location=self.settings.bigquery_location,
             )
-        return bigquery.Client(project=self.project, location=self.settings.bigquery_location)
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            return bigquery.Client(project=self.project, location=self.settings.bigquery_location)
+        except DefaultCredentialsError as exc:
+            raise BadInput(
+                "no Google credentials for BigQuery (Application Default Credentials): run "
+                "'gcloud auth application-default login' or set GOOGLE_APPLICATION_CREDENTIALS"
+            ) from exc
 
     def describe(self) -> str:
         where = f" (emulator at {self.emulator_host})" if self.emulator_host else ""
