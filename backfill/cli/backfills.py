@@ -19,6 +19,7 @@ from backfill.cli.common import (
     open_warehouse,
     parse_range,
     plural,
+    print_estimate,
     resolve_range,
     text_table,
 )
@@ -145,6 +146,9 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
             file=ctx.out,
         )
         print(text_table(plan, _PLAN_COLUMNS), file=ctx.out)
+        from backfill.cost import backfill_estimate
+
+        print_estimate(ctx, lambda: backfill_estimate(warehouse, ctx.settings, request))
         return EXIT_OK
     if args.detach:
         run_id = submit(ctx.settings, request, who, parent_run_id=parent, warehouse=warehouse)

@@ -14,6 +14,7 @@ from backfill.cli.common import (
     open_warehouse,
     parse_range,
     plural,
+    print_estimate,
     resolve_range,
     text_table,
 )
@@ -153,9 +154,11 @@ def _run_coverage(args: argparse.Namespace, ctx: Context) -> int:
     start, end = parse_range(args, ctx)
     warehouse = open_warehouse(ctx)
     try:
+        from backfill.cost import coverage_estimate
         from backfill.report import coverage_table, records
 
         start, end = resolve_range(warehouse, start, end, ctx.today)
+        print_estimate(ctx, lambda: coverage_estimate(warehouse, ctx.settings, start, end, by=args.by))
         table = coverage_table(warehouse, ctx.settings, start, end, by=args.by, stage=stages)
     finally:
         warehouse.close()
