@@ -323,7 +323,6 @@ if planned is not None:
             key="backfill_plan_table",
             column_config={
                 "Coverage now %": st.column_config.NumberColumn(format="%.1f"),
-                "MLFS now %": st.column_config.NumberColumn(format="%.1f"),
                 "Gate": st.column_config.TextColumn(width="large"),
             },
         )

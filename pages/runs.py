@@ -183,7 +183,7 @@ st.dataframe(
     runs.history_table(shown),
     hide_index=True,
     key="runs_history",
-    column_config={"Outcome": st.column_config.TextColumn(width="large")},
+    column_config={"Outcome": st.column_config.TextColumn(width="medium")},
 )
 
 if linked is not None:

@@ -81,11 +81,10 @@ def progress(ledger: Ledger, run: Run) -> list[dict]:
     done, total = runs.finished(counts)
     st.progress(done / total if total else 1.0, text=runs.progress_text(counts))
     if items:
-        st.altair_chart(
-            runs.status_grid(items),
-            width=runs.grid_width(items),
-            key=f"run_grid_{run.run_id}",
-        )
+        with st.container(width=runs.grid_box_width(items)):
+            st.altair_chart(runs.status_grid(items), width="stretch", key=f"run_grid_{run.run_id}")
+        with st.container(width=runs.KEY_BOX_PX):
+            st.altair_chart(runs.status_key(), width="stretch", key=f"run_grid_key_{run.run_id}")
     return items
 
 

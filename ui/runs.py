@@ -45,11 +45,24 @@ RUN_BADGE_COLORS = {
 }
 """``st.badge`` colour of each run status."""
 
-GRID_STEP_PX = 26
-"""Width of one date's column in the status grid."""
+GRID_STEP_PX = 28
+"""Width of one date's column in the status grid, up to ``GRID_MAX_STEPPED_DATES`` dates."""
 
-GRID_MAX_STEPPED_DATES = 40
-"""Up to this many dates the grid has fixed-width columns; beyond, it stretches to the page width."""
+GRID_MAX_STEPPED_DATES = 30
+"""Up to this many dates the grid is drawn in a box of fixed-width columns; beyond, at page width."""
+
+GRID_LABELS_PX = 110
+"""Width of the grid's stage labels."""
+
+GRID_ROW_PX = 28
+"""Height of one stage's row in the status grid."""
+
+GRID_FRAME_PX = 70
+"""Height of the grid's date labels and padding: Streamlit fits the whole chart, not just its cells,
+into the height it is given, so this is added to the rows' own height."""
+
+KEY_BOX_PX = 560
+"""Width of the box of the grid's colour key."""
 
 
 # -- the request form -------------------------------------------------------------------------
@@ -149,6 +162,7 @@ def touches(run: Run, day: dt.date) -> bool:
 HISTORY_COLUMNS = [
     "Run",
     "Status",
+    "Outcome",
     "By",
     "Created",
     "Took",
@@ -156,7 +170,6 @@ HISTORY_COLUMNS = [
     "Stages",
     "Gate",
     "Statements",
-    "Outcome",
     "Rerun of",
 ]
 
@@ -228,6 +241,7 @@ def items_table(items: list[dict[str, Any]]) -> pd.DataFrame:
     """A run's work items, dates in order and MLFS before predictions, headings as people read them."""
     frame = pd.DataFrame(items, columns=list(ITEM_COLUMNS))
     frame["stage"] = frame["stage"].map(lambda stage: STAGE_LABELS.get(stage, stage))
+    frame[["error_class", "error_message"]] = frame[["error_class", "error_message"]].fillna("")
     return frame.rename(columns=ITEM_COLUMNS).reset_index(drop=True)
 
 
@@ -250,9 +264,14 @@ def grid_data(items: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def status_grid(items: list[dict[str, Any]]) -> alt.Chart:
-    """Dates x stages, each cell coloured by its status; the tooltip has every figure of the item."""
+    """Dates x stages, each cell coloured by its status; the tooltip has every figure of the item.
+
+    No Vega legend (Streamlit fits a whole chart into its height, and a legend squeezed the cells):
+    :func:`status_key` draws the colours once beside it. Draw it at the width of its box
+    (:func:`grid_box_width`): Streamlit 1.67 drew no cells for a chart given its own pixel width.
+    """
     data = grid_data(items)
-    dates = data["game_date"].nunique()
+    stages = max(data["stage"].nunique(), 1)
     chart = (
         alt.Chart(data)
         .mark_rect(stroke="white", strokeWidth=1.5)
@@ -261,20 +280,17 @@ def status_grid(items: list[dict[str, Any]]) -> alt.Chart:
                 "game_date:O",
                 title=None,
                 sort="ascending",
-                axis=alt.Axis(labelExpr="slice(datum.value, 5)", labelAngle=-90, labelOverlap=True),
+                axis=alt.Axis(
+                    labelExpr="slice(datum.value, 5)", labelAngle=-90, labelOverlap=True, ticks=False
+                ),
             ),
             y=alt.Y(
                 "stage_label:N",
                 title=None,
                 sort=[STAGE_LABELS[stage] for stage in STAGES],
-                axis=alt.Axis(labelLimit=120),
+                axis=alt.Axis(labelLimit=120, ticks=False),
             ),
-            color=alt.Color(
-                "status:N",
-                title=None,
-                scale=alt.Scale(domain=list(ITEM_COLORS), range=list(ITEM_COLORS.values())),
-                legend=alt.Legend(orient="top", direction="horizontal", symbolType="square", columns=7),
-            ),
+            color=_status_color(),
             tooltip=[
                 alt.Tooltip("game_date:N", title="Date"),
                 alt.Tooltip("stage_label:N", title="Stage"),
@@ -287,17 +303,41 @@ def status_grid(items: list[dict[str, Any]]) -> alt.Chart:
             ],
         )
     )
-    stages = max(data["stage"].nunique(), 1)
-    sized = {"height": 24 * stages + 95}
-    if dates <= GRID_MAX_STEPPED_DATES:
-        sized["width"] = alt.Step(GRID_STEP_PX)
-    return chart.properties(**sized)
+    return chart.properties(height=GRID_ROW_PX * stages + GRID_FRAME_PX)
 
 
-def grid_width(items: list[dict[str, Any]]) -> str:
-    """How wide ``st.altair_chart`` should draw the grid: its own width, or the page's."""
+def status_key() -> alt.Chart:
+    """The grid's colour key: one labelled swatch per item status, in order."""
+    data = pd.DataFrame({"status": list(ITEM_COLORS)})
+    return (
+        alt.Chart(data)
+        .mark_rect(stroke="white", strokeWidth=2)
+        .encode(
+            x=alt.X(
+                "status:N",
+                sort=list(ITEM_COLORS),
+                title=None,
+                axis=alt.Axis(orient="bottom", labelAngle=0, domain=False, ticks=False),
+            ),
+            color=_status_color(),
+        )
+        .properties(height=20 + 45)
+    )
+
+
+def _status_color() -> alt.Color:
+    return alt.Color(
+        "status:N",
+        title=None,
+        scale=alt.Scale(domain=list(ITEM_COLORS), range=list(ITEM_COLORS.values())),
+        legend=None,
+    )
+
+
+def grid_box_width(items: list[dict[str, Any]]) -> int | str:
+    """Width of the box the grid is drawn in: fixed-width columns for a few dates, else the page's."""
     dates = len({item["game_date"] for item in items})
-    return "content" if dates <= GRID_MAX_STEPPED_DATES else "stretch"
+    return dates * GRID_STEP_PX + GRID_LABELS_PX if dates <= GRID_MAX_STEPPED_DATES else "stretch"
 
 
 def log_text(events: list[dict[str, Any]]) -> str:
@@ -322,11 +362,10 @@ PLAN_COLUMNS = {
     "status_now": "Status now",
     "covered_text": "Covered now",
     "coverage_now_pct": "Coverage now %",
-    "mlfs_coverage_pct": "MLFS now %",
-    "gate": "Gate",
     "stale_rows_to_go": "Stale rows to go",
+    "gate": "Gate",
 }
-"""Columns of the dry run's plan and their headings."""
+"""Columns of the dry run's plan and their headings (the gate's text carries MLFS coverage now)."""
 
 
 def plan_table(plan: pd.DataFrame) -> pd.DataFrame:
