@@ -138,7 +138,8 @@ class Runner:
             for batch in _chunks(dates, self.request.batch_size):
                 if self.ledger.cancel_requested(self.run_id):
                     return self._cancel()
-                with self.warehouse.session():
+                # Every job of the run carries its id (BigQuery: a job label), so its cost adds up.
+                with self.warehouse.session(), self.warehouse.labels(backfill_run=self.run_id):
                     self._run_batch(batch)
             self._finish(self._final_status())
         except BaseException as exc:

@@ -21,7 +21,6 @@ from backfill import coverage, demo, stale
 from backfill.processors import replace_params, replace_script
 from backfill.warehouse.bigquery import BigQueryWarehouse
 from backfill.warehouse.schema import TABLES
-from tests.bigquery.conftest import PROJECT
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +119,7 @@ def test_scripts_run_as_a_session_of_jobs_on_the_emulator(emulator_demo):
 def test_replace_script_runs_as_one_job_on_the_emulator(emulator_demo, emulator_settings):
     # The path real BigQuery takes: the whole script as one job, parameters bound.
     one_job = BigQueryWarehouse(
-        emulator_settings, PROJECT, client=emulator_demo.client, scripts_bind_parameters=True
+        emulator_settings, emulator_demo.project, client=emulator_demo.client, scripts_bind_parameters=True
     )
     # Recomputing an undamaged date at the demo's own build time rewrites identical rows, so the
     # demo stays the same whether or not the emulator accepts the script.

@@ -11,6 +11,7 @@ from backfill import coverage, stale
 from backfill.ledger import Ledger
 from backfill.request import BackfillRequest
 from backfill.runner import RunResult, create_run, execute_run
+from tests.bigquery.clients import recorded_jobs
 
 DEC_1, DEC_7, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 7), dt.date(2021, 12, 31)
 
@@ -29,7 +30,10 @@ def run_settings(emulator_settings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def emulator_run(emulator_demo, run_settings):
-    return backfill_december(emulator_demo, run_settings)
+    """The December backfill on the emulator, with the job resources the client sent."""
+    with recorded_jobs(emulator_demo.client) as jobs:
+        result, ledger = backfill_december(emulator_demo, run_settings)
+    return result, ledger, jobs
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,7 @@ def duckdb_run(duckdb_demo, run_settings):
 
 
 def test_december_backfill_succeeds_in_few_statements(emulator_run):
-    result, ledger = emulator_run
+    result, ledger, _ = emulator_run
     assert (result.status, result.exit_code) == ("succeeded", 0), result.message
     # SPEC 5: a 31-date backfill issues at most 20 warehouse statements (on BigQuery, jobs) in all.
     assert result.statements <= 20
@@ -72,3 +76,27 @@ def test_coverage_after_the_backfill_is_the_same_as_duckdb(
     expected = coverage.daily_coverage(duckdb_demo, settings, first, last)
     actual = coverage.daily_coverage(emulator_demo, settings, first, last)
     pd.testing.assert_frame_equal(actual, expected)
+
+
+def test_the_statements_recorded_are_the_jobs_sent(emulator_run):
+    result, ledger, jobs = emulator_run
+    # What `runs show` prints is what the ledger holds: one statement per BigQuery job.
+    assert ledger.get_run(result.run_id).statements == result.statements == len(jobs)
+
+
+def test_every_job_carries_the_run_label_the_guard_and_the_timeout(emulator_run, run_settings):
+    result, _, jobs = emulator_run
+    for job in jobs:
+        configuration = job["configuration"]
+        assert configuration["labels"]["app"] == "nba-backfill"
+        assert configuration["labels"]["backfill_run"] == result.run_id
+        assert int(configuration["query"]["maximumBytesBilled"]) == run_settings.maximum_bytes_billed
+        assert int(configuration["jobTimeoutMs"]) == run_settings.query_timeout_s * 1000
+    # The replaces (4 jobs each in a session on the emulator) also name their stage.
+    staged = [
+        (job["configuration"]["labels"].get("stage"), job["configuration"]["query"]["query"]) for job in jobs
+    ]
+    replaced = [(stage, sql.split()[0]) for stage, sql in staged if stage]
+    assert replaced == [
+        (stage, word) for stage in ("mlfs", "predictions") for word in ("BEGIN", "DELETE", "INSERT", "COMMIT")
+    ]
