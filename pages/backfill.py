@@ -169,6 +169,8 @@ def _draw_progress(ledger: Ledger, run: Run) -> None:
     run_view.status_line(run)
     run_view.progress(ledger, run)
     run_view.log(ledger, run)
+    if run.status not in (*RUN_ACTIVE, "succeeded"):
+        st.caption("Rerun what it did not finish, or resume it, from its page in Runs.")
 
 
 settings, _ = open_console()

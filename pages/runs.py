@@ -126,6 +126,12 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             args=(settings, run.run_id, identity.who),
         )
         run_view.cancel_button(settings, run, identity, key="runs_cancel", notice_key=NOTICE_KEY)
+    gated = [item for item in unfinished if item["error_class"] == "blocked"]
+    if gated and "mlfs" not in run.params.get("stages", []):
+        st.caption(
+            "Blocked predictions wait for MLFS: rerun alone, they meet the same gate. "
+            "Backfill MLFS for those dates too (Backfill page), or skip the gate there."
+        )
 
 
 def _draw_run(ledger: Ledger, run: Run) -> None:

@@ -128,6 +128,7 @@ def test_rerun_failed_dates_starts_a_run_of_only_the_unfinished_dates(app, setti
     at = open_page(app)
     assert at.button(key="runs_rerun_failed").label == "Rerun failed dates (1)"
     assert at.button(key="runs_rerun_transient").disabled  # nothing failed transiently
+    assert "Blocked predictions wait for MLFS" in texts(at.caption)
     at.button(key="runs_rerun_failed").click().run()
     ledger = Ledger(settings.ledger)
     rerun = ledger.list_runs()[0]

@@ -196,9 +196,10 @@ def history_table(runs: Iterable[Run]) -> pd.DataFrame:
 
 
 def run_label(run: Run) -> str:
-    """A run in a picker: id, status, who and how many dates."""
+    """A run in a picker: id, who and how many dates. No status: Streamlit 1.67 kept showing a
+    picked option's old label after its text changed (a run going from queued to done)."""
     dates = len(run.params.get("dates", []))
-    return f"{run.run_id} · {run.status} · {run.created_by} · {dates} date{'s' if dates != 1 else ''}"
+    return f"{run.run_id} · {run.created_by} · {dates} date{'s' if dates != 1 else ''}"
 
 
 # -- work items -------------------------------------------------------------------------------
