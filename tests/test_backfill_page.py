@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -17,31 +16,19 @@ from streamlit.testing.v1 import AppTest
 from backfill.access import NotAllowed
 from backfill.config import Settings
 from backfill.launch import run_here, submit
-from backfill.ledger import RUN_ACTIVE, Ledger
+from backfill.ledger import Ledger
 from backfill.request import BackfillRequest
+from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from ui import auth, runs, selection
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
 BACKFILL_PAGE = "pages/backfill.py"
 DEC_1, DEC_7, DEC_9, DEC_31 = (dt.date(2021, 12, day) for day in (1, 7, 9, 31))
 OPERATOR, VIEWER = "alice@example.com", "viewer@example.com"
-LOCAL_USER = "local-tester"
-FINAL_WITHIN_S = 60
 
 
 @pytest.fixture
 def app(settings, tmp_path, monkeypatch) -> AppTest:
-    """The console on a private demo copy and ledger, no retry delays, nothing from the developer's environment."""
-    for name in [name for name in os.environ if name.startswith("BACKFILL_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("BACKFILL_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("BACKFILL_WAREHOUSE", settings.warehouse)
-    monkeypatch.setenv("BACKFILL_LEDGER", settings.ledger)
-    monkeypatch.setenv("BACKFILL_RETRY_DELAYS", "0,0,0")
-    monkeypatch.setenv("BACKFILL_USER", LOCAL_USER)
-    # One cache period for the whole test: a page rerun during a run then reads no warehouse.
-    monkeypatch.setenv("BACKFILL_CACHE_TTL_S", "3600")
-    return AppTest.from_file(str(APP), default_timeout=60)
+    return console_app(settings, tmp_path, monkeypatch)
 
 
 def open_page(at: AppTest) -> AppTest:
@@ -52,21 +39,6 @@ def open_page(at: AppTest) -> AppTest:
 def sidebar_text(at: AppTest) -> str:
     """The sidebar's captions, read on the default page (AppTest keeps no sidebar after switch_page)."""
     return texts(at.run().sidebar.caption)
-
-
-def follow_to_the_end(at: AppTest, ledger: Ledger, run_id: str) -> str:
-    """Rerun the page every half second until the run is over; returns its final status."""
-    deadline = time.monotonic() + FINAL_WITHIN_S
-    while ledger.get_run(run_id).status in RUN_ACTIVE and time.monotonic() < deadline:
-        time.sleep(0.5)
-        at.run()
-        assert not at.exception
-    at.run()  # the page sees the end: drops cached figures and redraws
-    return ledger.get_run(run_id).status
-
-
-def texts(elements) -> str:
-    return " | ".join(element.value for element in elements)
 
 
 def progress_text(at: AppTest) -> str:

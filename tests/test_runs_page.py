@@ -8,9 +8,6 @@ workers, which the tests follow to the end by rerunning the page.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -18,33 +15,22 @@ from streamlit.testing.v1 import AppTest
 from backfill import launch
 from backfill.access import NotAllowed
 from backfill.errors import BadInput
-from backfill.ledger import RUN_ACTIVE, Ledger, now_utc
+from backfill.ledger import Ledger, now_utc
 from backfill.request import BackfillRequest
 from backfill.runner import create_run
 from backfill.warehouse.duckdb import DuckDBWarehouse
+from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.faulty import FaultyWarehouse
 from ui import runs
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
 RUNS_PAGE = "pages/runs.py"
 DEC_7, DEC_9, DEC_15 = (dt.date(2021, 12, day) for day in (7, 9, 15))
 OPERATOR, VIEWER = "alice@example.com", "viewer@example.com"
-LOCAL_USER = "local-tester"
-FINAL_WITHIN_S = 60
 
 
 @pytest.fixture
 def app(settings, tmp_path, monkeypatch) -> AppTest:
-    """The console on a private demo copy and ledger, no retry delays, nothing from the developer's environment."""
-    for name in [name for name in os.environ if name.startswith("BACKFILL_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("BACKFILL_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("BACKFILL_WAREHOUSE", settings.warehouse)
-    monkeypatch.setenv("BACKFILL_LEDGER", settings.ledger)
-    monkeypatch.setenv("BACKFILL_RETRY_DELAYS", "0,0,0")
-    monkeypatch.setenv("BACKFILL_USER", LOCAL_USER)
-    monkeypatch.setenv("BACKFILL_CACHE_TTL_S", "3600")  # a page rerun during a run reads no warehouse
-    return AppTest.from_file(str(APP), default_timeout=60)
+    return console_app(settings, tmp_path, monkeypatch)
 
 
 def blocked_run(settings) -> str:
@@ -72,20 +58,6 @@ def open_page(at: AppTest, run_id: str | None = None) -> AppTest:
     if run_id is not None:
         at.query_params["run"] = run_id
     return at.switch_page(RUNS_PAGE).run()
-
-
-def follow_to_the_end(at: AppTest, ledger: Ledger, run_id: str) -> str:
-    deadline = time.monotonic() + FINAL_WITHIN_S
-    while ledger.get_run(run_id).status in RUN_ACTIVE and time.monotonic() < deadline:
-        time.sleep(0.5)
-        at.run()
-        assert not at.exception
-    at.run()
-    return ledger.get_run(run_id).status
-
-
-def texts(elements) -> str:
-    return " | ".join(element.value for element in elements)
 
 
 def items_frame(at: AppTest):
