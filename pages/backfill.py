@@ -7,6 +7,7 @@ import streamlit as st
 
 from backfill.config import Settings
 from backfill.errors import BackfillError
+from backfill.faults import is_transient
 from backfill.launch import submit
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
 from backfill.plan import dry_run
@@ -49,7 +50,7 @@ def _gap_scopes(settings: Settings) -> dict[str, tuple[str, list[dt.date]]] | No
         bounds = data.data_bounds(settings)
         gaps = tables.gap_dates(data.daily_coverage(settings, *bounds)) if bounds else pd.DataFrame()
     except Exception as exc:
-        if not run_view.warehouse_busy(exc):
+        if not is_transient(exc):
             raise
         _busy_warning()
         return None
@@ -311,7 +312,7 @@ if dry_clicked and request is not None:
         plan = dry_run(data.warehouse(settings), settings, request)
         st.session_state[PLAN_KEY] = (request, plan)
     except Exception as exc:
-        if not run_view.warehouse_busy(exc):
+        if not is_transient(exc):
             raise
         _busy_warning()
 planned = st.session_state.get(PLAN_KEY)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
+from streamlit.errors import StreamlitAuthError
 
 from backfill.access import is_operator, local_user
 from backfill.config import Settings
@@ -107,7 +108,7 @@ def render_identity(identity: Identity) -> None:
     if identity.can_log_in and st.button("Log in", key="sidebar_log_in", icon=":material/login:"):
         try:
             st.login()
-        except Exception as exc:  # noqa: BLE001 - e.g. Authlib missing or an incomplete [auth] section
+        except StreamlitAuthError as exc:  # Authlib missing, or an incomplete [auth] section
             st.error(f"Cannot start sign-in: {str(exc).splitlines()[0]}")
     if identity.signed_in and st.button("Log out", key="sidebar_log_out", icon=":material/logout:"):
         st.logout()

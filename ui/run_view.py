@@ -16,7 +16,6 @@ import streamlit as st
 
 from backfill.config import Settings
 from backfill.errors import BackfillError
-from backfill.faults import is_transient
 from backfill.launch import cancel
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
 from ui import runs
@@ -131,8 +130,3 @@ def cancel_button(settings: Settings, run: Run, identity: Identity, *, key: str,
         on_click=cancel_run,
         args=(settings, run.run_id, identity.who, notice_key),
     )
-
-
-def warehouse_busy(exc: Exception) -> bool:
-    """Whether a failed read is the warehouse being busy (a backfill holding the DuckDB file, say)."""
-    return is_transient(exc)
