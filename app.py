@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.shell import open_console, render_sidebar
+from ui.shell import enter_from_app, follow_pending_link, open_console, render_sidebar
 
 st.set_page_config(layout="wide", page_title="Prediction coverage console", page_icon=":material/monitoring:")
 
@@ -15,6 +15,8 @@ PAGES = [
 ]  # in menu order; a new page is one more entry here
 
 page = st.navigation(PAGES)
+enter_from_app()
+follow_pending_link()
 settings, warehouse = open_console()
 render_sidebar(settings, warehouse)
 page.run()

@@ -174,7 +174,7 @@ def _draw_progress(ledger: Ledger, run: Run) -> None:
         st.caption("Rerun what it did not finish, or resume it, from its page in Runs.")
 
 
-settings, _ = open_console()
+settings, _ = open_console(__file__)
 identity = auth.current_identity(settings)
 ledger = Ledger(settings.ledger)
 

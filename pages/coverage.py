@@ -89,9 +89,9 @@ def _default_drill_date(gap_days: list[dt.date], end: dt.date) -> dt.date:
     return gap_days[-1] if gap_days else end
 
 
-# app.py opened the console already; again here (cheap, cached) so a page never runs without the
-# one-line error path, even when Streamlit runs it directly (see ui.shell.open_console).
-settings, _ = open_console()
+# app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
+# without app.py hands over to it (see ui.shell.open_console).
+settings, _ = open_console(__file__)
 start, end = require_data_range(settings)
 daily = data.daily_coverage(settings, start, end)
 monthly = data.monthly_coverage(settings, start, end)

@@ -124,9 +124,9 @@ def _notice(key: str) -> None:
 
 # -- the page -------------------------------------------------------------------------------------
 
-# app.py opened the console already; again here (cheap, cached) so a page never runs without the
-# one-line error path, even when Streamlit runs it directly (see ui.shell.open_console).
-settings, _ = open_console()
+# app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
+# without app.py hands over to it (see ui.shell.open_console).
+settings, _ = open_console(__file__)
 start, end = require_data_range(settings)
 bounds = (start, end)
 report = gaps_data.gap_report(settings, start, end)

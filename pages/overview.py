@@ -9,9 +9,9 @@ from ui.shell import open_console, require_data_range
 
 GAP_LINKS = 12  # gap dates linked here; the Coverage page shows every one
 
-# app.py opened the console already; again here (cheap, cached) so a page never runs without the
-# one-line error path, even when Streamlit runs it directly (see ui.shell.open_console).
-settings, _ = open_console()
+# app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
+# without app.py hands over to it (see ui.shell.open_console).
+settings, _ = open_console(__file__)
 start, end = require_data_range(settings)
 daily = data.daily_coverage(settings, start, end)
 monthly = data.monthly_coverage(settings, start, end)

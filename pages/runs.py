@@ -153,7 +153,7 @@ def _draw_run(ledger: Ledger, run: Run) -> None:
         run_view.log(ledger, run, lines=200)
 
 
-settings, _ = open_console()
+settings, _ = open_console(__file__)
 identity = auth.current_identity(settings)
 ledger = Ledger(settings.ledger)
 ledger.detect_interrupted()

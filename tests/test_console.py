@@ -95,15 +95,6 @@ def test_bad_settings_stop_with_a_one_line_error(app, monkeypatch):
     assert not at.dataframe
 
 
-@pytest.mark.parametrize("page", ["overview.py", "coverage.py"])
-def test_a_page_run_without_app_py_still_guards_bad_settings(app, monkeypatch, page):
-    # Streamlit runs a file of pages/ directly when a fresh server's first request is a deep link.
-    monkeypatch.setenv("BACKFILL_OK_PCT", "150")
-    at = AppTest.from_file(str(APP.parent / "pages" / page), default_timeout=60).run()
-    assert not at.exception
-    assert "ok_pct must be between 0 and 100" in at.error[0].value
-
-
 def test_coverage_page_runs_for_each_stage(coverage_page):
     assert not coverage_page.exception
     coverage_page.segmented_control(key="coverage_stage").set_value("mlfs").run()

@@ -389,13 +389,6 @@ def test_a_bad_custom_period_is_one_line_and_generates_nothing(page, served, sta
     assert served == {}
 
 
-def test_the_page_run_without_app_py_still_guards_bad_settings(app, monkeypatch):
-    monkeypatch.setenv("BACKFILL_OK_PCT", "150")
-    at = AppTest.from_file(str(APP.parent / "pages" / "gaps.py"), default_timeout=60).run()
-    assert not at.exception
-    assert "ok_pct must be between 0 and 100" in at.error[0].value
-
-
 # -- helpers --------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import streamlit as st
 
@@ -11,14 +12,39 @@ from backfill.errors import BackfillError
 from backfill.warehouse import Warehouse
 from ui import auth, data
 
+VIA_APP = "console_via_app"
+"""Session key app.py sets on every run, so a page can tell that Streamlit ran it without app.py."""
 
-def open_console() -> tuple[Settings, Warehouse]:
+PENDING_LINK = "console_pending_link"
+"""Session key of a deep link to follow once app.py has declared the navigation."""
+
+
+def enter_from_app() -> None:
+    """Called by app.py before it runs a page: this session has the navigation and the sidebar."""
+    st.session_state[VIA_APP] = True
+
+
+def follow_pending_link() -> None:
+    """Go on to the page (and query parameters) a deep link asked for before app.py had run."""
+    pending = st.session_state.pop(PENDING_LINK, None)
+    if pending is not None:
+        st.switch_page(pending["page"], query_params=pending["params"])
+
+
+def open_console(page_file: str | None = None) -> tuple[Settings, Warehouse]:
     """Settings and warehouse, or a one-line error and the end of this run when they are unusable.
 
-    Pages call it too, not only app.py: with a ``pages/`` folder beside app.py, Streamlit 1.67 runs
-    a page script directly (legacy multipage mode, app.py skipped) when the first request a fresh
-    server gets is a deep link such as ``/coverage?date=...``.
+    Pages pass their ``__file__``: when the first request a fresh server gets is a deep link such as
+    ``/runs?run=ID``, Streamlit 1.67 runs that file directly (its legacy ``pages/`` mode, without
+    app.py, so no navigation and no sidebar). The page then hands over to app.py, which declares the
+    navigation and comes back to the same page with the same query parameters.
     """
+    if page_file is not None and not st.session_state.get(VIA_APP):
+        st.session_state[PENDING_LINK] = {
+            "page": f"pages/{Path(page_file).name}",
+            "params": st.query_params.to_dict(),
+        }
+        st.switch_page("app.py")
     try:
         settings = data.settings()
         return settings, data.warehouse(settings)

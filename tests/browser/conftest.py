@@ -47,6 +47,17 @@ def _missing(reason: str):
 @pytest.fixture(scope="session")
 def console(tmp_path_factory):
     """A console on a fresh demo warehouse and ledger: (base URL, settings)."""
+    yield from _serve(tmp_path_factory)
+
+
+@pytest.fixture
+def fresh_console(tmp_path_factory):
+    """A console server no browser has talked to yet: its base URL."""
+    for url, _ in _serve(tmp_path_factory):
+        yield url
+
+
+def _serve(tmp_path_factory):
     data = tmp_path_factory.mktemp("journey-data")
     settings = Settings(warehouse=str(data / "warehouse.duckdb"), ledger=str(data / "ledger.sqlite"))
     build_demo_file(settings.warehouse, settings)

@@ -29,3 +29,16 @@ def test_coverage_heatmaps_are_drawn_and_the_drill_down_lists_missing_players(jo
     cells = journey.grid_text("no prediction")
     reasons = [text for text in cells if "no prediction" in text]
     journey.check(len(reasons) > 0, "drill-down of 2021-12-07", "no missing player with a reason listed")
+
+
+def test_a_deep_link_as_a_fresh_servers_first_request_keeps_navigation_and_parameters(journey, fresh_console):
+    # Streamlit runs a pages/ file without app.py for a fresh server's first request; the page
+    # hands over to app.py, which comes back to it with the same query parameters.
+    journey.page.goto(f"{fresh_console}/coverage?date=2021-12-09")
+    journey.page.get_by_text("Date drill-down").wait_for()
+    journey.settle()
+    navigation = journey.page.locator('[data-testid="stSidebarNav"]').inner_text()
+    journey.check("Gaps & stale rows" in navigation, "navigation of the console", navigation)
+    journey.check("date=2021-12-09" in journey.page.url, "query parameter kept", journey.page.url)
+    cells = journey.grid_text("blocked upstream")
+    journey.check(any("blocked upstream" in cell for cell in cells), "drill-down of 2021-12-09")
