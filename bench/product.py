@@ -1,0 +1,369 @@
+"""What the product does, measured: coverage queries, backfills, statements, memory, page reruns.
+
+Every function takes one demo warehouse file (never written: writes go to fresh copies) and the
+benchmark's :class:`Lab` (scratch directory, settings, repeats), and returns table rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backfill import coverage
+from backfill.config import Settings
+from backfill.coverage_snapshot import CoverageSnapshot
+from backfill.launch import run_here
+from backfill.request import BackfillRequest
+from backfill.warehouse import Warehouse, connect
+from backfill.warehouse import sql as sqlmod
+from bench.timing import PROJECT_ROOT, Profile, Row, StatementTimer, load_1min, profile, repeat
+
+DECEMBER = (dt.date(2021, 12, 1), dt.date(2021, 12, 31))
+"""The 31-date backfill of SPEC 5: December 2021, the team's incident month, both stages."""
+
+
+@dataclass
+class Lab:
+    """Where and how often to measure; hands out fresh warehouse copies and private ledgers."""
+
+    scratch: Path
+    repeats: int = 5
+    budget_s: float = 60.0
+    """Expensive measurements stop repeating once they have used this much time (at least one run)."""
+    profiles: dict = field(default_factory=dict)
+    """Profiles taken along the way, by (row key, size); the report shows those of missed targets."""
+
+    def settings(self, warehouse: Path) -> Settings:
+        """Defaults, except: whole-warehouse ranges allowed, a private ledger, no retry sleeps."""
+        ledger = self.scratch / "runs" / f"ledger-{uuid.uuid4().hex[:8]}.sqlite"
+        return Settings(
+            warehouse=str(warehouse), ledger=str(ledger), max_range_days=100_000, retry_delays=(0.0, 0.0, 0.0)
+        )
+
+    @contextlib.contextmanager
+    def copy(self, source: Path) -> Iterator[tuple[Settings, Warehouse]]:
+        """A fresh copy of a warehouse file with its own ledger; both deleted afterwards."""
+        runs = self.scratch / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        target = runs / f"{source.stem}-{uuid.uuid4().hex[:8]}.duckdb"
+        shutil.copy(source, target)
+        settings = self.settings(target)
+        warehouse = connect(settings)
+        try:
+            yield settings, warehouse
+        finally:
+            warehouse.close()
+            for path in (target, Path(f"{target}.wal"), *_sqlite_files(settings.ledger)):
+                path.unlink(missing_ok=True)
+
+    def within_budget(self, fn: Callable[[], float]) -> list[float]:
+        """Run ``fn`` (which returns a sample) up to ``repeats`` times, stopping early once the next run
+        would take the total past ``budget_s``; always at least once."""
+        samples, spent = [], 0.0
+        for _ in range(self.repeats):
+            started = time.perf_counter()
+            samples.append(fn())
+            took = time.perf_counter() - started
+            spent += took
+            if spent + took > self.budget_s:
+                break
+        return samples
+
+
+def _sqlite_files(path: str) -> list[Path]:
+    return [Path(path), Path(f"{path}-wal"), Path(f"{path}-shm")]
+
+
+def _forget_translations() -> None:
+    """Drop the cached GoogleSQL-to-DuckDB translations, as a fresh process starts without them."""
+    clear = getattr(sqlmod.translate, "cache_clear", None)
+    if clear:
+        clear()
+
+
+def _ms(seconds: list[float]) -> list[float]:
+    return [1000 * s for s in seconds]
+
+
+# -- coverage ---------------------------------------------------------------------------------
+
+
+def full_coverage(warehouse: Warehouse, settings: Settings, first: dt.date, last: dt.date) -> None:
+    """What a fresh console process and the CLI do: daily, then monthly from it, whole range."""
+    daily = coverage.daily_coverage(warehouse, settings, first, last)
+    coverage.monthly_coverage(warehouse, settings, first, last, daily=daily)
+
+
+def coverage_rows(source: Path, size: int, lab: Lab) -> list[Row]:
+    """Coverage page queries: cold (full measurement, new adapter), warm (snapshot, no change) and
+    after a 31-date backfill (snapshot re-measures only changed dates)."""
+    settings = lab.settings(source)
+    probe = connect(settings)
+    first, last = coverage.data_bounds(probe)
+    probe.close()
+
+    cold = Row("coverage_cold", "Coverage queries, cold (full daily + monthly, new connection)", size, "ms")
+    cold.load = load_1min()
+
+    def open_fresh():
+        _forget_translations()
+        return connect(settings)
+
+    cold.samples = _ms(
+        repeat(
+            lambda wh: full_coverage(wh, settings, first, last),
+            lab.repeats,
+            open_fresh,
+            lambda wh: wh.close(),
+        )
+    )
+    cold.note = "new adapter and SQL translation per run, as a fresh process"
+
+    warm = Row("coverage_warm", "Coverage queries, warm (CoverageSnapshot, nothing changed)", size, "ms")
+    warm.load = load_1min()
+    warehouse = connect(settings)
+    snapshot = CoverageSnapshot(warehouse, settings)
+    snapshot.coverage(first, last)
+    measured = snapshot.dates_measured
+    warm.samples = _ms(repeat(lambda _: snapshot.coverage(first, last), lab.repeats))
+    warm.note = f"dates re-measured on warm calls: {snapshot.dates_measured - measured}"
+    warehouse.close()
+
+    after = Row(
+        "coverage_after_31", "Coverage queries, after a 31-date backfill (CoverageSnapshot)", size, "ms"
+    )
+    after.load = load_1min()
+    remeasured = []
+
+    def after_backfill() -> float:
+        with lab.copy(source) as (copy_settings, copy):
+            snap = CoverageSnapshot(copy, copy_settings)
+            snap.coverage(first, last)
+            before = snap.dates_measured
+            request = BackfillRequest.build(copy_settings, start=DECEMBER[0], end=DECEMBER[1])
+            run_here(copy_settings, request, "bench", warehouse=copy, sleep=lambda _: None)
+            started = time.perf_counter()
+            snap.coverage(first, last)
+            took = time.perf_counter() - started
+            remeasured.append(snap.dates_measured - before)
+            return 1000 * took
+
+    after.samples = [after_backfill() for _ in range(lab.repeats)]
+    after.note = f"dates re-measured: {sorted(set(remeasured))}"
+
+    days = Row(
+        "game_dates", "Date range measured (days)", size, "days", [float((last - first).days + 1)], cold.load
+    )
+    return [cold, warm, after, days]
+
+
+# -- backfills --------------------------------------------------------------------------------
+
+
+@dataclass
+class BackfillSample:
+    seconds: float
+    sql_seconds: float
+    statements: int
+    counted: int
+    status: str
+    counts: dict
+
+
+def backfill_once(
+    source: Path, lab: Lab, start: dt.date | None, end: dt.date | None, batch_size: int | None = None
+) -> BackfillSample:
+    """One backfill of both stages on a fresh copy (whole warehouse when start and end are None)."""
+    with lab.copy(source) as (settings, warehouse):
+        if start is None or end is None:
+            start, end = coverage.data_bounds(warehouse)
+        timer = StatementTimer(warehouse)
+        issued = warehouse.statements_issued
+        request = BackfillRequest.build(settings, start=start, end=end, batch_size=batch_size)
+        started = time.perf_counter()
+        result = run_here(settings, request, "bench", warehouse=warehouse, sleep=lambda _: None)
+        seconds = time.perf_counter() - started
+        return BackfillSample(
+            seconds, timer.seconds, result.statements, warehouse.statements_issued - issued, result.status,
+            result.counts,
+        )  # fmt: skip
+
+
+def december_rows(source: Path, size: int, lab: Lab) -> list[Row]:
+    """The 31-date backfill: its time and the statements it issues (RunResult and adapter counts)."""
+    load = load_1min()
+    samples = [backfill_once(source, lab, *DECEMBER) for _ in range(lab.repeats)]
+    outcome = f"status {samples[-1].status}, items {samples[-1].counts}"
+    return [
+        Row("dec_seconds", "31-date backfill (2021-12), both stages", size, "ms",
+            [1000 * s.seconds for s in samples], load, outcome),
+        Row("dec_statements", "31-date backfill: statements (RunResult.statements)", size, "statements",
+            [float(s.statements) for s in samples], load,
+            f"adapter counted {sorted({s.counted for s in samples})}"),
+    ]  # fmt: skip
+
+
+def full_backfill_rows(source: Path, size: int, lab: Lab, batch_size: int, limited: bool) -> list[Row]:
+    """A backfill of every date of the warehouse, both stages, at one batch size."""
+    load = load_1min()
+    samples: list[BackfillSample] = []
+
+    def once() -> float:
+        samples.append(backfill_once(source, lab, None, None, batch_size))
+        return samples[-1].seconds
+
+    seconds = lab.within_budget(once) if limited else [once() for _ in range(lab.repeats)]
+    last = samples[-1]
+    sql = sorted(s.sql_seconds for s in samples)[len(samples) // 2]
+    return [
+        Row(f"full_{batch_size}", f"Full backfill, all stages, batch size {batch_size}", size, "s", seconds, load,
+            f"status {last.status}; SQL statements {sql:.2f} s of it (median); {last.statements} statements"),
+    ]  # fmt: skip
+
+
+def memory_rows(source: Path, size: int, lab: Lab, batch_size: int) -> list[Row]:
+    """Peak memory of a full backfill, each sample in a process of its own."""
+    from bench.memory import measure_in_subprocess
+
+    runs = lab.scratch / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    load = load_1min()
+    traced = lab.within_budget(
+        lambda: measure_in_subprocess(source, runs, batch_size, "tracemalloc")["tracemalloc_peak_mb"]
+    )
+    reports: list[dict] = []
+
+    def rss() -> float:
+        reports.append(measure_in_subprocess(source, runs, batch_size, "rss"))
+        return reports[-1]["peak_rss_mb"]
+
+    peaks = lab.within_budget(rss)
+    since = (
+        "since the backfill started" if all(r["peak_is_the_backfills"] for r in reports) else "of the process"
+    )
+    inherited = max(r["ru_maxrss_mb"] for r in reports)
+    return [
+        Row("mem_tracemalloc", f"Full backfill peak Python allocations (tracemalloc), batch {batch_size}",
+            size, "MB", traced, load, "Python heap only; DuckDB's native memory is not in it"),
+        Row("mem_rss", f"Full backfill peak RSS (VmHWM {since}), batch {batch_size}", size, "MB", peaks, load,
+            "whole process: interpreter, libraries, DuckDB native memory"),
+        Row("mem_rss_start", "RSS when that backfill started (same processes)", size, "MB",
+            [r["rss_at_start_mb"] for r in reports], load,
+            f"imports, open database. getrusage's ru_maxrss read up to {inherited:.0f} MB: on Linux it "
+            "keeps the parent's peak across fork and exec, so it is not used"),
+    ]  # fmt: skip
+
+
+# -- page reruns ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def console_environment(warehouse: Path, scratch: Path) -> Iterator[None]:
+    """Environment of a console on one warehouse: no developer settings, caches that stay warm."""
+    saved = {name: value for name, value in os.environ.items() if name.startswith("BACKFILL_")}
+    for name in saved:
+        del os.environ[name]
+    os.environ.update(
+        BACKFILL_WAREHOUSE=str(warehouse),
+        BACKFILL_LEDGER=str(scratch / "console-ledger.sqlite"),
+        BACKFILL_CONFIG=str(scratch / "no-such-config.toml"),
+        # Reruns must find the caches warm, not cross a cache_ttl_s boundary mid-measurement.
+        BACKFILL_CACHE_TTL_S="3600",
+    )
+    try:
+        yield
+    finally:
+        for name in [name for name in os.environ if name.startswith("BACKFILL_")]:
+            del os.environ[name]
+        os.environ.update(saved)
+
+
+def page_rows(source: Path, size: int, lab: Lab) -> list[Row]:
+    """Overview and Coverage pages through AppTest: the first run, then reruns with warm caches."""
+    from streamlit.testing.v1 import AppTest
+
+    rows = []
+    load = load_1min()
+    with console_environment(source, lab.scratch):
+        app = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
+        for page in ("pages/overview.py", "pages/coverage.py"):
+            name = Path(page).stem.capitalize()
+            started = time.perf_counter()
+            if page == "pages/overview.py":
+                app.run()
+            else:
+                app.switch_page(page).run()
+            first = time.perf_counter() - started
+            _check(app, page)
+            samples = []
+            for _ in range(lab.repeats):
+                started = time.perf_counter()
+                app.run()
+                samples.append(1000 * (time.perf_counter() - started))
+                _check(app, page)
+            rows.append(Row(f"page_first_{name.lower()}", f"{name} page, first run (cold caches)", size, "ms",
+                            [1000 * first], load, "includes the queries; informational"))  # fmt: skip
+            rows.append(Row(f"page_rerun_{name.lower()}", f"{name} page rerun (AppTest, caches warm)", size, "ms",
+                            samples, load))  # fmt: skip
+            wall, spots = profile(app.run, threads="ScriptRunner")
+            _check(app, page)
+            lab.profiles[(f"page_rerun_{name.lower()}", size)] = Profile(
+                f"{name} page rerun, {size} seasons", wall, spots
+            )
+    return rows
+
+
+def _check(app, page: str) -> None:
+    if app.exception:
+        raise RuntimeError(f"{page} raised: {app.exception[0].value}")
+
+
+# -- profiles (one extra run of a measurement, sampled) ---------------------------------------
+
+
+def profile_coverage_cold(source: Path, lab: Lab, size: int):
+    """Where a cold full coverage measurement spends its time."""
+    settings = lab.settings(source)
+    _forget_translations()
+    warehouse = connect(settings)
+    timer = StatementTimer(warehouse)
+    first, last = coverage.data_bounds(warehouse)
+    timer.reset()
+    wall, spots = profile(lambda: full_coverage(warehouse, settings, first, last))
+    warehouse.close()
+    return Profile(f"Coverage queries, cold, {size} seasons", wall, spots, timer.by_label(),
+                   "A statement's time includes opening the database and its SQL translation when first seen.")  # fmt: skip
+
+
+def profile_coverage_warm(source: Path, lab: Lab, size: int):
+    """Where a warm snapshot call spends its time."""
+    settings = lab.settings(source)
+    warehouse = connect(settings)
+    first, last = coverage.data_bounds(warehouse)
+    snapshot = CoverageSnapshot(warehouse, settings)
+    snapshot.coverage(first, last)
+    timer = StatementTimer(warehouse)
+    wall, spots = profile(lambda: snapshot.coverage(first, last))
+    warehouse.close()
+    return Profile(
+        f"Coverage queries, warm (CoverageSnapshot), {size} seasons", wall, spots, timer.by_label()
+    )
+
+
+def profile_backfill(source: Path, lab: Lab, batch_size: int, size: int):
+    """Where a full backfill spends its time."""
+    with lab.copy(source) as (settings, warehouse):
+        first, last = coverage.data_bounds(warehouse)
+        timer = StatementTimer(warehouse)
+        request = BackfillRequest.build(settings, start=first, end=last, batch_size=batch_size)
+        wall, spots = profile(
+            lambda: run_here(settings, request, "bench", warehouse=warehouse, sleep=lambda _: None)
+        )
+    return Profile(f"Full backfill, batch size {batch_size}, {size} seasons", wall, spots, timer.by_label())
