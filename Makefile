@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 WAREHOUSE ?= data/warehouse.duckdb
 PORT ?= 8501
 
-.PHONY: run test lint format demo clean help
+.PHONY: run test lint format demo bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -35,6 +35,9 @@ format: $(VENV)/.installed  ## apply ruff's formatting and safe fixes
 
 demo: $(VENV)/.installed  ## rebuild the demo warehouse from scratch
 	$(PY) -m backfill demo --warehouse $(WAREHOUSE)
+
+bench: $(VENV)/.installed  ## SPEC 5 benchmark on 5- and 20-season demos; writes BENCHMARKS.md (~8 min)
+	$(PY) -m bench
 
 clean:  ## remove the virtual environment and generated data
 	rm -rf $(VENV) data artifacts .pytest_cache .ruff_cache
