@@ -1,0 +1,107 @@
+"""The benchmark harness on a tiny configuration: every row measured, baselines agreeing with the
+product. No timing is asserted here; SPEC 5's speed targets are judged by `make bench`'s printout."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from backfill import coverage
+from backfill.config import Settings
+from bench import baselines, report
+from bench.run import Config, run
+
+EVERY_ROW = (
+    "build",
+    "coverage_cold",
+    "coverage_warm",
+    "coverage_after_31",
+    "game_dates",
+    "dec_seconds",
+    "dec_statements",
+    "full_10000",
+    "full_31",
+    "mem_tracemalloc",
+    "mem_rss",
+    "mem_rss_start",
+    "baseline_monthly",
+    "baseline_loop_dec",
+    "baseline_loop_season",
+    "season_product",
+    "page_first_overview",
+    "page_rerun_overview",
+    "page_first_coverage",
+    "page_rerun_coverage",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory) -> report.Results:
+    """One run of the whole harness on a one-season warehouse, one sample per measurement."""
+    scratch = tmp_path_factory.mktemp("bench")
+    return run(Config(sizes=(1,), repeats=1, scratch=scratch, output=None, profiles=False))
+
+
+@pytest.mark.slow
+def test_the_harness_measures_every_row_and_writes_them_all(tiny_results):
+    keys = [row.key for row in tiny_results.rows]
+    assert sorted(keys) == sorted(EVERY_ROW)
+    assert all(row.n == 1 and row.size == 1 for row in tiny_results.rows)
+    text = report.markdown(tiny_results)
+    for row in tiny_results.rows:
+        assert report.row_line(row) in text
+    assert "## Machine" in text and "Load average" in text and "## SPEC 5 targets" in text
+
+
+@pytest.mark.slow
+def test_the_benchmark_backfills_succeed_and_count_their_statements(tiny_results):
+    rows = {row.key: row for row in tiny_results.rows}
+    for key in ("dec_seconds", "full_10000", "full_31"):
+        assert "status succeeded" in rows[key].note
+    assert rows["dec_statements"].median == rows["dec_statements"].low > 0
+    assert rows["baseline_loop_dec"].note.startswith("124 statements")  # 31 dates x 2 stages x 2
+    assert rows["mem_rss"].median > rows["mem_tracemalloc"].median > 0
+
+
+@pytest.mark.slow
+def test_the_monthly_baseline_finds_the_products_numbers_in_the_run(tiny_results):
+    (monthly,) = [c for c in tiny_results.comparisons if c.name.startswith("one query per month")]
+    assert monthly.same_numbers is True
+    assert all(c.ratio > 0 for c in tiny_results.comparisons)
+
+
+def test_the_monthly_baseline_computes_the_same_coverage_as_the_product(read_only_demo):
+    settings = Settings(warehouse=read_only_demo.path)
+    first, last = coverage.data_bounds(read_only_demo)
+    daily = coverage.daily_coverage(read_only_demo, settings, first, last)
+    monthly = coverage.monthly_coverage(read_only_demo, settings, first, last, daily=daily)
+    by_hand = baselines.monthly_by_hand(read_only_demo, settings)
+    assert baselines.same_numbers(by_hand, monthly, daily, settings) == {
+        "player_coverage_per_month": True,
+        "date_statuses": True,
+    }
+    december = by_hand.months.set_index(["period", "stage"]).loc[("2021-12", "predictions")]
+    assert (december["players_covered"], december["players_total"]) == tuple(
+        monthly.set_index(["period", "stage"]).loc[
+            ("2021-12", "predictions"), ["players_covered", "players_total"]
+        ]
+    )
+
+
+def test_a_changed_number_is_caught_by_the_comparison(read_only_demo):
+    settings = Settings(warehouse=read_only_demo.path)
+    first, last = coverage.data_bounds(read_only_demo)
+    daily = coverage.daily_coverage(read_only_demo, settings, first, last)
+    monthly = coverage.monthly_coverage(read_only_demo, settings, first, last, daily=daily)
+    by_hand = baselines.monthly_by_hand(read_only_demo, settings)
+    off_by_one = monthly.assign(players_covered=monthly["players_covered"] + (monthly["period"] == "2021-12"))
+    assert baselines.same_numbers(by_hand, off_by_one, daily, settings)["player_coverage_per_month"] is False
+
+
+def test_the_per_date_loop_issues_a_delete_and_an_insert_per_date_and_stage(demo, settings):
+    days = [dt.date(2021, 12, 6), dt.date(2021, 12, 7)]
+    statements = baselines.per_date_loop(demo, settings, days, dt.datetime(2022, 7, 20, tzinfo=dt.UTC))
+    assert statements == len(days) * 2 * 2
+    daily = coverage.daily_coverage(demo, settings, days[0], days[-1])
+    assert set(daily["status"]) == {"ok"}  # Dec 7's missing predictions are back
