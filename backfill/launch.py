@@ -90,6 +90,8 @@ def resume(
         raise BackfillError(f"run {run_id} is still running (process {run.pid} on {run.host})")
     if run.status not in ("queued", "interrupted"):
         raise BadInput(f"run {run_id} is {run.status}; only queued or interrupted runs can be resumed")
+    if run.status == "queued" and ledger.is_alive(run):
+        raise BackfillError(f"run {run_id} is queued and its worker is starting; follow it with runs show")
     ledger.record_action(who, "resume", {}, run_id)
     return execute_run(run_id, warehouse or connect(settings), settings, ledger, **options)
 

@@ -224,14 +224,22 @@ class Ledger:
             return [_run(row) for row in rows.fetchall()]
 
     def start_run(self, run_id: str) -> None:
-        """Mark a run as running in this process (a resume takes over an interrupted run)."""
+        """Claim a queued or interrupted run for this process; raises if another process has it.
+
+        The claim is one conditional UPDATE, so of two processes starting the same run (a worker
+        and a hand-typed resume) exactly one gets it.
+        """
         now = self._now()
         with self._connect(immediate=True) as connection:
-            connection.execute(
+            claimed = connection.execute(
                 "UPDATE runs SET status = 'running', host = ?, pid = ?, started_at = COALESCE(started_at, ?),"
-                " heartbeat_at = ?, finished_at = NULL, cancel_requested = 0 WHERE run_id = ?",
+                " heartbeat_at = ?, finished_at = NULL, cancel_requested = 0"
+                " WHERE run_id = ? AND status IN ('queued', 'interrupted')",
                 (socket.gethostname(), os.getpid(), now, now, run_id),
-            )
+            ).rowcount
+        if not claimed:
+            run = self.get_run(run_id)
+            raise BackfillError(f"run {run_id} is {run.status} (process {run.pid} on {run.host}); not starting it again")
 
     def requeue(self, run_id: str) -> None:
         """Queue a stopped run again for a new worker process, which does only its unfinished items."""

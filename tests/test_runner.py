@@ -9,7 +9,7 @@ import pytest
 
 from backfill import coverage, launch, stale
 from backfill.access import NotAllowed
-from backfill.errors import BadInput
+from backfill.errors import BackfillError, BadInput
 from backfill.ledger import Ledger
 from backfill.request import BackfillRequest
 from backfill.retry import RetryPolicy
@@ -321,3 +321,13 @@ def test_demo_fixture_is_untouched_by_writing_tests(read_only_demo, settings):
     assert DuckDBWarehouse(settings, read_only_demo.path).path != settings.warehouse
     figures = coverage.monthly_coverage(read_only_demo, settings, DEC_1, DEC_31).set_index("stage")
     assert figures.loc["predictions", "status"] == "missing"
+
+
+def test_a_run_is_claimed_by_one_process_only(demo, settings):
+    ledger = Ledger(settings.ledger)
+    run_id = create_run(ledger, demo, december(settings), "alice")
+    ledger.start_run(run_id)
+    with pytest.raises(BackfillError, match="not starting it again"):
+        ledger.start_run(run_id)
+    with pytest.raises(BackfillError, match="still running"):
+        launch.resume(settings, run_id, "bob", warehouse=demo)
