@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def test_overview_shows_december_2021_below_100_percent(journey, console):
     url, _ = console
@@ -42,3 +44,105 @@ def test_a_deep_link_as_a_fresh_servers_first_request_keeps_navigation_and_param
     journey.check("date=2021-12-09" in journey.page.url, "query parameter kept", journey.page.url)
     cells = journey.grid_text("blocked upstream")
     journey.check(any("blocked upstream" in cell for cell in cells), "drill-down of 2021-12-09")
+
+
+def _open(journey, url: str, path: str, marker: str) -> None:
+    journey.page.goto(f"{url}{path}")
+    journey.page.get_by_text(marker).first.wait_for()
+    journey.settle()
+
+
+def _sidebar(journey, title: str, marker: str) -> None:
+    journey.page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    journey.page.get_by_text(marker).first.wait_for()
+    journey.settle()
+
+
+def _wait_for_status(journey, statuses: tuple[str, ...], timeout_s: float = 90) -> str:
+    """Wait until the followed run's status badge shows one of ``statuses``."""
+    deadline = timeout_s * 1000
+    locator = journey.page.locator('[data-testid="stMarkdownContainer"]')
+    waited = 0
+    while waited < deadline:
+        text = " ".join(locator.all_inner_texts())
+        for status in statuses:
+            if status in text:
+                return status
+        journey.page.wait_for_timeout(500)
+        waited += 500
+    return ""
+
+
+def test_backfill_the_december_gaps_and_see_december_at_100_percent(journey, console):
+    url, _ = console
+    _open(journey, url, "/coverage", "By month")
+    journey.page.get_by_role("button", name="Add Predictions gap dates").click()
+    journey.settle()
+    selected = journey.page.get_by_text("2 selected").count()
+    journey.check(selected > 0, "december gaps selected on coverage")
+
+    _sidebar(journey, "Backfill", "Preview and launch")
+    journey.page.get_by_role("button", name="Dry run").click()
+    journey.settle()
+    plan = journey.grid_text("2021-12-09")
+    journey.check("2021-12-07" in plan and "2021-12-09" in plan, "dry run plan", f"plan cells: {plan[:20]}")
+
+    journey.page.get_by_role("button", name="Launch backfill").click()
+    journey.settle()
+    status = _wait_for_status(journey, ("succeeded", "failed", "blocked", "interrupted"))
+    journey.check(status == "succeeded", "run progress reaches done", f"run ended as {status or 'nothing'}")
+    bar = journey.page.locator('[data-testid="stProgress"]')
+    journey.check(bar.count() > 0, "progress bar shown")
+
+    _sidebar(journey, "Overview", "Monthly coverage")
+    cells = journey.grid_text("2021-12")
+    december = cells.index("2021-12")
+    journey.check(
+        float(cells[december + 2]) == 100.0,
+        "december at 100 on overview",
+        f"row: {cells[december : december + 9]}",
+    )
+
+
+def test_a_blocked_run_is_listed_with_its_outcome_and_rerun_failed_starts_a_new_run(journey, fresh_console):
+    _open(journey, fresh_console, "/backfill", "Preview and launch")
+    journey.page.get_by_text("Typed dates", exact=True).click()
+    journey.settle()
+    typed = journey.page.get_by_role("textbox", name="Dates", exact=True)
+    typed.fill("2021-12-09")
+    typed.press("Enter")
+    journey.settle()
+    stages = journey.page.locator('[data-testid="stButtonGroup"]').filter(has_text="Predictions")
+    stages.get_by_text("MLFS", exact=True).click()  # predictions only: Dec 9 is gated
+    journey.settle()
+    journey.page.get_by_role("button", name="Launch backfill").click()
+    journey.settle()
+    status = _wait_for_status(journey, ("succeeded", "failed", "blocked"))
+    journey.check(status == "blocked", "predictions of Dec 9 blocked by the gate", f"ended as {status}")
+
+    journey.page.get_by_text("Open in Runs").click()
+    journey.page.get_by_text("Rerun failed dates").first.wait_for()
+    journey.settle()
+    items = journey.grid_text("blocked")
+    journey.check(
+        "2021-12-09" in items and "blocked" in items, "run listed with its per-date outcome", str(items[:20])
+    )
+    journey.page.get_by_role("button", name="Rerun failed dates (1)").click()
+    journey.settle()
+    journey.page.get_by_text("rerun of").first.wait_for(timeout=30000)
+    journey.check(journey.page.get_by_text("rerun of").count() > 0, "rerun failed created a new run")
+
+
+def test_download_the_markdown_and_csv_gap_reports(journey, fresh_console):
+    _open(journey, fresh_console, "/gaps", "Export")
+    downloads = {}
+    for label in ("Markdown", "CSV"):
+        with journey.page.expect_download() as caught:
+            journey.page.get_by_role("button", name=label, exact=False).last.click()
+        downloads[label] = Path(caught.value.path()).read_text()
+    journey.shot("downloads")
+    markdown, csv = downloads["Markdown"], downloads["CSV"]
+    for day in ("2021-12-07", "2021-12-09"):
+        journey.check(day in markdown, f"markdown names {day}")
+        journey.check(day in csv, f"csv lists {day}")
+    journey.check("## Gaps" in markdown or "Gaps" in markdown, "markdown reads like the hand-off note")
