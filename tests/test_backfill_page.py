@@ -100,6 +100,27 @@ def test_dry_run_shows_the_plan_and_writes_nothing(app, settings):
     assert Ledger(settings.ledger).list_runs() == []
 
 
+def test_dry_run_shows_the_warehouses_cost_estimate_and_warns_over_the_guard(app, monkeypatch):
+    # DuckDB has nothing to pay; a warehouse that can dry-run (BigQuery) answers at the boundary.
+    import backfill.cost
+
+    estimate = backfill.cost.CostEstimate(
+        bytes_processed=3 * 1024**4,
+        statements=5,
+        largest=2 * 1024**4,
+        guard=50 * 1024**3,
+        warehouse="BigQuery project p",
+    )
+    monkeypatch.setattr(backfill.cost, "backfill_estimate", lambda warehouse, settings, request: estimate)
+    at = open_page(app)
+    at.segmented_control(key="backfill_source").set_value("typed").run()
+    at.text_input(key="backfill_typed").input("2021-12-07").run()
+    at.button(key="backfill_dry_run").click().run()
+    assert not at.exception
+    (warning,) = [element.value for element in at.warning if "BigQuery estimate" in element.value]
+    assert "3.0 TiB processed by 5 statements" in warning and "would be refused" in warning
+
+
 def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_complete(app, settings):
     at = open_page(app)  # Overview ran first: its December figures are cached below 100%
     launch_clicked(at)
