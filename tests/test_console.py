@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from backfill.config import Settings
@@ -260,3 +261,22 @@ def test_monthly_table_keeps_the_team_figure_beside_player_game_coverage(demo_fr
     assert table.loc["2021-12", "Coverage %"] == december["player_game_coverage_pct"] < 100.0
     covered, total = december["player_games_covered"], december["player_games_total"]
     assert table.loc["2021-12", "Covered / total"] == f"{covered:,} / {total:,}"
+
+
+def test_sidebar_shows_the_warehouses_estimate_of_a_coverage_refresh_where_it_gives_one(app, monkeypatch):
+    import backfill.cost
+
+    estimate = backfill.cost.CostEstimate(
+        bytes_processed=5 * 1024**3,
+        statements=2,
+        largest=4 * 1024**3,
+        guard=50 * 1024**3,
+        warehouse="BigQuery project p",
+    )
+    monkeypatch.setattr(backfill.cost, "coverage_estimate", lambda warehouse, settings, start, end: estimate)
+    st.cache_data.clear()  # an earlier test cached "no estimate" (DuckDB) for the same settings
+    at = app.run()
+    assert any(
+        "BigQuery estimate: 5.0 GiB processed by 2 statements" in caption.value
+        for caption in at.sidebar.caption
+    )

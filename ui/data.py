@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from backfill import coverage, stale
+from backfill import cost, coverage, stale
 from backfill.config import Settings, load_settings
 from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.demo import ensure_demo
@@ -97,3 +97,20 @@ def _stale_counts(settings: Settings, start: dt.date, end: dt.date, period: int)
 def stale_counts(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Stale rows per date, table and category (only non-zero counts)."""
     return _stale_counts(settings, start, end, cache_period(settings))
+
+
+@st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)
+def _refresh_cost(settings: Settings, period: int) -> str | None:
+    bounds = coverage.data_bounds(warehouse(settings))
+    if bounds is None:
+        return None
+    try:
+        estimate = cost.coverage_estimate(warehouse(settings), settings, *bounds)
+    except Exception as exc:  # noqa: BLE001 - an estimate must never stop the page
+        return f"No cost estimate: {type(exc).__name__}: {exc}".splitlines()[0]
+    return None if estimate is None else estimate.text()
+
+
+def refresh_cost(settings: Settings) -> str | None:
+    """What a full coverage measurement would process, where the warehouse can tell (BigQuery)."""
+    return _refresh_cost(settings, cache_period(settings))

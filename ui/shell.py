@@ -71,6 +71,9 @@ def render_sidebar(settings: Settings, warehouse: Warehouse) -> None:
             on_click=st.cache_data.clear,
             help=f"Results are reused for {settings.cache_ttl_s} s; this reads the warehouse again now.",
         )
+        refresh_cost = data.refresh_cost(settings)
+        if refresh_cost:
+            st.caption(f"{refresh_cost}. A refresh re-measures only the dates that changed.")
         st.markdown("**Who**")
         auth.render_identity(auth.current_identity(settings))
 
