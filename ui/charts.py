@@ -74,34 +74,47 @@ def coverage_band(status: str, coverage_pct: float | None) -> str:
     return "partial, ≥90%" if covered >= PARTIAL_SPLIT_PCT else "partial, <90%"
 
 
-def _color() -> alt.Color:
-    """The band colour; the scale lists every band, so each band has the same colour in every chart."""
+def categorical_color(field: str, colors: dict[str, str], title: str | None = None) -> alt.Color:
+    """A fixed colour per category; the scale lists every category, so each has the same colour in
+    every chart whether or not it occurs there."""
     return alt.Color(
-        "band:N",
-        title="Coverage",
-        scale=alt.Scale(domain=list(BAND_COLORS), range=list(BAND_COLORS.values())),
+        f"{field}:N",
+        title=title,
+        scale=alt.Scale(domain=list(colors), range=list(colors.values())),
         legend=None,
     )
 
 
+def swatch_key(field: str, colors: dict[str, str], height: int, tooltip: str | None = None) -> alt.Chart:
+    """A colour key drawn as a chart: one labelled swatch per category, in order (Vega legends
+    squeeze Streamlit's charts)."""
+    encoding = {
+        "x": alt.X(
+            f"{field}:N",
+            sort=list(colors),
+            title=None,
+            axis=alt.Axis(orient="bottom", labelAngle=0, domain=False, ticks=False, labelLimit=160),
+        ),
+        "color": categorical_color(field, colors),
+    }
+    if tooltip:
+        encoding["tooltip"] = [alt.Tooltip(f"{field}:N", title=tooltip)]
+    return (
+        alt.Chart(pd.DataFrame({field: list(colors)}))
+        .mark_rect(stroke="white", strokeWidth=2)
+        .encode(**encoding)
+        .properties(height=height)
+    )
+
+
+def _color() -> alt.Color:
+    """The coverage band colour."""
+    return categorical_color("band", BAND_COLORS, title="Coverage")
+
+
 def color_key() -> alt.Chart:
     """The colour key of the heatmaps: one labelled swatch per band, in order."""
-    data = pd.DataFrame({"band": list(BAND_COLORS)})
-    return (
-        alt.Chart(data)
-        .mark_rect(stroke="white", strokeWidth=2)
-        .encode(
-            x=alt.X(
-                "band:N",
-                sort=list(BAND_COLORS),
-                title=None,
-                axis=alt.Axis(orient="bottom", labelAngle=0, domain=False, ticks=False, labelLimit=160),
-            ),
-            color=_color(),
-            tooltip=[alt.Tooltip("band:N", title="Colour")],
-        )
-        .properties(height=20 + FRAME_PX["key"])
-    )
+    return swatch_key("band", BAND_COLORS, height=20 + FRAME_PX["key"], tooltip="Colour")
 
 
 def _text_color() -> alt.Color:

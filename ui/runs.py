@@ -18,6 +18,7 @@ from backfill.errors import BadInput
 from backfill.ledger import ITEM_FINAL, Run
 from backfill.request import BackfillRequest
 from backfill.validate import STAGES
+from ui import charts
 from ui.format import dates_text
 
 STAGE_LABELS = {"mlfs": "MLFS", "predictions": "Predictions"}
@@ -309,30 +310,11 @@ def status_grid(items: list[dict[str, Any]]) -> alt.Chart:
 
 def status_key() -> alt.Chart:
     """The grid's colour key: one labelled swatch per item status, in order."""
-    data = pd.DataFrame({"status": list(ITEM_COLORS)})
-    return (
-        alt.Chart(data)
-        .mark_rect(stroke="white", strokeWidth=2)
-        .encode(
-            x=alt.X(
-                "status:N",
-                sort=list(ITEM_COLORS),
-                title=None,
-                axis=alt.Axis(orient="bottom", labelAngle=0, domain=False, ticks=False),
-            ),
-            color=_status_color(),
-        )
-        .properties(height=20 + 45)
-    )
+    return charts.swatch_key("status", ITEM_COLORS, height=20 + 45)
 
 
 def _status_color() -> alt.Color:
-    return alt.Color(
-        "status:N",
-        title=None,
-        scale=alt.Scale(domain=list(ITEM_COLORS), range=list(ITEM_COLORS.values())),
-        legend=None,
-    )
+    return charts.categorical_color("status", ITEM_COLORS)
 
 
 def grid_box_width(items: list[dict[str, Any]]) -> int | str:
