@@ -76,10 +76,11 @@ def code_state() -> str:
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
+        return done.stdout
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    changed = [line[3:] for line in git("status", "--porcelain", "--", *PRODUCT_PATHS).splitlines()]
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    # Porcelain lines are "XY path": the status columns may start with a space, so no strip() here.
+    changed = [line[3:] for line in git("status", "--porcelain", "--", *PRODUCT_PATHS).splitlines() if line]
     if not changed:
         return f"commit {commit}, product code as committed"
     return f"commit {commit} plus uncommitted changes to {len(changed)} product files ({', '.join(changed)})"

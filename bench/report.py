@@ -73,8 +73,10 @@ class Results:
     load_start: tuple[float, float, float]
     rows: list[Row] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
-    profiles: dict[tuple[str, int], Profile] = field(default_factory=dict)
+    profiles: dict[tuple[str, int], list[Profile]] = field(default_factory=dict)
+    """Profiles by (row key, size): of a measured run, of an extra sampled run, or both."""
     load_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    code_end: str = ""
     seconds: float = 0.0
 
 
@@ -176,8 +178,11 @@ def profile_text(profile: Profile) -> str:
             "",
         ]
         lines += [
-            f"- {n} x `{_cell(label)}`: {seconds:.2f} s" for label, (n, seconds) in profile.statements.items()
+            f"- {n} x `{_cell(label)}`: {seconds:.2f} s ({1000 * seconds / n:.0f} ms each)"
+            for label, (n, seconds) in profile.statements.items()
         ]
+    if not profile.hotspots:
+        return "\n".join(lines)
     lines += ["", "Where the wall time goes (innermost product line on the stack, sampled every 5 ms):", ""]
     lines += [
         f"- {100 * spot.share:.0f}% ({spot.seconds:.2f} s) `{spot.where}`"
@@ -211,7 +216,12 @@ def markdown(results: Results) -> str:
         f"- Python {m.python}; " + ", ".join(f"{name} {v}" for name, v in m.packages.items()),
         f"- Load average (1 / 5 / 15 min): {load(results.load_start)} at the start, "
         f"{load(results.load_end)} at the end",
-        f"- Code measured: {results.code}",
+        f"- Code measured: {results.code} at the start"
+        + (
+            ""
+            if results.code_end in ("", results.code)
+            else f"; {results.code_end} at the end (others committed mid-run)"
+        ),
         f"- Demo warehouses of {', '.join(str(s) for s in sizes)} seasons (`backfill.demo.build_demo_file`, seed 7)",
         "",
         "## SPEC 5 targets",
@@ -251,11 +261,11 @@ def markdown(results: Results) -> str:
         shown = set()
         for verdict in missed:
             key = (verdict.row.key, verdict.row.size)
-            profile = results.profiles.get(key)
-            if profile is None or key in shown:
+            if key in shown:
                 continue
             shown.add(key)
-            parts += [profile_text(profile), ""]
+            for profile in results.profiles.get(key, []):
+                parts += [profile_text(profile), ""]
     parts += [
         "",
         "## How it was measured",
