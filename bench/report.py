@@ -226,9 +226,10 @@ def markdown(results: Results) -> str:
         "",
         "## SPEC 5 targets",
         "",
-        "Judged on the median. The Coverage page's queries are judged twice: cold (a full measurement, as a "
-        "fresh console process, the CLI, and the console's loaders in `ui/data.py` whenever their cache "
-        "expires) and warm (`CoverageSnapshot`, unchanged data).",
+        "Judged on the median. The Coverage page's queries are judged twice: cold (a full daily and monthly "
+        "measurement of the whole range: what the CLI does, and a fresh console process on its first page) "
+        "and warm (`CoverageSnapshot.coverage` on unchanged data: what the console's loaders in `ui/data.py` "
+        "do on each refresh once the snapshot exists).",
         "",
         targets_table(found),
         "",
