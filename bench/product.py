@@ -159,10 +159,20 @@ def coverage_rows(source: Path, size: int, lab: Lab) -> list[Row]:
     after.samples = [after_backfill() for _ in range(lab.repeats)]
     after.note = f"dates re-measured: {sorted(set(remeasured))}"
 
+    # The runner measures each batch with daily_counts; its cost for the same 31 dates, per warehouse size,
+    # shows whether a batch's measurement grows with the tables rather than with the batch.
+    batch = Row("dec_measure", "daily_counts of the 31 dates of 2021-12 (a batch's measurement)", size, "ms")
+    batch.load = load_1min()
+    warehouse = connect(settings)
+    coverage.daily_counts(warehouse, settings, *DECEMBER)
+    batch.samples = _ms(repeat(lambda _: coverage.daily_counts(warehouse, settings, *DECEMBER), lab.repeats))
+    warehouse.close()
+    batch.note = "one statement; open database, translation cached"
+
     days = Row(
         "game_dates", "Date range measured (days)", size, "days", [float((last - first).days + 1)], cold.load
     )
-    return [cold, warm, after, days]
+    return [cold, warm, after, batch, days]
 
 
 # -- backfills --------------------------------------------------------------------------------

@@ -166,9 +166,8 @@ def _duration(ms: float) -> str:
 
 
 def profile_text(profile: Profile) -> str:
-    lines = [
-        f"**{profile.title}** (one extra sampled run: {profile.wall_s:.2f} s wall). {profile.note}".rstrip()
-    ]
+    run = "one extra sampled run" if profile.hotspots else "the measured run itself"
+    lines = [f"**{profile.title}** ({run}: {profile.wall_s:.2f} s wall). {profile.note}".rstrip()]
     if profile.statements:
         total = sum(seconds for _, seconds in profile.statements.values())
         lines += [

@@ -17,6 +17,7 @@ EVERY_ROW = (
     "coverage_cold",
     "coverage_warm",
     "coverage_after_31",
+    "dec_measure",
     "game_dates",
     "dec_seconds",
     "dec_statements",
