@@ -43,6 +43,13 @@ PLAYED_CTE = f"""played AS (
   ) AS games
 )"""
 
+# Whether a (date, player) of player_game_summary has a row in a stage. The date range inside the
+# semi-join lets the warehouse skip the stage's other dates (DuckDB zone maps, BigQuery partitions).
+_HAS_ROW = (
+    "EXISTS (SELECT 1 FROM {{{table}}} AS s WHERE s.game_date BETWEEN @start AND @end "
+    "AND s.game_date = p.game_date AND s.player_lookup = p.player_lookup)"
+)
+
 # Per date: players, bootstrap players, and who has a row in each stage (semi-joins: a stage's
 # duplicate rows never inflate a count), beside each stage's row count (rows written by a backfill).
 DAILY_SQL = f"""WITH played AS (
@@ -56,10 +63,8 @@ DAILY_SQL = f"""WITH played AS (
 ),
 flags AS (
   SELECT p.game_date, p.history_games >= @min_history_games AS expected,
-    EXISTS (SELECT 1 FROM {{mlfs}} AS m WHERE m.game_date = p.game_date AND m.player_lookup = p.player_lookup)
-      AS has_mlfs,
-    EXISTS (SELECT 1 FROM {{pred}} AS r WHERE r.game_date = p.game_date AND r.player_lookup = p.player_lookup)
-      AS has_pred
+    {_HAS_ROW.format(table="mlfs")} AS has_mlfs,
+    {_HAS_ROW.format(table="pred")} AS has_pred
   FROM played AS p
   WHERE p.game_date BETWEEN @start AND @end
 ),
@@ -77,16 +82,19 @@ FROM per_date AS d
 LEFT JOIN mlfs_rows AS mr ON mr.game_date = d.game_date
 LEFT JOIN pred_rows AS rr ON rr.game_date = d.game_date"""
 
-# The team's own player coverage: COUNT(DISTINCT covered) / COUNT(DISTINCT played) per month.
-MONTHLY_PLAYERS_SQL = """SELECT FORMAT_DATE('%Y-%m', p.game_date) AS period,
-  COUNT(DISTINCT p.player_lookup) AS players_total,
-  COUNT(DISTINCT m.player_lookup) AS mlfs_players_covered,
-  COUNT(DISTINCT r.player_lookup) AS predictions_players_covered
-FROM (SELECT DISTINCT game_date, player_lookup FROM {pgs} WHERE game_date BETWEEN @start AND @end) AS p
-LEFT JOIN (SELECT DISTINCT game_date, player_lookup FROM {mlfs} WHERE game_date BETWEEN @start AND @end) AS m
-  ON m.game_date = p.game_date AND m.player_lookup = p.player_lookup
-LEFT JOIN (SELECT DISTINCT game_date, player_lookup FROM {pred} WHERE game_date BETWEEN @start AND @end) AS r
-  ON r.game_date = p.game_date AND r.player_lookup = p.player_lookup
+# The team's own player coverage: COUNT(DISTINCT covered) / COUNT(DISTINCT played) per month; the
+# same answer as its LEFT JOIN query, by semi-joins that never multiply rows.
+MONTHLY_PLAYERS_SQL = f"""WITH flags AS (
+  SELECT p.game_date, p.player_lookup,
+    {_HAS_ROW.format(table="mlfs")} AS has_mlfs,
+    {_HAS_ROW.format(table="pred")} AS has_pred
+  FROM (SELECT DISTINCT game_date, player_lookup FROM {{pgs}} WHERE game_date BETWEEN @start AND @end) AS p
+)
+SELECT FORMAT_DATE('%Y-%m', game_date) AS period,
+  COUNT(DISTINCT player_lookup) AS players_total,
+  COUNT(DISTINCT IF(has_mlfs, player_lookup, NULL)) AS mlfs_players_covered,
+  COUNT(DISTINCT IF(has_pred, player_lookup, NULL)) AS predictions_players_covered
+FROM flags
 GROUP BY period"""
 
 DATE_PLAYERS_SQL = f"""WITH {PLAYED_CTE}
