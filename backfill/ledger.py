@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -154,6 +155,7 @@ class Ledger:
     def __init__(self, path: str | Path, clock=now_utc):
         self.path = str(path)
         self.clock = clock
+        self._local = threading.local()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=30.0)
         try:
@@ -164,19 +166,20 @@ class Ledger:
 
     @contextlib.contextmanager
     def _connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        connection.row_factory = sqlite3.Row
-        try:
+        """One short transaction on this thread's connection (kept open: a run makes thousands)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA busy_timeout=30000")
-            connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
+            self._local.connection = connection
+        connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     def _now(self) -> str:
         return _iso(self.clock())
