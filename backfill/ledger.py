@@ -242,7 +242,9 @@ class Ledger:
             ).rowcount
         if not claimed:
             run = self.get_run(run_id)
-            raise BackfillError(f"run {run_id} is {run.status} (process {run.pid} on {run.host}); not starting it again")
+            raise BackfillError(
+                f"run {run_id} is {run.status} (process {run.pid} on {run.host}); not starting it again"
+            )
 
     def requeue(self, run_id: str) -> None:
         """Queue a stopped run again for a new worker process, which does only its unfinished items."""
