@@ -22,7 +22,9 @@ $(WAREHOUSE): | $(VENV)/.installed
 run: $(VENV)/.installed $(WAREHOUSE)  ## serve the console on the demo warehouse
 	BACKFILL_WAREHOUSE=$(WAREHOUSE) $(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
-test: $(VENV)/.installed  ## run the whole test suite
+test: $(VENV)/.installed  ## lint, then run the whole test suite
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed  ## ruff lint and format check
