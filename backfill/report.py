@@ -1,8 +1,7 @@
 """The gap report (SPEC 4.2, 4.6): coverage by month, every gap with its reason, and stale rows.
 
 :func:`gap_report` measures a period once and holds the result as an immutable :class:`GapReport`;
-the writers turn it into CSV, JSON, Markdown (the team's hand-off note) or Excel, and
-:func:`write_report` picks the writer by the file's suffix and writes the file atomically.
+:mod:`backfill.export` turns it into CSV, JSON, Markdown (the team's hand-off note) or Excel.
 :func:`coverage_table` is the per-month or per-date table of ``python -m backfill coverage``
 (SPEC 4.7), so the CLI, the report and the console show the same numbers.
 """
@@ -10,11 +9,7 @@ the writers turn it into CSV, JSON, Markdown (the team's hand-off note) or Excel
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
-import os
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +22,6 @@ from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES, daily_coverage, monthly_coverage, pct
 from backfill.errors import BackfillError, BadInput
 from backfill.ledger import Ledger
-from backfill.seasons import season_label
 from backfill.stale import stale_counts
 from backfill.validate import STAGES, check_stages
 from backfill.warehouse import Warehouse
@@ -108,9 +102,6 @@ lack of games, cancelled, or unfinished); ``retried`` counts items that took mor
 RUNS_SCANNED = 1000
 """Newest runs of the ledger looked at for a report: far more than a period's hand-off needs."""
 
-REPORT_SUFFIXES = (".csv", ".json", ".md", ".xlsx")
-"""File suffixes :func:`write_report` knows, each picking one writer."""
-
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -151,7 +142,7 @@ class GapReport:
 # -- measuring ------------------------------------------------------------------------------------
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
@@ -167,9 +158,9 @@ def _reason(row: Any, min_mlfs_coverage_pct: float) -> str:
     bootstrap_missing = int(row.players_total - row.players_covered) - real_missing
     parts = []
     if real_missing:
-        parts.append(f"{real_missing} of {_plural(int(row.expected_total), 'player')} missing")
+        parts.append(f"{real_missing} of {plural(int(row.expected_total), 'player')} missing")
     if bootstrap_missing:
-        parts.append(f"{_plural(bootstrap_missing, 'bootstrap player')} (expected)")
+        parts.append(f"{plural(bootstrap_missing, 'bootstrap player')} (expected)")
     return "; ".join(parts) or "complete"
 
 
@@ -354,7 +345,7 @@ def ledger_runs(
 # -- writers --------------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A JSON-ready value: ISO dates, Python numbers, None for missing."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return None
@@ -371,267 +362,4 @@ def _plain(value: Any) -> Any:
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of a table as JSON-ready dicts."""
-    return [{column: _plain(value) for column, value in row.items()} for row in frame.to_dict("records")]
-
-
-def to_csv(report: GapReport) -> str:
-    """The gaps table (gap and bootstrap dates) as CSV; the other tables are in JSON, Markdown, Excel."""
-    return report.gaps.to_csv(index=False, lineterminator="\n")
-
-
-def to_json(report: GapReport) -> str:
-    """The whole report as one JSON document (dates as ISO strings)."""
-    start, end = report.period
-    document = {
-        "period": {"start": start.isoformat(), "end": end.isoformat()},
-        "stages": list(report.stages),
-        "generated_at": report.generated_at.isoformat(),
-        "warehouse": report.warehouse,
-        "thresholds": {
-            "ok_pct": report.ok_pct,
-            "min_mlfs_coverage_pct": report.min_mlfs_coverage_pct,
-            "min_history_games": report.min_history_games,
-        },
-        "monthly": records(report.monthly),
-        "gaps": records(report.gaps),
-        "stale_rows": records(report.stale),
-        "runs": None if report.runs is None else records(report.runs),
-    }
-    return json.dumps(document, indent=2) + "\n"
-
-
-def _cell(value: Any) -> str:
-    value = _plain(value)
-    if value is None:
-        return "-"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _percent(value: Any) -> str:
-    return "-" if _plain(value) is None else f"{value:.1f}%"
-
-
-def _month_rows(report: GapReport) -> tuple[list[str], list[list[Any]]]:
-    """The team's monthly table: the headline stage's player coverage, MLFS beside predictions."""
-    main = "predictions" if "predictions" in report.stages else "mlfs"
-    by_stage = {stage: frame.set_index("period") for stage, frame in report.monthly.groupby("stage")}
-    headers = ["Month", "Coverage", "Covered / total players", "Player-game coverage", "Expected coverage"]
-    with_mlfs = main == "predictions" and "mlfs" in by_stage
-    if with_mlfs:
-        headers.append("MLFS coverage")
-    headers.append("Status note")
-    rows = []
-    for period, row in by_stage.get(main, pd.DataFrame()).iterrows():
-        cells = [
-            period,
-            _percent(row["player_coverage_pct"]),
-            f"{row['players_covered']:,} / {row['players_total']:,}",
-            _percent(row["player_game_coverage_pct"]),
-            _percent(row["expected_coverage_pct"]),
-        ]
-        note = row["note"]
-        if with_mlfs:
-            mlfs = by_stage["mlfs"].loc[period]
-            cells.append(
-                f"{_percent(mlfs['player_coverage_pct'])} ({mlfs['players_covered']:,} / {mlfs['players_total']:,})"
-            )
-            if mlfs["status"] in GAP_STATUSES:
-                note = f"predictions: {note}; MLFS: {mlfs['note']}"
-        rows.append([*cells, note])
-    return headers, rows
-
-
-def _bootstrap_line(report: GapReport) -> str:
-    bootstrap = report.bootstrap_dates
-    if bootstrap.empty:
-        return "No bootstrap dates in this period."
-    parts = [
-        f"{_plural(len(group), STAGE_LABELS[stage] + ' date')} from {group['game_date'].min()} "
-        f"to {group['game_date'].max()}"
-        for stage, group in bootstrap.groupby("stage", sort=False)
-    ]
-    return (
-        f"Bootstrap dates (expected, not gaps): {'; '.join(parts)}. On these dates the only players "
-        f"without a row had fewer than {report.min_history_games} earlier games this season."
-    )
-
-
-def _moment(text: Any) -> str:
-    """``2021-12-10 10:15 UTC`` from a ledger timestamp (ISO, UTC)."""
-    try:
-        return f"{dt.datetime.fromisoformat(str(text)).astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
-    except ValueError:
-        return str(text)
-
-
-def _run_line(run: Any) -> str:
-    """One hand-off line per run: who, when, what, and how it ended."""
-    span = str(run.first_date) if run.first_date == run.last_date else f"{run.first_date} to {run.last_date}"
-    outcome = [f"{run.done} done", f"{run.failed} failed", f"{run.blocked} blocked"]
-    if run.other:
-        outcome.append(f"{run.other} other")
-    if run.retried:
-        outcome.append(f"{run.retried} retried")
-    rerun = f" (rerun of {run.rerun_of})" if _plain(run.rerun_of) else ""
-    message = f" ({' '.join(str(run.message).split())})" if _plain(run.message) else ""
-    return (
-        f"- {run.run_id}{rerun}, by {run.created_by} at {_moment(run.created_at)}: **{run.status}**. "
-        f"{_plural(int(run.dates), 'date')} ({span}), {run.stages}; "
-        f"{_plural(int(run.items), 'item')}: {', '.join(outcome)}{message}"
-    )
-
-
-def _runs_section(runs: pd.DataFrame | None) -> str:
-    if runs is None:
-        return "No backfill runs are recorded yet (no run ledger)."
-    if runs.empty:
-        return "No backfill runs in this period."
-    if set(RUN_COLUMNS) <= set(runs.columns):
-        statuses = runs["status"].value_counts()
-        summary = ", ".join(f"{count} {status}" for status, count in statuses.items())
-        return "\n".join(
-            [f"{_plural(len(runs), 'run')} touched this period ({summary}), newest first:", ""]
-            + [_run_line(run) for run in runs.itertuples()]
-        )
-    return markdown_table(list(runs.columns), runs.values.tolist())
-
-
-def to_markdown(report: GapReport) -> str:
-    """The report as the team's hand-off note: period, coverage, gaps with reasons, stale rows, runs."""
-    start, end = report.period
-    seasons = sorted({season_label(s) for s in report.monthly["season"]})
-    gaps = report.real_gaps
-    headers, month_rows = _month_rows(report)
-    lines = [
-        f"# Prediction coverage report: {start} to {end}",
-        "",
-        f"- Period: {start} to {end} (season {', '.join(seasons) or '-'})",
-        f"- Stages: {', '.join(STAGE_LABELS[s] for s in report.stages)}",
-        f"- Warehouse: {report.warehouse}",
-        f"- Generated: {report.generated_at:%Y-%m-%d %H:%M} UTC",
-        f"- Gaps: {len(gaps)} on {_plural(gaps['game_date'].nunique(), 'date')}; "
-        f"bootstrap dates (expected): {len(report.bootstrap_dates)}; stale rows: {int(report.stale['rows'].sum()):,}",
-        "",
-        "## Coverage by month",
-        "",
-        "Coverage is the team's player coverage: distinct players with at least one row in the month "
-        "over distinct players who played. Player-game coverage counts (date, player) rows; expected "
-        f"coverage leaves bootstrap players out. A date is complete at {report.ok_pct:g}% expected coverage.",
-        "",
-        markdown_table(headers, month_rows),
-        "",
-        "## Gaps",
-        "",
-    ]
-    if gaps.empty:
-        lines.append("No gaps: every date with games is complete.")
-    else:
-        for row in gaps.itertuples():
-            lines.append(f"- {row.game_date} {STAGE_LABELS[row.stage]}: {row.status}, {row.reason}")
-    lines += ["", _bootstrap_line(report), "", "## Stale rows", ""]
-    if report.stale.empty:
-        lines.append("No stale rows.")
-    else:
-        lines.append(
-            markdown_table(
-                ["Date", "Table", "Category", "Rows"], report.stale[list(STALE_COLUMNS)].values.tolist()
-            )
-        )
-        lines += ["", f"Total: {int(report.stale['rows'].sum()):,} stale rows."]
-    lines += ["", "## Runs", "", _runs_section(report.runs), ""]
-    return "\n".join(lines)
-
-
-def _summary(report: GapReport) -> pd.DataFrame:
-    start, end = report.period
-    items = [
-        ("Report", "Prediction coverage gap report"),
-        ("Period start", start.isoformat()),
-        ("Period end", end.isoformat()),
-        ("Stages", ", ".join(report.stages)),
-        ("Warehouse", report.warehouse),
-        ("Generated at (UTC)", report.generated_at.isoformat()),
-        ("Complete at expected coverage %", report.ok_pct),
-        ("MLFS gate %", report.min_mlfs_coverage_pct),
-        ("Gaps (date and stage)", len(report.real_gaps)),
-        ("Gap dates", report.real_gaps["game_date"].nunique()),
-        ("Bootstrap dates (expected)", len(report.bootstrap_dates)),
-        ("Stale rows", int(report.stale["rows"].sum())),
-        ("Runs", "none recorded yet" if report.runs is None else len(report.runs)),
-    ]
-    return pd.DataFrame(items, columns=["Item", "Value"]).astype({"Value": object})
-
-
-def to_xlsx(report: GapReport) -> bytes:
-    """The report as an Excel workbook: Summary, Monthly, Gaps, Stale rows (and Runs when given)."""
-    sheets = {
-        "Summary": _summary(report),
-        "Monthly": report.monthly,
-        "Gaps": report.gaps,
-        "Stale rows": report.stale,
-    }
-    if report.runs is not None:
-        sheets["Runs"] = report.runs
-    buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        for name, frame in sheets.items():
-            frame.to_excel(writer, sheet_name=name, index=False)
-            sheet = writer.sheets[name]
-            for index, column in enumerate(frame.columns):
-                width = max([len(str(column)), *(len(str(v)) for v in frame[column])], default=8)
-                sheet.column_dimensions[sheet.cell(row=1, column=index + 1).column_letter].width = min(
-                    width + 2, 60
-                )
-    return buffer.getvalue()
-
-
-WRITERS: dict[str, Callable[[GapReport], str | bytes]] = {
-    ".csv": to_csv,
-    ".json": to_json,
-    ".md": to_markdown,
-    ".xlsx": to_xlsx,
-}
-"""Writer of each report file suffix."""
-
-
-def check_report_path(path: str | Path) -> Path:
-    """A report file path whose suffix names a known format and whose directory exists."""
-    target = Path(path)
-    if target.suffix.lower() not in WRITERS:
-        raise BadInput(
-            f"unknown report format {target.suffix or target.name!r} (choose from {', '.join(REPORT_SUFFIXES)})"
-        )
-    if not target.parent.is_dir():
-        raise BadInput(f"directory {str(target.parent)!r} does not exist")
-    if target.is_dir():
-        raise BadInput(f"{str(target)!r} is a directory")
-    return target
-
-
-def write_report(report: GapReport, path: str | Path) -> Path:
-    """Write the report in the format its suffix names; the file appears whole or not at all."""
-    target = check_report_path(path)
-    content = WRITERS[target.suffix.lower()](report)
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        # mkstemp makes the file private (0600); a report is an ordinary file.
-        os.chmod(temporary, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    return [{column: plain(value) for column, value in row.items()} for row in frame.to_dict("records")]

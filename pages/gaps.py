@@ -10,7 +10,8 @@ from backfill import launch
 from backfill.access import NotAllowed
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
-from backfill.report import ledger_runs, to_markdown
+from backfill.export import to_markdown
+from backfill.report import ledger_runs
 from backfill.seasons import season_label
 from backfill.stale import CATEGORIES, stale_counts
 from ui import data, gaps_data, selection

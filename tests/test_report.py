@@ -10,20 +10,12 @@ import json
 import pandas as pd
 import pytest
 
+from backfill import export
 from backfill import report as report_module
 from backfill.config import Settings
 from backfill.errors import BadInput
-from backfill.report import (
-    COVERAGE_COLUMNS,
-    GAP_COLUMNS,
-    coverage_table,
-    gap_report,
-    to_csv,
-    to_json,
-    to_markdown,
-    to_xlsx,
-    write_report,
-)
+from backfill.export import to_csv, to_json, to_markdown, to_xlsx, write_report
+from backfill.report import COVERAGE_COLUMNS, GAP_COLUMNS, coverage_table, gap_report
 
 DECEMBER = (dt.date(2021, 12, 1), dt.date(2021, 12, 31))
 SEASON = (dt.date(2021, 10, 19), dt.date(2022, 4, 10))
@@ -212,7 +204,7 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(season_report,
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report_module.os, "replace", crash)
+    monkeypatch.setattr(export.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         write_report(season_report, target)
     assert target.read_text() == "previous report\n"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from backfill import report as gap_reports
+from backfill import export
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES
 from backfill.errors import BadInput
@@ -252,15 +252,15 @@ class ExportFormat:
 
 
 EXPORTS = {
-    "csv": ExportFormat("CSV", ".csv", "text/csv", gap_reports.to_csv),
+    "csv": ExportFormat("CSV", ".csv", "text/csv", export.to_csv),
     "xlsx": ExportFormat(
         "Excel",
         ".xlsx",
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        gap_reports.to_xlsx,
+        export.to_xlsx,
     ),
-    "json": ExportFormat("JSON", ".json", "application/json", gap_reports.to_json),
-    "md": ExportFormat("Markdown", ".md", "text/markdown", gap_reports.to_markdown),
+    "json": ExportFormat("JSON", ".json", "application/json", export.to_json),
+    "md": ExportFormat("Markdown", ".md", "text/markdown", export.to_markdown),
 }
 """The report's download formats, in the order of the buttons."""
 

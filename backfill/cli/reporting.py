@@ -214,12 +214,13 @@ def _run_gaps(args: argparse.Namespace, ctx: Context) -> int:
     stages = check_stages(args.stage) if args.stage is not None else None
     start, end = parse_range(args, ctx)
     if args.output:
-        from backfill.report import check_report_path
+        from backfill.export import check_report_path
 
         check_report_path(args.output)
     warehouse = open_warehouse(ctx)
     try:
-        from backfill.report import gap_report, ledger_runs, records, write_report
+        from backfill.export import write_report
+        from backfill.report import gap_report, ledger_runs, records
 
         start, end = resolve_range(warehouse, start, end, ctx.today)
         # Runs and their outcomes, for the hand-off note; a ledger that does not exist is not created.
