@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from backfill.config import Settings
-from backfill.coverage import GAP_STATUSES, daily_coverage, monthly_coverage, pct
+from backfill.coverage import GAP_STATUSES, daily_coverage, monthly_coverage
 from backfill.errors import BackfillError, BadInput
 from backfill.ledger import Ledger
 from backfill.stale import stale_counts
@@ -165,17 +165,8 @@ def _reason(row: Any, min_mlfs_coverage_pct: float) -> str:
 
 
 def _daily(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Daily coverage with MLFS coverage (one decimal) beside predictions and a reason per row."""
+    """Daily coverage (MLFS coverage already beside predictions) with a reason per row."""
     daily = daily_coverage(warehouse, settings, start, end)
-    mlfs = daily[daily["stage"] == "mlfs"].set_index("game_date")
-    mlfs_pct = {
-        day: pct(int(covered), int(total))
-        for day, covered, total in zip(mlfs.index, mlfs["players_covered"], mlfs["players_total"])
-    }
-    daily["upstream_coverage_pct"] = [
-        mlfs_pct[day] if stage == "predictions" else None
-        for day, stage in zip(daily["game_date"], daily["stage"])
-    ]
     daily["reason"] = [_reason(row, settings.min_mlfs_coverage_pct) for row in daily.itertuples()]
     return daily
 
