@@ -14,6 +14,7 @@ skips dates without games and dates the MLFS gate blocks.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backfill import coverage
@@ -108,6 +109,27 @@ def coverage_estimate(
 ) -> CostEstimate | None:
     """What measuring the coverage of a range would process, or None on DuckDB."""
     return estimate(warehouse, coverage_statements(settings, start, end, by))
+
+
+@dataclass(frozen=True)
+class EstimateNote:
+    """One line about what some work would cost, for people; ``warn`` when it would trip the guard."""
+
+    text: str
+    warn: bool = False
+
+
+def estimate_note(compute: Callable[[], CostEstimate | None]) -> EstimateNote | None:
+    """The estimate ``compute`` makes, as a line for people; None where there is nothing to pay.
+
+    An estimate is a courtesy: when it cannot be made, the line says why, and the work goes on.
+    """
+    try:
+        estimate = compute()
+    except Exception as exc:  # noqa: BLE001 - the work itself reports real failures
+        reason = " ".join(str(exc).split())[:200]
+        return EstimateNote(f"no BigQuery estimate ({type(exc).__name__}: {reason})")
+    return None if estimate is None else EstimateNote(estimate.text(), estimate.over_guard)
 
 
 def human_bytes(count: int) -> str:

@@ -5,8 +5,8 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from backfill import cost
 from backfill.config import Settings
-from backfill.cost import backfill_estimate
 from backfill.errors import BackfillError
 from backfill.faults import is_transient
 from backfill.launch import submit
@@ -129,16 +129,6 @@ def _dates_from_text() -> dict | None:
         st.caption("Type one or more dates, separated by commas.")
         return None
     return {"dates": text}
-
-
-def _cost_line(settings: Settings, request: BackfillRequest) -> tuple[str, bool] | None:
-    """The warehouse's own estimate of what the backfill would process (BigQuery), and whether it
-    would trip the bytes-billed guard; None where there is nothing to pay or no estimate to get."""
-    try:
-        estimate = backfill_estimate(data.warehouse(settings), settings, request)
-    except Exception as exc:  # noqa: BLE001 - an estimate must never stop the dry run
-        return f"No cost estimate: {type(exc).__name__}: {exc}".splitlines()[0], False
-    return None if estimate is None else (estimate.text(), estimate.over_guard)
 
 
 def _launch(settings: Settings, request: BackfillRequest, who: str | None) -> None:
@@ -321,18 +311,22 @@ run_view.show_notice(NOTICE_KEY)
 if dry_clicked and request is not None:
     try:
         plan = dry_run(data.warehouse(settings), settings, request)
-        st.session_state[PLAN_KEY] = (request, plan, _cost_line(settings, request))
+        st.session_state[PLAN_KEY] = (
+            request,
+            plan,
+            cost.estimate_note(lambda: cost.backfill_estimate(data.warehouse(settings), settings, request)),
+        )
     except Exception as exc:
         if not is_transient(exc):
             raise
         _busy_warning()
 planned = st.session_state.get(PLAN_KEY)
 if planned is not None:
-    planned_request, plan, cost = planned
+    planned_request, plan, note = planned
     if planned_request == request:
         st.markdown(f"**Dry run:** {runs.plan_summary(plan)}")
-        if cost is not None:
-            (st.warning if cost[1] else st.caption)(cost[0])
+        if note is not None:
+            (st.warning if note.warn else st.caption)(note.text)
         st.dataframe(
             runs.plan_table(plan),
             hide_index=True,

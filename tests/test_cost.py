@@ -100,3 +100,15 @@ def test_estimate_says_when_a_statement_is_over_the_bytes_billed_guard(client, m
 )
 def test_bytes_are_shown_in_binary_units(count, text):
     assert cost.human_bytes(count) == text
+
+
+def test_an_estimate_that_cannot_be_made_is_a_note_not_an_error():
+    from backfill.cost import estimate_note
+
+    def refused():
+        raise RuntimeError("dry runs are not\nallowed here")
+
+    note = estimate_note(refused)
+    assert note.text == "no BigQuery estimate (RuntimeError: dry runs are not allowed here)"
+    assert not note.warn
+    assert estimate_note(lambda: None) is None

@@ -104,11 +104,8 @@ def _refresh_cost(settings: Settings, period: int) -> str | None:
     bounds = coverage.data_bounds(warehouse(settings))
     if bounds is None:
         return None
-    try:
-        estimate = cost.coverage_estimate(warehouse(settings), settings, *bounds)
-    except Exception as exc:  # noqa: BLE001 - an estimate must never stop the page
-        return f"No cost estimate: {type(exc).__name__}: {exc}".splitlines()[0]
-    return None if estimate is None else estimate.text()
+    note = cost.estimate_note(lambda: cost.coverage_estimate(warehouse(settings), settings, *bounds))
+    return None if note is None else note.text
 
 
 def refresh_cost(settings: Settings) -> str | None:

@@ -141,18 +141,12 @@ def open_warehouse(ctx: Context) -> Warehouse:
 
 
 def print_estimate(ctx: Context, compute: Callable[[], Any]) -> None:
-    """The warehouse's cost estimate of the work about to run, as a note on stderr (none on DuckDB).
+    """The warehouse's cost estimate of the work about to run, as a note on stderr (none on DuckDB)."""
+    from backfill.cost import estimate_note
 
-    An estimate is a courtesy: when it cannot be made, a note says why and the command goes on.
-    """
-    try:
-        estimate = compute()
-    except Exception as exc:  # noqa: BLE001 - the work itself reports real failures
-        reason = " ".join(str(exc).split())[:200]
-        print(f"note: no BigQuery estimate ({type(exc).__name__}: {reason})", file=ctx.err)
-        return
-    if estimate is not None:
-        print(f"note: {estimate.text()}", file=ctx.err)
+    note = estimate_note(compute)
+    if note is not None:
+        print(f"note: {note.text}", file=ctx.err)
 
 
 def plural(count: int, word: str) -> str:
