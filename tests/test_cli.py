@@ -90,7 +90,9 @@ def fingerprint(path: Path) -> tuple[str, int]:
 
 
 def team_monthly(path: Path, stage: str) -> dict[str, tuple[int, int]]:
-    with duckdb.connect(str(path), read_only=True) as connection:
+    # The adapter's configuration (not read_only): a console test in this process may still hold the
+    # shared demo file open, and DuckDB refuses a second open of one file with another configuration.
+    with duckdb.connect(str(path)) as connection:
         rows = connection.execute(TEAM_SQL.format(table=STAGE_TABLES[stage])).fetchall()
     return {month: (covered, total) for month, covered, total in rows}
 
@@ -455,7 +457,7 @@ def test_gaps_stage_option_reports_one_stage(run, demo_file, tmp_path):
 
 
 def table_contents(path: Path) -> dict[str, pd.DataFrame]:
-    with duckdb.connect(str(path), read_only=True) as connection:
+    with duckdb.connect(str(path)) as connection:  # the adapter's configuration, as in team_monthly
         return {
             table: connection.execute(f"SELECT * FROM {table} ORDER BY ALL").df()
             for table in ("nba_analytics.player_game_summary", *STAGE_TABLES.values())
