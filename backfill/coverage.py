@@ -305,9 +305,7 @@ def _month_note(gaps: list[str], bootstrap: int, status: str) -> str:
     return "no games" if status == "no_games" else "complete"
 
 
-def date_players(
-    warehouse: Warehouse, settings: Settings, day: dt.date, daily_row: pd.Series | None = None
-) -> pd.DataFrame:
+def date_players(warehouse: Warehouse, settings: Settings, day: dt.date) -> pd.DataFrame:
     """Every player of a date with their MLFS and prediction state and, where missing, why."""
     params = _range_params(settings, day, day)
     players = warehouse.query(DATE_PLAYERS_SQL, params)
