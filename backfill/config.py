@@ -9,17 +9,26 @@ Credentials.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backfill.errors import BadInput
+from backfill.pipeline import Pipeline, builtin_pipeline, load_pipeline
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 """The embedded DuckDB warehouse, created with demo data on first start."""
+
+DEMO_DATASETS = {
+    "analytics": "nba_analytics",
+    "precompute": "nba_precompute",
+    "predictions": "nba_predictions",
+}
+"""The demo's dataset of each role, as the built-in pipeline file names them."""
 
 DEFAULT_LEDGER = "data/ledger.sqlite"
 """The run ledger (a SQLite file) that records every backfill, work item and operator action."""
@@ -39,11 +48,6 @@ class Settings:
     query_timeout_s: float = 600.0
 
     ok_pct: float = 99.0
-    min_mlfs_coverage_pct: float = 90.0
-    min_history_games: int = 3
-    feature_version: str = "features_v3"
-    model_version: str = "form_v2"
-    prediction_systems: tuple[str, ...] = ("weighted_form", "minutes_rate")
 
     batch_size: int = 31
     max_range_days: int = 400
@@ -53,18 +57,33 @@ class Settings:
     operators: tuple[str, ...] = ()
     cache_ttl_s: int = 60
 
+    pipeline: Pipeline = field(default_factory=builtin_pipeline, compare=False)
+    """The stages and their rules (:mod:`backfill.pipeline`); not a plain setting, read from its file."""
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are immutable)."""
         return dataclasses.replace(self, **changes)
 
     @property
     def datasets(self) -> dict[str, str]:
-        """Dataset (DuckDB: schema) name of each role."""
+        """Dataset (DuckDB: schema) name of each role of the demo's tables."""
         return {
             "analytics": self.analytics_dataset,
             "precompute": self.precompute_dataset,
             "predictions": self.predictions_dataset,
         }
+
+    def dataset_name(self, dataset: str) -> str:
+        """The dataset a pipeline's dataset name stands for: the three dataset settings rename the
+        demo's datasets (a scratch or test copy of the warehouse); any other name is used as it is."""
+        renames = {DEMO_DATASETS[role]: name for role, name in self.datasets.items()}
+        return renames.get(dataset, dataset)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(value)
+    return value
 
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:
@@ -74,42 +93,52 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             items = [str(item).strip() for item in items if str(item).strip()]
             if default and isinstance(default[0], float):
-                return tuple(float(item) for item in items)
+                return tuple(_finite(float(item)) for item in items)
             return tuple(items)
         if isinstance(default, bool):
             return str(raw).lower() in {"1", "true", "yes", "on"}
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
+            return _finite(float(raw))
         return str(raw)
     except (TypeError, ValueError):
         raise BadInput(f"setting {name} has an invalid value: {raw!r}") from None
 
 
+_PLAIN = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "pipeline")
+"""Settings read from the config file and ``BACKFILL_*`` variables (the pipeline has its own file)."""
+
+
 def load_settings(
-    environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
+    environ: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+    pipeline: str | Path | None = None,
 ) -> Settings:
-    """Read the settings: defaults, then the optional file, then ``BACKFILL_*`` variables."""
+    """Read the settings: defaults, then the optional file, then ``BACKFILL_*`` variables; and the
+    pipeline from ``pipeline`` (a path), ``BACKFILL_PIPELINE``, ``./pipeline.toml`` or the built-in one."""
     environ = os.environ if environ is None else environ
     defaults = Settings()
     values: dict[str, Any] = {}
-    path = Path(config_file or environ.get("BACKFILL_CONFIG") or "backfill.toml")
-    if path.is_file():
+    named = config_file or environ.get("BACKFILL_CONFIG")
+    path = Path(named or "backfill.toml")
+    if named and not path.exists():
+        raise BadInput(f"config file {path} (BACKFILL_CONFIG) does not exist")
+    if path.exists() and not path.is_dir():  # a file, or /dev/null for "no settings file"
         try:
             from_file = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
         values.update(from_file.get("backfill", from_file))
-    for f in dataclasses.fields(Settings):
-        env_name = f"BACKFILL_{f.name.upper()}"
+    for name in _PLAIN:
+        env_name = f"BACKFILL_{name.upper()}"
         if env_name in environ and environ[env_name] != "":
-            values[f.name] = environ[env_name]
-    unknown = set(values) - {f.name for f in dataclasses.fields(Settings)}
+            values[name] = environ[env_name]
+    unknown = set(values) - set(_PLAIN)
     if unknown:
         raise BadInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
     coerced = {name: _coerce(name, raw, getattr(defaults, name)) for name, raw in values.items()}
-    settings = defaults.replace(**coerced)
+    settings = defaults.replace(**coerced, pipeline=load_pipeline(pipeline, environ))
     _check(settings)
     return settings
 
@@ -120,18 +149,13 @@ def _check(settings: Settings) -> None:
 
     for name in ("analytics_dataset", "precompute_dataset", "predictions_dataset"):
         check_identifier(getattr(settings, name), name)
-    for system in settings.prediction_systems:
-        check_identifier(system, "prediction system")
     check_pct(settings.ok_pct, "ok_pct")
-    check_pct(settings.min_mlfs_coverage_pct, "min_mlfs_coverage_pct")
-    if settings.min_history_games < 0:
-        raise BadInput("min_history_games must be 0 or more")
     if settings.batch_size < 1:
         raise BadInput("batch_size must be 1 or more")
     if settings.max_attempts < 1:
         raise BadInput("max_attempts must be 1 or more")
-    if any(delay < 0 for delay in settings.retry_delays):
-        raise BadInput("retry_delays must not be negative")
+    if any(not 0 <= delay <= 3600 for delay in settings.retry_delays):  # NaN fails both comparisons
+        raise BadInput("retry_delays must be numbers of seconds from 0 to 3600")
 
 
 __all__ = ["DEFAULT_LEDGER", "DEFAULT_WAREHOUSE", "Settings", "load_settings"]

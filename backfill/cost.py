@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from backfill import coverage
 from backfill.config import Settings
-from backfill.processors import replace_params, replace_script
+from backfill.processors import processor_for
+from backfill.processors.sql import SqlProcessor
 from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
 
@@ -62,12 +63,15 @@ def backfill_statements(settings: Settings, request: BackfillRequest, now: dt.da
     """Every statement a backfill of the request would send, in order (all dates replaced)."""
     statements: list[Statement] = []
     dates = sorted(request.dates)
+    pipeline = settings.pipeline
     for first in range(0, len(dates), request.batch_size):
         batch = dates[first : first + request.batch_size]
-        measure = (coverage.DAILY_SQL, coverage._range_params(settings, batch[0], batch[-1]))
+        measure = (coverage.daily_sql(pipeline), coverage._range_params(settings, batch[0], batch[-1]))
         statements.append(measure)
         for stage in request.stages:
-            statements.append((replace_script(stage), replace_params(stage, batch, settings, now)))
+            processor = processor_for(pipeline.stage(stage), pipeline)
+            if isinstance(processor, SqlProcessor):  # a job's own statements are not ours to estimate
+                statements.append((processor.script(), processor.params(batch, now)))
             statements.append(measure)
     return statements
 
@@ -76,9 +80,9 @@ def coverage_statements(
     settings: Settings, start: dt.date, end: dt.date, by: str = "month"
 ) -> list[Statement]:
     """The statements measuring coverage of a range sends (``python -m backfill coverage``)."""
-    statements = [(coverage.DAILY_SQL, coverage._range_params(settings, start, end))]
+    statements = [(coverage.daily_sql(settings.pipeline), coverage._range_params(settings, start, end))]
     if by == "month":
-        statements.append((coverage.MONTHLY_PLAYERS_SQL, {"start": start, "end": end}))
+        statements.append((coverage.monthly_players_sql(settings.pipeline), {"start": start, "end": end}))
     return statements
 
 

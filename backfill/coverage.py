@@ -7,21 +7,25 @@ Definitions (SPEC 3):
 - expected coverage: player-game coverage with bootstrap players left out of the denominator;
 - date status: ``ok``, ``partial``, ``missing``, ``blocked``, ``bootstrap`` or ``no_games``.
 
-A bootstrap player has fewer than ``min_history_games`` earlier games in the season. The whole
-range is measured by two set-based queries (per date, and per month for distinct players), never
-one query per date; statuses are then derived from the counts.
+A bootstrap player of a stage has fewer than its ``bootstrap_min_history`` earlier games in the
+season. Every stage of the pipeline is measured by the same two set-based queries (per date, and per
+month for distinct players), never one query per date or stage; statuses are then derived from the
+counts. The SQL is built from the pipeline's stages, so a new stage needs no code.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from backfill.config import Settings
+from backfill.gates import below_gate
+from backfill.pipeline import Pipeline, Stage
 from backfill.seasons import SEASON_SQL, season_start
-from backfill.validate import STAGES, date_span
+from backfill.validate import date_span
 from backfill.warehouse import Warehouse
 
 STATUSES = ("missing", "blocked", "partial", "bootstrap", "ok", "no_games")
@@ -30,87 +34,129 @@ STATUSES = ("missing", "blocked", "partial", "bootstrap", "ok", "no_games")
 GAP_STATUSES = ("missing", "blocked", "partial")
 """Statuses that are real gaps (bootstrap dates are expected, no_games dates have nothing to do)."""
 
-# Every (date, player) of player_game_summary with the player's earlier games in the season.
-PLAYED_CTE = f"""played AS (
-  SELECT game_date, player_lookup, player_name, team_abbr,
+
+# The reference's (date, player) pairs of the range, with the player's earlier games in the season.
+def _played(pipeline: Pipeline, name_columns: bool = False) -> str:
+    ref = pipeline.reference
+    extra = ""
+    if name_columns:
+        name = ref.name_column or ref.player_column
+        team = ref.team_column or "CAST(NULL AS STRING)"
+        extra = f", MAX({name}) AS player_name, MAX({team}) AS team_abbr"
+    return f"""played AS (
+  SELECT *,
     ROW_NUMBER() OVER (PARTITION BY player_lookup, season ORDER BY game_date) - 1 AS history_games
   FROM (
-    SELECT game_date, player_lookup, {SEASON_SQL} AS season,
-      MAX(player_name) AS player_name, MAX(team_abbr) AS team_abbr
-    FROM {{pgs}}
-    WHERE game_date BETWEEN @history_start AND @end
-    GROUP BY game_date, player_lookup
+    SELECT {ref.date_column} AS game_date, {ref.player_column} AS player_lookup,
+      {SEASON_SQL.replace("game_date", ref.date_column)} AS season{extra}
+    FROM {{{ref.name}}}
+    WHERE {ref.date_column} BETWEEN @history_start AND @end
+    GROUP BY {ref.date_column}, {ref.player_column}
   ) AS games
 )"""
 
-# Whether a (date, player) of player_game_summary has a row in a stage. The date range inside the
-# semi-join lets the warehouse skip the stage's other dates (DuckDB zone maps, BigQuery partitions).
-_HAS_ROW = (
-    "EXISTS (SELECT 1 FROM {{{table}}} AS s WHERE s.game_date BETWEEN @start AND @end "
-    "AND s.game_date = p.game_date AND s.player_lookup = p.player_lookup)"
-)
 
-# Per date: players, bootstrap players, and who has a row in each stage (semi-joins: a stage's
-# duplicate rows never inflate a count), beside each stage's row count (rows written by a backfill).
-DAILY_SQL = f"""WITH played AS (
-  SELECT game_date, player_lookup,
-    ROW_NUMBER() OVER (PARTITION BY player_lookup, season ORDER BY game_date) - 1 AS history_games
-  FROM (
-    SELECT DISTINCT game_date, player_lookup, {SEASON_SQL} AS season
-    FROM {{pgs}}
-    WHERE game_date BETWEEN @history_start AND @end
-  ) AS games
-),
+def _has_row(stage: Stage, day: str = "@start AND @end") -> str:
+    """Whether a (date, player) of the reference has a row in a stage. The date range inside the
+    semi-join lets the warehouse skip the stage's other dates (DuckDB zone maps, BigQuery partitions)."""
+    d, p = stage.date_column, stage.player_column
+    return (
+        f"EXISTS (SELECT 1 FROM {{{stage.name}}} AS s WHERE s.{d} BETWEEN {day} "
+        f"AND s.{d} = p.game_date AND s.{p} = p.player_lookup)"
+    )
+
+
+@lru_cache(maxsize=16)
+def daily_sql(pipeline: Pipeline) -> str:
+    """Per date: players, and per stage its bootstrap players, who has a row (semi-joins: a stage's
+    duplicate rows never inflate a count) and its row count (rows written by a backfill)."""
+    stages = pipeline.backfillable
+    flags = ",\n    ".join(
+        f"p.history_games >= @min_history_{s.name} AS expected_{s.name}, {_has_row(s)} AS has_{s.name}"
+        for s in stages
+    )
+    counts = ",\n    ".join(
+        f"COUNTIF(NOT expected_{s.name}) AS {s.name}_bootstrap, COUNTIF(has_{s.name}) AS {s.name}_covered, "
+        f"COUNTIF(has_{s.name} AND expected_{s.name}) AS {s.name}_expected_covered"
+        for s in stages
+    )
+    rows = ",\n".join(
+        f"{s.name}_rows AS (SELECT {s.date_column} AS game_date, COUNT(*) AS n FROM {{{s.name}}} "
+        f"WHERE {s.date_column} BETWEEN @start AND @end GROUP BY {s.date_column})"
+        for s in stages
+    )
+    picks = ", ".join(f"COALESCE(r_{s.name}.n, 0) AS {s.name}_rows" for s in stages)
+    joins = "\n".join(
+        f"LEFT JOIN {s.name}_rows AS r_{s.name} ON r_{s.name}.game_date = d.game_date" for s in stages
+    )
+    return f"""WITH {_played(pipeline)},
 flags AS (
-  SELECT p.game_date, p.history_games >= @min_history_games AS expected,
-    {_HAS_ROW.format(table="mlfs")} AS has_mlfs,
-    {_HAS_ROW.format(table="pred")} AS has_pred
+  SELECT p.game_date,
+    {flags}
   FROM played AS p
   WHERE p.game_date BETWEEN @start AND @end
 ),
 per_date AS (
-  SELECT game_date, COUNT(*) AS players_total, COUNTIF(NOT expected) AS bootstrap_players,
-    COUNTIF(has_mlfs) AS mlfs_covered, COUNTIF(has_mlfs AND expected) AS mlfs_expected_covered,
-    COUNTIF(has_pred) AS predictions_covered, COUNTIF(has_pred AND expected) AS predictions_expected_covered
+  SELECT game_date, COUNT(*) AS players_total,
+    {counts}
   FROM flags
   GROUP BY game_date
 ),
-mlfs_rows AS (SELECT game_date, COUNT(*) AS n FROM {{mlfs}} WHERE game_date BETWEEN @start AND @end GROUP BY game_date),
-pred_rows AS (SELECT game_date, COUNT(*) AS n FROM {{pred}} WHERE game_date BETWEEN @start AND @end GROUP BY game_date)
-SELECT d.*, COALESCE(mr.n, 0) AS mlfs_rows, COALESCE(rr.n, 0) AS predictions_rows
+{rows}
+SELECT d.*, {picks}
 FROM per_date AS d
-LEFT JOIN mlfs_rows AS mr ON mr.game_date = d.game_date
-LEFT JOIN pred_rows AS rr ON rr.game_date = d.game_date"""
+{joins}"""
 
-# The team's own player coverage: COUNT(DISTINCT covered) / COUNT(DISTINCT played) per month; the
-# same answer as its LEFT JOIN query, by semi-joins that never multiply rows.
-MONTHLY_PLAYERS_SQL = f"""WITH flags AS (
+
+@lru_cache(maxsize=16)
+def monthly_players_sql(pipeline: Pipeline) -> str:
+    """The team's own player coverage: COUNT(DISTINCT covered) / COUNT(DISTINCT played) per month;
+    the same answer as its LEFT JOIN query, by semi-joins that never multiply rows."""
+    ref = pipeline.reference
+    flags = ",\n    ".join(f"{_has_row(s)} AS has_{s.name}" for s in pipeline.backfillable)
+    covered = ",\n  ".join(
+        f"COUNT(DISTINCT IF(has_{s.name}, player_lookup, NULL)) AS {s.name}_players_covered"
+        for s in pipeline.backfillable
+    )
+    return f"""WITH flags AS (
   SELECT p.game_date, p.player_lookup,
-    {_HAS_ROW.format(table="mlfs")} AS has_mlfs,
-    {_HAS_ROW.format(table="pred")} AS has_pred
-  FROM (SELECT DISTINCT game_date, player_lookup FROM {{pgs}} WHERE game_date BETWEEN @start AND @end) AS p
+    {flags}
+  FROM (SELECT DISTINCT {ref.date_column} AS game_date, {ref.player_column} AS player_lookup FROM {{{ref.name}}}
+    WHERE {ref.date_column} BETWEEN @start AND @end) AS p
 )
 SELECT FORMAT_DATE('%Y-%m', game_date) AS period,
   COUNT(DISTINCT player_lookup) AS players_total,
-  COUNT(DISTINCT IF(has_mlfs, player_lookup, NULL)) AS mlfs_players_covered,
-  COUNT(DISTINCT IF(has_pred, player_lookup, NULL)) AS predictions_players_covered
+  {covered}
 FROM flags
 GROUP BY period"""
 
-DATE_PLAYERS_SQL = f"""WITH {PLAYED_CTE}
+
+@lru_cache(maxsize=16)
+def date_players_sql(pipeline: Pipeline) -> str:
+    """Every player of one date (``@end``) with their rows in each stage."""
+    stages = pipeline.backfillable
+    picks = ",\n  ".join(
+        f"COALESCE(r_{s.name}.n, 0) > 0 AS has_{s.name}, COALESCE(r_{s.name}.n, 0) AS rows_{s.name}"
+        for s in stages
+    )
+    joins = "\n".join(
+        f"LEFT JOIN (SELECT {s.player_column} AS player_lookup, COUNT(*) AS n FROM {{{s.name}}}\n"
+        f"  WHERE {s.date_column} = @end GROUP BY {s.player_column}) AS r_{s.name}\n"
+        f"  ON r_{s.name}.player_lookup = p.player_lookup"
+        for s in stages
+    )
+    return f"""WITH {_played(pipeline, name_columns=True)}
 SELECT p.player_lookup, p.player_name, p.team_abbr, p.history_games,
-  m.player_lookup IS NOT NULL AS has_mlfs,
-  COALESCE(r.systems, 0) AS prediction_systems
+  {picks}
 FROM played AS p
-LEFT JOIN (SELECT DISTINCT player_lookup FROM {{mlfs}} WHERE game_date = @end) AS m
-  ON m.player_lookup = p.player_lookup
-LEFT JOIN (SELECT player_lookup, COUNT(DISTINCT system_id) AS systems FROM {{pred}}
-  WHERE game_date = @end GROUP BY player_lookup) AS r
-  ON r.player_lookup = p.player_lookup
+{joins}
 WHERE p.game_date = @end
 ORDER BY p.team_abbr, p.player_lookup"""
 
-BOUNDS_SQL = "SELECT MIN(game_date) AS first_date, MAX(game_date) AS last_date FROM {pgs}"
+
+def bounds_sql(pipeline: Pipeline) -> str:
+    ref = pipeline.reference
+    return f"SELECT MIN({ref.date_column}) AS first_date, MAX({ref.date_column}) AS last_date FROM {{{ref.name}}}"
 
 
 def pct(covered: int, total: int) -> float | None:
@@ -142,8 +188,8 @@ def pct_column(covered: pd.Series, total: pd.Series) -> list[float | None]:
 
 
 def data_bounds(warehouse: Warehouse) -> tuple[dt.date, dt.date] | None:
-    """First and last game date of player_game_summary, or None when it is empty."""
-    row = warehouse.query(BOUNDS_SQL).iloc[0]
+    """First and last date of the reference table, or None when it is empty."""
+    row = warehouse.query(bounds_sql(warehouse.settings.pipeline)).iloc[0]
     if pd.isna(row["first_date"]):
         return None
     return row["first_date"], row["last_date"]
@@ -154,13 +200,12 @@ def _range_params(settings: Settings, start: dt.date, end: dt.date) -> dict:
         "start": start,
         "end": end,
         "history_start": season_start(start),
-        "min_history_games": settings.min_history_games,
-    }
+    } | {f"min_history_{s.name}": s.bootstrap_min_history for s in settings.pipeline.backfillable}
 
 
 def daily_counts(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """The counts behind daily coverage, one row per game date of the range (one statement)."""
-    return warehouse.query(DAILY_SQL, _range_params(settings, start, end))
+    return warehouse.query(daily_sql(settings.pipeline), _range_params(settings, start, end))
 
 
 def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -170,6 +215,7 @@ def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end
 
 def daily_from_counts(counts: pd.DataFrame, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Coverage, status, season and month of every (date, stage) from :func:`daily_counts` rows."""
+    pipeline = settings.pipeline
     calendar = pd.DataFrame({"game_date": date_span(start, end)})
     counts = calendar.merge(counts, on="game_date", how="left").fillna(0)
     for column in counts.columns.drop("game_date"):
@@ -178,19 +224,22 @@ def daily_from_counts(counts: pd.DataFrame, settings: Settings, start: dt.date, 
     season = (stamps.dt.year - (stamps.dt.month < 8)).astype("int64")
     period = stamps.dt.strftime("%Y-%m")
     frames = []
-    for stage in STAGES:
+    for stage in pipeline.backfillable:
+        upstream = pipeline.upstream(stage)
+        has_upstream = upstream is not pipeline.reference
         frame = pd.DataFrame(
             {
                 "game_date": counts["game_date"],
-                "stage": stage,
+                "stage": stage.name,
                 "players_total": counts["players_total"],
-                "players_covered": counts[f"{stage}_covered"],
-                "bootstrap_players": counts["bootstrap_players"],
-                "expected_total": counts["players_total"] - counts["bootstrap_players"],
-                "expected_covered": counts[f"{stage}_expected_covered"],
-                "table_rows": counts[f"{stage}_rows"],
-                # MLFS beside predictions: the gate's input.
-                "upstream_covered": counts["mlfs_covered"] if stage == "predictions" else np.nan,
+                "players_covered": counts[f"{stage.name}_covered"],
+                "bootstrap_players": counts[f"{stage.name}_bootstrap"],
+                "expected_total": counts["players_total"] - counts[f"{stage.name}_bootstrap"],
+                "expected_covered": counts[f"{stage.name}_expected_covered"],
+                "table_rows": counts[f"{stage.name}_rows"],
+                # The upstream stage's coverage beside this one: the gate's input.
+                "upstream_covered": counts[f"{upstream.name}_covered"] if has_upstream else np.nan,
+                "gate_pct": np.nan if stage.gate_min_upstream_pct is None else stage.gate_min_upstream_pct,
                 "season": season,
                 "period": period,
             }
@@ -198,7 +247,7 @@ def daily_from_counts(counts: pd.DataFrame, settings: Settings, start: dt.date, 
         frame["player_game_coverage_pct"] = pct_column(frame["players_covered"], frame["players_total"])
         frame["expected_coverage_pct"] = pct_column(frame["expected_covered"], frame["expected_total"])
         frame["upstream_coverage_pct"] = (
-            pct_column(frame["upstream_covered"], frame["players_total"]) if stage == "predictions" else None
+            pct_column(frame["upstream_covered"], frame["players_total"]) if has_upstream else None
         )
         frames.append(frame)
     daily = pd.concat(frames, ignore_index=True)
@@ -207,7 +256,7 @@ def daily_from_counts(counts: pd.DataFrame, settings: Settings, start: dt.date, 
 
 
 def upstream_ratio_pct(daily: pd.DataFrame) -> pd.Series:
-    """Unrounded MLFS coverage beside predictions rows (the gate compares this, not the display)."""
+    """Unrounded upstream coverage beside each row (the gate compares this, not the display)."""
     return _ratio_pct(daily["upstream_covered"], daily["players_total"])
 
 
@@ -216,7 +265,7 @@ def date_status(daily: pd.DataFrame, settings: Settings) -> pd.Series:
     pg_pct = _ratio_pct(daily["players_covered"], daily["players_total"])
     expected_pct = _ratio_pct(daily["expected_covered"], daily["expected_total"])
     expected_ok = (daily["expected_total"] == 0) | (expected_pct >= settings.ok_pct)
-    gated = (daily["stage"] == "predictions") & (upstream_ratio_pct(daily) < settings.min_mlfs_coverage_pct)
+    gated = below_gate(upstream_ratio_pct(daily), daily["gate_pct"])
     conditions = [
         daily["players_total"] == 0,
         expected_ok & (pg_pct >= settings.ok_pct),
@@ -230,7 +279,7 @@ def date_status(daily: pd.DataFrame, settings: Settings) -> pd.Series:
 
 def monthly_player_counts(warehouse: Warehouse, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Distinct players per month, and those with a row in each stage (one statement)."""
-    return warehouse.query(MONTHLY_PLAYERS_SQL, {"start": start, "end": end})
+    return warehouse.query(monthly_players_sql(warehouse.settings.pipeline), {"start": start, "end": end})
 
 
 def monthly_coverage(
@@ -306,32 +355,32 @@ def _month_note(gaps: list[str], bootstrap: int, status: str) -> str:
 
 
 def date_players(warehouse: Warehouse, settings: Settings, day: dt.date) -> pd.DataFrame:
-    """Every player of a date with their MLFS and prediction state and, where missing, why."""
-    params = _range_params(settings, day, day)
-    players = warehouse.query(DATE_PLAYERS_SQL, params)
+    """Every player of a date with their rows in each stage and, where one is missing, why."""
+    pipeline = settings.pipeline
+    players = warehouse.query(date_players_sql(pipeline), _range_params(settings, day, day))
     if players.empty:
-        return players.assign(has_prediction=[], reason=[])
-    mlfs_pct = 100.0 * players["has_mlfs"].mean()
-    players["has_prediction"] = players["prediction_systems"] > 0
-    bootstrap = players["history_games"] < settings.min_history_games
-    gate_failed = mlfs_pct < settings.min_mlfs_coverage_pct
-    conditions = [
-        ~players["has_mlfs"],
-        bootstrap & ~players["has_prediction"],
-        ~players["has_prediction"] & gate_failed,
-        ~players["has_prediction"],
-    ]
-    reasons = [
-        pd.Series("no MLFS row", index=players.index),
-        "bootstrap: " + players["history_games"].astype(str) + " earlier games this season",
-        pd.Series(
-            f"blocked upstream: MLFS covers {mlfs_pct:.1f}% of the date "
-            f"(gate {settings.min_mlfs_coverage_pct:g}%)",
-            index=players.index,
-        ),
-        pd.Series("MLFS row but no prediction", index=players.index),
-    ]
-    players["reason"] = np.select(conditions, reasons, default="")
+        return players.assign(reason=[])
+    reasons = pd.Series("", index=players.index)
+    for stage in pipeline.backfillable:
+        upstream = pipeline.upstream(stage)
+        missing = ~players[f"has_{stage.name}"] & (reasons == "")
+        bootstrap = players["history_games"] < stage.bootstrap_min_history
+        reasons[missing & bootstrap] = (
+            "bootstrap: " + players["history_games"].astype(str) + " earlier games this season"
+        )
+        missing &= ~bootstrap
+        if upstream is not pipeline.reference:
+            upstream_pct = 100.0 * players[f"has_{upstream.name}"].mean()
+            if stage.gated and below_gate(upstream_pct, stage.gate_min_upstream_pct):
+                reasons[missing] = (
+                    f"blocked upstream: {upstream.label} covers {upstream_pct:.1f}% of the date "
+                    f"(gate {stage.gate_min_upstream_pct:g}%)"
+                )
+            else:
+                reasons[missing] = f"{upstream.label} row but no {stage.label} row"
+        else:
+            reasons[missing] = f"no {stage.label} row"
+    players["reason"] = reasons
     return players
 
 

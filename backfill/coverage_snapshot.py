@@ -5,8 +5,8 @@ Measuring coverage joins every row of the three tables; fingerprinting them is o
 the counts of every date it measured with the fingerprints they were measured at; each refresh
 fingerprints the range, then re-measures only the dates that changed:
 
-- a changed MLFS or predictions date changes that date only;
-- a changed player_game_summary date also changes the bootstrap counts of every later date of the
+- a changed date of a stage's table changes that date only;
+- a changed date of the reference table (player_game_summary) also changes the bootstrap counts of every later date of the
   season (a player's earlier games), so those are re-measured too;
 - the distinct-player counts of a month are re-measured when any of its dates is.
 
@@ -23,19 +23,29 @@ import pandas as pd
 
 from backfill import coverage
 from backfill.config import Settings
+from backfill.pipeline import Pipeline
 from backfill.seasons import season_of, season_start
 from backfill.warehouse import Warehouse
 
-FINGERPRINT_SQL = """SELECT 'pgs' AS source, game_date, COUNT(*) AS row_count,
-  BIT_XOR(FARM_FINGERPRINT(player_lookup)) AS key_hash
-FROM {pgs} WHERE game_date BETWEEN @history_start AND @end GROUP BY game_date
-UNION ALL
-SELECT 'mlfs', game_date, COUNT(*), BIT_XOR(FARM_FINGERPRINT(player_lookup))
-FROM {mlfs} WHERE game_date BETWEEN @start AND @end GROUP BY game_date
-UNION ALL
-SELECT 'pred', game_date, COUNT(*), BIT_XOR(FARM_FINGERPRINT(CONCAT(player_lookup, '|', system_id)))
-FROM {pred} WHERE game_date BETWEEN @start AND @end GROUP BY game_date"""
-"""Per table and date: rows and an order-free hash of their keys (duplicates change the count)."""
+
+def fingerprint_sql(pipeline: Pipeline) -> str:
+    """Per stage table and date: rows and an order-free hash of their keys (duplicates change the
+    count). The reference is fingerprinted from the season's start: its history decides bootstrap."""
+    ref = pipeline.reference
+    parts = [
+        f"SELECT '{ref.name}' AS source, {ref.date_column} AS game_date, COUNT(*) AS row_count,\n"
+        f"  BIT_XOR(FARM_FINGERPRINT({ref.player_column})) AS key_hash\n"
+        f"FROM {{{ref.name}}} WHERE {ref.date_column} BETWEEN @history_start AND @end GROUP BY {ref.date_column}"
+    ]
+    for stage in pipeline.backfillable:
+        key = ", '|', ".join(
+            f"CAST({column} AS STRING)" for column in stage.key if column != stage.date_column
+        )
+        parts.append(
+            f"SELECT '{stage.name}', {stage.date_column}, COUNT(*), BIT_XOR(FARM_FINGERPRINT(CONCAT({key})))\n"
+            f"FROM {{{stage.name}}} WHERE {stage.date_column} BETWEEN @start AND @end GROUP BY {stage.date_column}"
+        )
+    return "\nUNION ALL\n".join(parts)
 
 
 class CoverageSnapshot:
@@ -70,8 +80,10 @@ class CoverageSnapshot:
     def _refresh_fingerprints(self, start: dt.date, end: dt.date) -> set[dt.date]:
         """Fingerprint the range; returns the dates whose coverage may have changed."""
         history_start = season_start(start)
+        reference = self.settings.pipeline.reference.name
         rows = self.warehouse.query(
-            FINGERPRINT_SQL, {"start": start, "end": end, "history_start": history_start}
+            fingerprint_sql(self.settings.pipeline),
+            {"start": start, "end": end, "history_start": history_start},
         )
         now = {
             (source, day): (int(count), int(key_hash))
@@ -82,13 +94,13 @@ class CoverageSnapshot:
         known = {
             key: value
             for key, value in self._fingerprints.items()
-            if (history_start if key[0] == "pgs" else start) <= key[1] <= end
+            if (history_start if key[0] == reference else start) <= key[1] <= end
         }
         differ = {key for key in set(now) | set(known) if now.get(key) != known.get(key)}
         changed = {day for _, day in differ}
-        # A box score changed: every later date of that season counts its players' history anew.
+        # A reference row changed: every later date of that season counts its players' history anew.
         for source, day in differ:
-            if source == "pgs":
+            if source == reference:
                 changed |= {
                     later for later in self._measured if later > day and season_of(later) == season_of(day)
                 }
@@ -120,12 +132,12 @@ class CoverageSnapshot:
             rows = coverage.monthly_player_counts(self.warehouse, first, last)
             measured = {row["period"]: row for row in rows.to_dict("records")}
             # [first, last] covers each missing month's clipped part exactly (edges are clipped alike).
+            nobody = {"players_total": 0} | {
+                f"{name}_players_covered": 0 for name in self.settings.pipeline.stage_names
+            }
             for key in missing:
-                self._months[key] = measured.get(key[0], {"period": key[0], **_NO_PLAYERS})
+                self._months[key] = measured.get(key[0], {"period": key[0], **nobody})
         return pd.DataFrame([self._months[key] for key in keys]) if keys else pd.DataFrame(columns=["period"])
-
-
-_NO_PLAYERS = {"players_total": 0, "mlfs_players_covered": 0, "predictions_players_covered": 0}
 
 
 def _clip(period: str, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:

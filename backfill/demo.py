@@ -24,7 +24,8 @@ import pandas as pd
 from backfill.config import Settings
 from backfill.demo_calendar import TEAMS, schedule
 from backfill.errors import BadInput
-from backfill.processors import replace_params, replace_script
+from backfill.pipeline import builtin_pipeline
+from backfill.processors.sql import SqlProcessor
 from backfill.warehouse import Warehouse
 from backfill.warehouse.schema import PLAYER_GAME_SUMMARY
 
@@ -158,9 +159,13 @@ def build_demo(warehouse: Warehouse, settings: Settings, seasons: int = 1, seed:
     warehouse.label_tables(DEMO_LABELS)
     warehouse.load_frame(PLAYER_GAME_SUMMARY, box)
     dates = sorted(set(box["game_date"]))
-    for stage in ("mlfs", "predictions"):
-        warehouse.execute(replace_script(stage), replace_params(stage, dates, settings, BUILT_AT))
+    # The demo's recipe is the built-in pipeline's SQL, whatever pipeline the console runs.
+    pipeline = builtin_pipeline()
+    for stage in pipeline.backfillable:
+        processor = SqlProcessor(stage, pipeline)
+        warehouse.execute(processor.script(), processor.params(dates, BUILT_AT))
     _break_like_the_incident(warehouse, seed)
+    create_declared_tables(warehouse, settings)
     return DemoSummary(
         seasons=years,
         games=int(box["game_id"].nunique()),
@@ -251,6 +256,17 @@ def _break_like_the_incident(warehouse: Warehouse, seed: int) -> None:
     )
 
 
+def create_declared_tables(warehouse: Warehouse, settings: Settings) -> list[str]:
+    """Create the tables of the pipeline's stages that declare ``columns`` and do not exist yet (a
+    team's extra stages, empty until their first backfill); returns their names."""
+    made = []
+    for stage in settings.pipeline.stages:
+        if stage.columns:
+            warehouse.create_table(stage)
+            made.append(stage.table_name)
+    return made
+
+
 def build_demo_file(path: str | Path, settings: Settings, seasons: int = 1, seed: int = 7) -> DemoSummary:
     """Build the demo into a DuckDB file: written beside it first, then moved into place whole."""
     from backfill.warehouse.duckdb import DuckDBWarehouse
@@ -260,7 +276,7 @@ def build_demo_file(path: str | Path, settings: Settings, seasons: int = 1, seed
     # A private name per process: two builders at once never delete each other's half-built file.
     building = target.with_name(f".{target.name}.building-{os.getpid()}")
     building.unlink(missing_ok=True)
-    warehouse = DuckDBWarehouse(settings, building)
+    warehouse = DuckDBWarehouse(settings.replace(pipeline=builtin_pipeline()), building)
     try:
         summary = build_demo(warehouse, settings, seasons=seasons, seed=seed)
     except BaseException:

@@ -7,7 +7,3 @@ class BackfillError(Exception):
 
 class BadInput(BackfillError):
     """Input that cannot be accepted; the message is one line, and nothing was written."""
-
-
-class WarehouseError(BackfillError):
-    """A warehouse statement failed; ``__cause__`` holds the client's own exception."""

@@ -20,7 +20,7 @@ import pandas as pd
 
 from backfill.coverage import GAP_STATUSES
 from backfill.errors import BadInput
-from backfill.report import RUN_COLUMNS, STAGE_LABELS, STALE_COLUMNS, GapReport, plain, plural, records
+from backfill.report import RUN_COLUMNS, STALE_COLUMNS, GapReport, plain, plural, records
 from backfill.seasons import season_label
 
 REPORT_SUFFIXES = (".csv", ".json", ".md", ".xlsx")
@@ -42,7 +42,7 @@ def to_json(report: GapReport) -> str:
         "warehouse": report.warehouse,
         "thresholds": {
             "ok_pct": report.ok_pct,
-            "min_mlfs_coverage_pct": report.min_mlfs_coverage_pct,
+            **{f"min_{upstream}_coverage_pct": pct for upstream, pct in report.gates.items()},
             "min_history_games": report.min_history_games,
         },
         "monthly": records(report.monthly),
@@ -74,13 +74,16 @@ def _percent(value: Any) -> str:
 
 
 def _month_rows(report: GapReport) -> tuple[list[str], list[list[Any]]]:
-    """The team's monthly table: the headline stage's player coverage, MLFS beside predictions."""
-    main = "predictions" if "predictions" in report.stages else "mlfs"
+    """The team's monthly table: the headline (last) stage's player coverage, its upstream beside it
+    (MLFS beside predictions)."""
+    pipeline = report.pipeline
+    main = report.stages[-1]
+    upstream = pipeline.upstream(pipeline.stage(main)).name
     by_stage = {stage: frame.set_index("period") for stage, frame in report.monthly.groupby("stage")}
     headers = ["Month", "Coverage", "Covered / total players", "Player-game coverage", "Expected coverage"]
-    with_mlfs = main == "predictions" and "mlfs" in by_stage
-    if with_mlfs:
-        headers.append("MLFS coverage")
+    with_upstream = upstream in by_stage
+    if with_upstream:
+        headers.append(f"{pipeline.label(upstream)} coverage")
     headers.append("Status note")
     rows = []
     for period, row in by_stage.get(main, pd.DataFrame()).iterrows():
@@ -92,13 +95,13 @@ def _month_rows(report: GapReport) -> tuple[list[str], list[list[Any]]]:
             _percent(row["expected_coverage_pct"]),
         ]
         note = row["note"]
-        if with_mlfs:
-            mlfs = by_stage["mlfs"].loc[period]
+        if with_upstream:
+            up = by_stage[upstream].loc[period]
             cells.append(
-                f"{_percent(mlfs['player_coverage_pct'])} ({mlfs['players_covered']:,} / {mlfs['players_total']:,})"
+                f"{_percent(up['player_coverage_pct'])} ({up['players_covered']:,} / {up['players_total']:,})"
             )
-            if mlfs["status"] in GAP_STATUSES:
-                note = f"predictions: {note}; MLFS: {mlfs['note']}"
+            if up["status"] in GAP_STATUSES:
+                note = f"{pipeline.label(main)}: {note}; {pipeline.label(upstream)}: {up['note']}"
         rows.append([*cells, note])
     return headers, rows
 
@@ -108,7 +111,7 @@ def _bootstrap_line(report: GapReport) -> str:
     if bootstrap.empty:
         return "No bootstrap dates in this period."
     parts = [
-        f"{plural(len(group), STAGE_LABELS[stage] + ' date')} from {group['game_date'].min()} "
+        f"{plural(len(group), report.labels[stage] + ' date')} from {group['game_date'].min()} "
         f"to {group['game_date'].max()}"
         for stage, group in bootstrap.groupby("stage", sort=False)
     ]
@@ -168,7 +171,7 @@ def to_markdown(report: GapReport) -> str:
         f"# Prediction coverage report: {start} to {end}",
         "",
         f"- Period: {start} to {end} (season {', '.join(seasons) or '-'})",
-        f"- Stages: {', '.join(STAGE_LABELS[s] for s in report.stages)}",
+        f"- Stages: {', '.join(report.labels[s] for s in report.stages)}",
         f"- Warehouse: {report.warehouse}",
         f"- Generated: {report.generated_at:%Y-%m-%d %H:%M} UTC",
         f"- Gaps: {len(gaps)} on {plural(gaps['game_date'].nunique(), 'date')}; "
@@ -189,7 +192,7 @@ def to_markdown(report: GapReport) -> str:
         lines.append("No gaps: every date with games is complete.")
     else:
         for row in gaps.itertuples():
-            lines.append(f"- {row.game_date} {STAGE_LABELS[row.stage]}: {row.status}, {row.reason}")
+            lines.append(f"- {row.game_date} {report.labels[row.stage]}: {row.status}, {row.reason}")
     lines += ["", _bootstrap_line(report), "", "## Stale rows", ""]
     if report.stale.empty:
         lines.append("No stale rows.")
@@ -214,7 +217,7 @@ def _summary(report: GapReport) -> pd.DataFrame:
         ("Warehouse", report.warehouse),
         ("Generated at (UTC)", report.generated_at.isoformat()),
         ("Complete at expected coverage %", report.ok_pct),
-        ("MLFS gate %", report.min_mlfs_coverage_pct),
+        *((f"{report.pipeline.label(upstream)} gate %", pct) for upstream, pct in report.gates.items()),
         ("Gaps (date and stage)", len(report.real_gaps)),
         ("Gap dates", report.real_gaps["game_date"].nunique()),
         ("Bootstrap dates (expected)", len(report.bootstrap_dates)),

@@ -17,6 +17,9 @@ from backfill.access import require_operator
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.ledger import Ledger, Run
+from backfill.pipeline import Pipeline
+from backfill.processors import processor_for
+from backfill.replay import settings_for_run
 from backfill.request import BackfillRequest
 from backfill.runner import RunResult, create_run, execute_run
 from backfill.warehouse import Warehouse, connect
@@ -35,11 +38,20 @@ def submit(
 ) -> str:
     """Record a run and hand it to a detached worker process; returns the run id at once."""
     require_operator(settings, who, "launch backfills")
-    ledger = Ledger(settings.ledger)
     warehouse = warehouse or connect(settings)
-    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
+    preflight(settings, warehouse, request)
+    run_id = create_run(Ledger(settings.ledger), warehouse, request, who, parent_run_id=parent_run_id)
     spawn_worker(settings, run_id)
     return run_id
+
+
+def preflight(settings: Settings, warehouse: Warehouse, request: BackfillRequest) -> list[str]:
+    """Every check that can refuse a run before it is recorded (BadInput: nothing is written);
+    returns the warnings a dry run shows (for example columns a replace leaves NULL)."""
+    warnings = []
+    for name in request.stages:
+        warnings += processor_for(settings.pipeline.stage(name), settings.pipeline).preflight(warehouse)
+    return warnings
 
 
 def spawn_worker(settings: Settings, run_id: str) -> subprocess.Popen:
@@ -47,6 +59,7 @@ def spawn_worker(settings: Settings, run_id: str) -> subprocess.Popen:
     log_dir = Path(settings.ledger).parent / "runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, BACKFILL_WAREHOUSE=settings.warehouse, BACKFILL_LEDGER=settings.ledger)
+    env["BACKFILL_PIPELINE"] = settings.pipeline.path
     project_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
     with open(log_dir / f"{run_id}.log", "ab") as log:
@@ -72,10 +85,19 @@ def run_here(
 ) -> RunResult:
     """Record a run and execute it in this process until it ends."""
     require_operator(settings, who, "launch backfills")
-    ledger = Ledger(settings.ledger)
     warehouse = warehouse or connect(settings)
+    preflight(settings, warehouse, request)
+    ledger = Ledger(settings.ledger)
     run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
     return execute_run(run_id, warehouse, settings, ledger, **options)
+
+
+def _recorded(settings: Settings, run: Run, warehouse: Warehouse | None) -> tuple[Settings, Warehouse]:
+    """The settings and warehouse a recorded run continues with (never the current environment's)."""
+    recorded = settings_for_run(settings, run.params, run.run_id)
+    if warehouse is not None and warehouse.url != recorded.warehouse:
+        raise BadInput(f"run {run.run_id} writes to {recorded.warehouse}, not {warehouse.url}")
+    return recorded, warehouse or connect(recorded)
 
 
 def resume(
@@ -92,8 +114,9 @@ def resume(
         raise BadInput(f"run {run_id} is {run.status}; only queued or interrupted runs can be resumed")
     if run.status == "queued" and ledger.is_alive(run):
         raise BackfillError(f"run {run_id} is queued and its worker is starting; follow it with runs show")
+    recorded, warehouse = _recorded(settings, run, warehouse)
     ledger.record_action(who, "resume", {}, run_id)
-    return execute_run(run_id, warehouse or connect(settings), settings, ledger, **options)
+    return execute_run(run_id, warehouse, recorded, ledger, **options)
 
 
 def resume_detached(settings: Settings, run_id: str, who: str) -> str:
@@ -104,9 +127,10 @@ def resume_detached(settings: Settings, run_id: str, who: str) -> str:
     run = ledger.get_run(run_id)
     if run.status != "interrupted":
         raise BadInput(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
+    recorded = settings_for_run(settings, run.params, run_id)
     ledger.requeue(run_id)
     ledger.record_action(who, "resume", {"detached": True}, run_id)
-    spawn_worker(settings, run_id)
+    spawn_worker(recorded, run_id)
     return run_id
 
 
@@ -116,10 +140,13 @@ def work(settings: Settings, run_id: str, **options) -> RunResult:
     run = ledger.get_run(run_id)
     if run.status != "queued":
         raise BadInput(f"run {run_id} is {run.status}, not queued")
-    return execute_run(run_id, connect(settings), settings, ledger, **options)
+    recorded, warehouse = _recorded(settings, run, None)
+    return execute_run(run_id, warehouse, recorded, ledger, **options)
 
 
-def rerun_request(ledger: Ledger, run_id: str, only_transient: bool = False) -> BackfillRequest:
+def rerun_request(
+    ledger: Ledger, run_id: str, pipeline: Pipeline, only_transient: bool = False
+) -> BackfillRequest:
     """A request for the dates a run did not finish (or only those that failed transiently)."""
     run = ledger.get_run(run_id)
     items = ledger.items(run_id, RERUN_STATUSES)
@@ -129,12 +156,9 @@ def rerun_request(ledger: Ledger, run_id: str, only_transient: bool = False) -> 
         what = "transient failures" if only_transient else "failed, blocked or cancelled dates"
         raise BadInput(f"run {run_id} has no {what} to rerun")
     dates = {dt.date.fromisoformat(item["game_date"]) for item in items}
-    stages = {item["stage"] for item in items}
-    # Predictions depend on MLFS: a date whose MLFS is redone gets its predictions redone too.
-    request = BackfillRequest.from_params(run.params)
-    if "mlfs" in stages and "predictions" in request.stages:
-        stages.add("predictions")
-    return request.with_dates(dates, stages)
+    # A date whose upstream stage is redone gets its downstream stages redone too (SPEC 7.3).
+    stages = pipeline.downstream_of({item["stage"] for item in items})
+    return BackfillRequest.from_params(run.params).with_dates(dates, stages)
 
 
 def rerun(
@@ -142,10 +166,12 @@ def rerun(
 ) -> str | RunResult:
     """Rerun what a run did not finish, as a new run whose parent is the old one."""
     require_operator(settings, who, "rerun backfills")
-    request = rerun_request(Ledger(settings.ledger), run_id, only_transient)
+    ledger = Ledger(settings.ledger)
+    recorded = settings_for_run(settings, ledger.get_run(run_id).params, run_id)
+    request = rerun_request(ledger, run_id, recorded.pipeline, only_transient)
     if detach:
-        return submit(settings, request, who, parent_run_id=run_id)
-    return run_here(settings, request, who, parent_run_id=run_id, **options)
+        return submit(recorded, request, who, parent_run_id=run_id)
+    return run_here(recorded, request, who, parent_run_id=run_id, **options)
 
 
 def cancel(settings: Settings, run_id: str, who: str) -> Run:
@@ -160,12 +186,14 @@ def cancel(settings: Settings, run_id: str, who: str) -> Run:
     return ledger.get_run(run_id)
 
 
-def delete_stale_rows(settings: Settings, start, end, who: str, *, warehouse: Warehouse | None = None):
+def delete_stale_rows(
+    settings: Settings, start, end, who: str, *, warehouse: Warehouse | None = None, stages=None
+):
     """Delete the stale rows of a range in one transaction, recorded in the ledger with who did it."""
     from backfill import stale
 
     require_operator(settings, who, "delete stale rows")
-    deleted = stale.delete_stale(warehouse or connect(settings), settings, start, end)
+    deleted = stale.delete_stale(warehouse or connect(settings), settings, start, end, stages)
     details = {
         "start": str(start),
         "end": str(end),

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS items (
   coverage_after REAL,
   error_class TEXT,
   error_message TEXT,
+  stale_rows_deleted INTEGER,
   PRIMARY KEY (run_id, stage, game_date)
 );
 CREATE TABLE IF NOT EXISTS leases (
@@ -161,6 +162,9 @@ class Ledger:
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(items)")}
+            if "stale_rows_deleted" not in columns:  # a ledger from before command processors
+                connection.execute("ALTER TABLE items ADD COLUMN stale_rows_deleted INTEGER")
         finally:
             connection.close()
 
@@ -353,7 +357,16 @@ class Ledger:
             args += statuses
         with self._connect() as connection:
             rows = connection.execute(sql + " ORDER BY game_date, stage", args).fetchall()
-        return [dict(row) for row in rows]
+            params = connection.execute("SELECT params FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        # Stages in the run's dependency order (its request lists them so), not alphabetically.
+        order = (
+            {stage: index for index, stage in enumerate(json.loads(params[0]).get("stages", []))}
+            if params
+            else {}
+        )
+        return sorted(
+            (dict(row) for row in rows), key=lambda item: (item["game_date"], order.get(item["stage"], 99))
+        )
 
     def update_items(self, run_id: str, stage: str, dates: Iterable[dt.date], **fields: Any) -> None:
         """Set the same fields on several items of a run (one transaction)."""

@@ -2,7 +2,9 @@
 
 One row per (date, stage): the coverage now, the gate's verdict, the action the runner would take
 (replace, skip because there are no games, blocked by the gate) and the stale rows that the
-replacement would remove. Three statements for the whole request, whatever its size.
+replacement would remove; beside it, the warnings of the stages' processors (for example a column
+of the target table that a built-in replace would leave NULL). Two statements for the whole
+request's measurements, whatever its size.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ import pandas as pd
 
 from backfill import coverage, stale
 from backfill.config import Settings
-from backfill.gates import mlfs_gate
+from backfill.gates import judge
 from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
-from backfill.warehouse.schema import STAGE_TABLES
 
 PLAN_COLUMNS = [
     "game_date",
@@ -24,7 +25,7 @@ PLAN_COLUMNS = [
     "players_total",
     "players_covered",
     "coverage_now_pct",
-    "mlfs_coverage_pct",
+    "upstream_coverage_pct",
     "gate",
     "stale_rows_to_go",
 ]
@@ -32,28 +33,32 @@ PLAN_COLUMNS = [
 
 def dry_run(warehouse: Warehouse, settings: Settings, request: BackfillRequest) -> pd.DataFrame:
     """The plan of a request: one row per work item, in the order the runner would do them."""
+    pipeline = settings.pipeline
     start, end = min(request.dates), max(request.dates)
     daily = coverage.daily_coverage(warehouse, settings, start, end)
     daily = daily[daily["game_date"].isin(request.dates) & daily["stage"].isin(request.stages)]
-    counts = stale.stale_counts(warehouse, settings, start, end)
-    stale_by_key = counts.groupby(["game_date", "table_name"])["rows"].sum().to_dict() if len(counts) else {}
-    mlfs_rebuilt = "mlfs" in request.stages
+    counts = stale.stale_counts(warehouse, settings, start, end, request.stages)
+    stale_by_key = counts.groupby(["game_date", "stage"])["rows"].sum().to_dict() if len(counts) else {}
     rows = []
     for row in daily.itertuples():
+        stage = pipeline.stage(row.stage)
+        upstream = pipeline.upstream(stage)
+        threshold = request.gate_pct(stage.gate_min_upstream_pct)
         gate_text = ""
-        action = "replace"
+        action = "replace" if stage.processor.kind == "sql" else f"run {stage.processor.kind} job"
         if row.players_total == 0:
             action = "skip: no games"
-        elif row.stage == "predictions":
+        elif threshold is not None:
             measured = 100.0 * row.upstream_covered / row.players_total
-            gate = mlfs_gate(measured, request.min_mlfs_coverage_pct, request.skip_mlfs_check)
-            if mlfs_rebuilt and not request.skip_mlfs_check:
-                gate_text = f"judged after this run rebuilds MLFS (MLFS now {measured:.1f}%)"
+            if upstream.name in request.stages and not request.skip_gates:
+                gate_text = (
+                    f"judged after this run rebuilds {upstream.label} ({upstream.label} now {measured:.1f}%)"
+                )
             else:
+                gate = judge(upstream.label, measured, threshold, request.skip_gates)
                 gate_text = gate.reason
                 if not gate.passed:
-                    action = "blocked by the MLFS gate"
-        table = STAGE_TABLES[row.stage].name
+                    action = f"blocked by the {upstream.label} gate"
         rows.append(
             {
                 "game_date": row.game_date,
@@ -65,16 +70,15 @@ def dry_run(warehouse: Warehouse, settings: Settings, request: BackfillRequest) 
                 "coverage_now_pct": row.expected_coverage_pct
                 if row.expected_coverage_pct is not None
                 else row.player_game_coverage_pct,
-                "mlfs_coverage_pct": row.upstream_coverage_pct,
+                "upstream_coverage_pct": row.upstream_coverage_pct,
                 "gate": gate_text,
-                "stale_rows_to_go": int(stale_by_key.get((row.game_date, table), 0))
-                if action == "replace"
+                "stale_rows_to_go": int(stale_by_key.get((row.game_date, row.stage), 0))
+                if action != "skip: no games" and not action.startswith("blocked")
                 else 0,
             }
         )
     plan = pd.DataFrame(rows, columns=PLAN_COLUMNS)
-    return plan.sort_values(["game_date", "stage"], key=_stage_key).reset_index(drop=True)
-
-
-def _stage_key(column: pd.Series) -> pd.Series:
-    return column.map({"mlfs": 0, "predictions": 1}) if column.name == "stage" else column
+    order = {name: index for index, name in enumerate(pipeline.stage_names)}
+    return plan.sort_values(
+        ["game_date", "stage"], key=lambda c: c.map(order) if c.name == "stage" else c
+    ).reset_index(drop=True)

@@ -22,10 +22,9 @@ from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES, daily_coverage, monthly_coverage
 from backfill.errors import BackfillError, BadInput
 from backfill.ledger import Ledger
+from backfill.pipeline import Pipeline
 from backfill.stale import stale_counts
-from backfill.validate import STAGES, check_stages
 from backfill.warehouse import Warehouse
-from backfill.warehouse.schema import STAGE_TABLES
 
 COVERAGE_COLUMNS = (
     "period",
@@ -49,7 +48,8 @@ COVERAGE_COLUMNS = (
 """Columns of the coverage table, SPEC 4.7's required fields first.
 
 ``bootstrap_player_games`` counts (date, player) rows of bootstrap players (for one date: its
-bootstrap players). ``upstream_coverage_pct`` is MLFS player-game coverage beside predictions.
+bootstrap players). ``upstream_coverage_pct`` is the upstream stage's player-game coverage beside a
+stage whose upstream is not the reference (MLFS beside predictions).
 """
 
 GAP_COLUMNS = (
@@ -70,8 +70,6 @@ GAP_COLUMNS = (
 """Columns of the gaps table; ``expected`` is True for bootstrap dates (listed, but not gaps)."""
 
 STALE_COLUMNS = ("game_date", "table_name", "category", "rows")
-
-STAGE_LABELS = {"mlfs": "MLFS", "predictions": "predictions"}
 
 RUN_COLUMNS = (
     "run_id",
@@ -123,10 +121,29 @@ class GapReport:
     warehouse: str
     """One line naming the warehouse measured (no secrets)."""
     ok_pct: float
-    min_mlfs_coverage_pct: float
-    min_history_games: int
+    pipeline: Pipeline
+    """The stages the report speaks of: labels, upstreams, gates and bootstrap rules."""
     runs: pd.DataFrame | None = None
     """Backfill runs of the period, when a run ledger is passed in; None: no ledger yet."""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.pipeline.labels
+
+    @property
+    def gates(self) -> dict[str, float]:
+        """Gate thresholds by the upstream stage they judge (``{"mlfs": 90.0}``)."""
+        return {
+            self.pipeline.upstream(stage).name: stage.gate_min_upstream_pct
+            for stage in self.pipeline.backfillable
+            if stage.name in self.stages and stage.gate_min_upstream_pct is not None
+        }
+
+    @property
+    def min_history_games(self) -> int | dict[str, int]:
+        """The bootstrap rule: one number when every stage shares it, else one per stage."""
+        rules = {name: self.pipeline.stage(name).bootstrap_min_history for name in self.stages}
+        return next(iter(rules.values())) if len(set(rules.values())) == 1 else rules
 
     @property
     def real_gaps(self) -> pd.DataFrame:
@@ -146,14 +163,16 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _reason(row: Any, min_mlfs_coverage_pct: float) -> str:
+def _reason(row: Any, pipeline: Pipeline) -> str:
     """One line saying why a (date, stage) row has its status."""
     if row.status == "no_games":
         return "no games"
     if row.status == "missing":
-        return f"no {STAGE_LABELS[row.stage]} rows"
+        return f"no {pipeline.label(row.stage)} rows"
     if row.status == "blocked":
-        return f"MLFS covers {row.upstream_coverage_pct:.1f}% (gate {min_mlfs_coverage_pct:g}%)"
+        stage = pipeline.stage(row.stage)
+        upstream = pipeline.upstream(stage)
+        return f"{upstream.label} covers {row.upstream_coverage_pct:.1f}% (gate {stage.gate_min_upstream_pct:g}%)"
     real_missing = int(row.expected_total - row.expected_covered)
     bootstrap_missing = int(row.players_total - row.players_covered) - real_missing
     parts = []
@@ -167,7 +186,7 @@ def _reason(row: Any, min_mlfs_coverage_pct: float) -> str:
 def _daily(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Daily coverage (MLFS coverage already beside predictions) with a reason per row."""
     daily = daily_coverage(warehouse, settings, start, end)
-    daily["reason"] = [_reason(row, settings.min_mlfs_coverage_pct) for row in daily.itertuples()]
+    daily["reason"] = [_reason(row, settings.pipeline) for row in daily.itertuples()]
     return daily
 
 
@@ -176,9 +195,18 @@ def _monthly_table(
 ) -> pd.DataFrame:
     monthly = monthly_coverage(warehouse, settings, start, end, daily=daily)
     monthly["bootstrap_player_games"] = monthly["player_games_total"] - monthly["expected_total"]
-    mlfs = monthly[monthly["stage"] == "mlfs"].set_index("period")["player_game_coverage_pct"]
+    pipeline = settings.pipeline
+    by_stage = {
+        stage: frame.set_index("period")["player_game_coverage_pct"]
+        for stage, frame in monthly.groupby("stage")
+    }
+    upstream_of = {
+        stage.name: pipeline.upstream(stage).name
+        for stage in pipeline.backfillable
+        if pipeline.upstream(stage) is not pipeline.reference
+    }
     monthly["upstream_coverage_pct"] = [
-        mlfs.get(period) if stage == "predictions" else None
+        by_stage[upstream_of[stage]].get(period) if stage in upstream_of else None
         for period, stage in zip(monthly["period"], monthly["stage"])
     ]
     return monthly
@@ -196,9 +224,10 @@ def _date_table(daily: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _stage_order(column: pd.Series) -> pd.Series:
+def _stage_order(pipeline: Pipeline):
     """Sort key: stages in dependency order, other columns as they are."""
-    return column.map(STAGES.index) if column.name == "stage" else column
+    order = {name: index for index, name in enumerate(pipeline.stage_names)}
+    return lambda column: column.map(order) if column.name == "stage" else column
 
 
 def _finish(frame: pd.DataFrame, columns: Iterable[str], stages: tuple[str, ...]) -> pd.DataFrame:
@@ -214,20 +243,24 @@ def coverage_table(
     stage: str | Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Coverage per month (or per date) and stage with SPEC 4.7's fields (:data:`COVERAGE_COLUMNS`)."""
-    stages = STAGES if stage is None else check_stages(stage)
+    stages = _stages(settings.pipeline, stage)
     if by not in ("month", "date"):
         raise BadInput(f"unknown grouping {by!r} (choose from month, date)")
     daily = _daily(warehouse, settings, start, end)
     table = _date_table(daily) if by == "date" else _monthly_table(warehouse, settings, start, end, daily)
-    table = table.sort_values(["period", "stage"], key=_stage_order)
+    table = table.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))
     return _finish(table, COVERAGE_COLUMNS, stages)
 
 
-def gaps_table(daily: pd.DataFrame) -> pd.DataFrame:
+def _stages(pipeline: Pipeline, stage: str | Iterable[str] | None) -> tuple[str, ...]:
+    return pipeline.stage_names if stage is None else pipeline.check_stages(stage)
+
+
+def gaps_table(daily: pd.DataFrame, pipeline: Pipeline) -> pd.DataFrame:
     """Dates below ``ok_pct``: real gaps, and bootstrap dates flagged ``expected``."""
     rows = daily[daily["status"].isin((*GAP_STATUSES, "bootstrap"))]
     rows = rows.assign(expected=rows["status"] == "bootstrap")
-    return rows.sort_values(["game_date", "stage"], key=_stage_order)
+    return rows.sort_values(["game_date", "stage"], key=_stage_order(pipeline))
 
 
 def gap_report(
@@ -241,23 +274,21 @@ def gap_report(
     now: Callable[[], dt.datetime] = _utc_now,
 ) -> GapReport:
     """Measure a period: coverage by month, gaps with reasons, stale rows; ``runs`` from a ledger."""
-    stages = STAGES if stage is None else check_stages(stage)
+    stages = _stages(settings.pipeline, stage)
     daily = _daily(warehouse, settings, start, end)
     monthly = _monthly_table(warehouse, settings, start, end, daily)
-    monthly = monthly.sort_values(["period", "stage"], key=_stage_order)
-    stale = stale_counts(warehouse, settings, start, end)
-    stale = stale[stale["table_name"].isin([STAGE_TABLES[s].name for s in stages])]
+    monthly = monthly.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))
+    stale = stale_counts(warehouse, settings, start, end, stages)
     return GapReport(
         period=(start, end),
         stages=stages,
         monthly=_finish(monthly, COVERAGE_COLUMNS, stages),
-        gaps=_finish(gaps_table(daily), GAP_COLUMNS, stages),
+        gaps=_finish(gaps_table(daily, settings.pipeline), GAP_COLUMNS, stages),
         stale=stale[list(STALE_COLUMNS)].reset_index(drop=True),
         generated_at=now(),
         warehouse=warehouse.describe(),
         ok_pct=settings.ok_pct,
-        min_mlfs_coverage_pct=settings.min_mlfs_coverage_pct,
-        min_history_games=settings.min_history_games,
+        pipeline=settings.pipeline,
         runs=runs,
     )
 
@@ -276,7 +307,7 @@ def runs_table(
     ledger: Ledger,
     start: dt.date,
     end: dt.date,
-    stages: Iterable[str] = STAGES,
+    stages: Iterable[str],
     limit: int = RUNS_SCANNED,
 ) -> pd.DataFrame:
     """Runs of the ledger with a date in the period, newest first, and their outcomes (:data:`RUN_COLUMNS`).
@@ -318,9 +349,7 @@ def runs_table(
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"first_date": object, "last_date": object})
 
 
-def ledger_runs(
-    path: str | Path, start: dt.date, end: dt.date, stages: Iterable[str] = STAGES
-) -> pd.DataFrame | None:
+def ledger_runs(path: str | Path, start: dt.date, end: dt.date, stages: Iterable[str]) -> pd.DataFrame | None:
     """The runs table of the ledger file at ``path``, or None when there is no such file.
 
     Only an existing ledger is opened: a report never creates one (a mistyped path stays absent).

@@ -1,7 +1,9 @@
 """What a backfill is asked to do: dates, stages, gate and retry settings, batch size.
 
 A request is validated when it is made (bad input never reaches the ledger or the warehouse) and
-is stored with its run as plain JSON, so a resume in another process does exactly the same work.
+is stored with its run as plain JSON, together with what else decides what the run writes (the
+pipeline file's path and hash, the warehouse URL, the dataset names): a resume or a rerun in
+another process does exactly the same work, and refuses if the pipeline file changed since.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass
 from backfill.config import Settings
 from backfill.errors import BadInput
 from backfill.retry import RetryPolicy
-from backfill.validate import STAGES, check_pct, check_range, check_stages, date_span, parse_date_list
+from backfill.validate import check_pct, check_range, date_span, parse_date_list
 
 
 @dataclass(frozen=True)
@@ -21,9 +23,10 @@ class BackfillRequest:
     """A validated backfill request."""
 
     dates: tuple[dt.date, ...]
-    stages: tuple[str, ...] = STAGES
-    min_mlfs_coverage_pct: float = 90.0
-    skip_mlfs_check: bool = False
+    stages: tuple[str, ...] = ()
+    min_upstream_coverage_pct: float | None = None
+    """A gate threshold for this run, for every gated stage; None: each stage's own."""
+    skip_gates: bool = False
     max_attempts: int = 4
     retry_delays: tuple[float, ...] = (30.0, 60.0, 120.0)
     batch_size: int = 31
@@ -36,9 +39,9 @@ class BackfillRequest:
         dates: Iterable[dt.date | str] | str | None = None,
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
-        stages: Iterable[str] | str = STAGES,
-        min_mlfs_coverage_pct: float | str | None = None,
-        skip_mlfs_check: bool = False,
+        stages: Iterable[str] | str | None = None,
+        min_upstream_coverage_pct: float | str | None = None,
+        skip_gates: bool = False,
         max_attempts: int | str | None = None,
         retry_delays: Iterable[float] | str | None = None,
         batch_size: int | str | None = None,
@@ -55,16 +58,19 @@ class BackfillRequest:
             chosen = date_span(first, last)
         else:
             raise BadInput("no dates given (use dates, or a start and an end date)")
-        gate = settings.min_mlfs_coverage_pct if min_mlfs_coverage_pct is None else min_mlfs_coverage_pct
         attempts = (
             settings.max_attempts if max_attempts is None else _positive_int(max_attempts, "max attempts")
         )
         size = settings.batch_size if batch_size is None else _positive_int(batch_size, "batch size")
         return cls(
             dates=tuple(chosen),
-            stages=check_stages(stages),
-            min_mlfs_coverage_pct=check_pct(gate, "minimum MLFS coverage"),
-            skip_mlfs_check=bool(skip_mlfs_check),
+            stages=settings.pipeline.check_stages(
+                settings.pipeline.stage_names if stages is None else stages
+            ),
+            min_upstream_coverage_pct=None
+            if min_upstream_coverage_pct in (None, "")
+            else check_pct(min_upstream_coverage_pct, _gate_name(settings)),
+            skip_gates=bool(skip_gates),
             max_attempts=attempts,
             retry_delays=_delays(settings.retry_delays if retry_delays is None else retry_delays),
             batch_size=size,
@@ -79,9 +85,20 @@ class BackfillRequest:
         params["dates"] = [day.isoformat() for day in self.dates]
         return params
 
+    def gate_pct(self, stage_gate_pct: float | None) -> float | None:
+        """The threshold this run applies to a stage whose own gate is ``stage_gate_pct`` (None: no gate)."""
+        if stage_gate_pct is None:
+            return None
+        return stage_gate_pct if self.min_upstream_coverage_pct is None else self.min_upstream_coverage_pct
+
     @classmethod
     def from_params(cls, params: dict) -> BackfillRequest:
         values = dict(params)
+        # Runs recorded before stages were data named the one gate after MLFS.
+        if "min_mlfs_coverage_pct" in values:
+            values.setdefault("min_upstream_coverage_pct", values.pop("min_mlfs_coverage_pct"))
+        if "skip_mlfs_check" in values:
+            values.setdefault("skip_gates", values.pop("skip_mlfs_check"))
         values["dates"] = tuple(dt.date.fromisoformat(day) for day in values["dates"])
         values["stages"] = tuple(values["stages"])
         values["retry_delays"] = tuple(float(delay) for delay in values["retry_delays"])
@@ -95,10 +112,15 @@ class BackfillRequest:
         from dataclasses import replace
 
         return replace(
-            self,
-            dates=tuple(sorted(set(dates))),
-            stages=check_stages(self.stages if stages is None else stages),
+            self, dates=tuple(sorted(set(dates))), stages=tuple(self.stages if stages is None else stages)
         )
+
+
+def _gate_name(settings: Settings) -> str:
+    """``minimum MLFS coverage`` when every gate judges one upstream stage, as in the built-in pipeline."""
+    pipeline = settings.pipeline
+    upstreams = {pipeline.upstream(stage).label for stage in pipeline.backfillable if stage.gated}
+    return f"minimum {upstreams.pop()} coverage" if len(upstreams) == 1 else "minimum upstream coverage"
 
 
 def _positive_int(value: int | str, what: str) -> int:
@@ -117,6 +139,6 @@ def _delays(value: Iterable[float] | str) -> tuple[float, ...]:
         delays = tuple(float(item) for item in items if str(item).strip())
     except ValueError:
         raise BadInput(f"retry delays {value!r} are not numbers (expected e.g. 30,60,120)") from None
-    if any(delay < 0 or delay > 3600 for delay in delays):
+    if any(not 0 <= delay <= 3600 for delay in delays):  # NaN fails both comparisons
         raise BadInput("retry delays must be between 0 and 3600 seconds")
     return delays

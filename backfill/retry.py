@@ -15,7 +15,6 @@ from typing import Any
 
 import tenacity
 
-from backfill.config import Settings
 from backfill.faults import is_transient
 
 DEFAULT_DELAYS = (30.0, 60.0, 120.0)
@@ -47,10 +46,6 @@ class RetryPolicy:
     jitter: float = DEFAULT_JITTER
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
     rng: random.Random = field(default_factory=random.Random, compare=False)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> RetryPolicy:
-        return cls(max_attempts=settings.max_attempts, delays=settings.retry_delays, **overrides)
 
     def retrying(
         self, on_retry: Callable[[int, BaseException, float], None] | None = None

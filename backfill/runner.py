@@ -1,15 +1,18 @@
-"""The backfill runner: gated, atomic, set-based, retried and resumable.
+"""The backfill runner: gated, atomic, set-based, retried, verified and resumable.
 
-A run works through its unfinished items in batches of dates. For each batch and stage (MLFS before
-predictions) it issues three statements: measure the batch (coverage before, and the MLFS gate),
-replace the runnable dates in one transaction, measure again (verification, rows written). A
-permanent failure of a batch is isolated by splitting it in halves, so one bad date never blocks the
-others; transient failures are retried by the policy of :mod:`backfill.retry`.
+A run works through its unfinished items in windows of dates (the request's batch size). In each
+window, every stage runs in dependency order, so a date's upstream stage is finished (done, failed
+or blocked) before its downstream stage starts on it. For a stage it measures the window (coverage
+before, and the gate), hands the runnable dates to the stage's processor in batches of the
+processor's size (up to ``max_parallel`` at once), deletes what the job left stale when the stage
+asks for it, and measures again: verification decides whether a date is done, whatever the
+processor said. A permanent failure of a batch is isolated by splitting it in halves, so one bad
+date never blocks the others; transient failures are retried by the policy of :mod:`backfill.retry`.
 
-Every outcome is checkpointed in the ledger before the next batch starts, and the run record is
-re-read before each batch so that a cancel takes effect there. Items finished are never redone, so a
-resume after a crash does only what is left; a replace is idempotent, so redoing a batch whose
-commit the ledger missed is harmless.
+Every outcome is checkpointed in the ledger before the next window starts, and the run record is
+re-read before each window so that a cancel takes effect there. Items finished are never redone, so
+a resume after a crash does only what is left; a replace is idempotent, so redoing a batch whose
+commit the ledger missed is harmless. However the run ends, no item is left pending or running.
 """
 
 from __future__ import annotations
@@ -19,17 +22,21 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from backfill import coverage
+from backfill import coverage, replay, stale
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
 from backfill.faults import PERMANENT, classify
-from backfill.gates import mlfs_gate
+from backfill.gates import judge
 from backfill.ledger import ITEM_OPEN, LeaseConflict, Ledger, now_utc
-from backfill.processors import replace_params, replace_script
+from backfill.processors import JobContext, JobFailed, Processor, processor_for
 from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
+
+DONE_STATUSES = ("ok", "bootstrap")
+"""Date statuses that verification accepts as done."""
 
 HEARTBEAT_EVERY_S = 2.0
 
@@ -70,10 +77,10 @@ def create_run(
 ) -> str:
     """Record a queued run for a request; nothing is written to the warehouse yet."""
     run_id = ledger.create_run(
-        params=request.to_params(),
+        params=request.to_params() | {"context": replay.run_context(warehouse.settings, warehouse)},
         items=request.items(),
         created_by=who,
-        warehouse=warehouse.describe(),
+        warehouse=warehouse.url,
         parent_run_id=parent_run_id,
     )
     ledger.record_action(who, "launch", {"dates": len(request.dates), "stages": request.stages}, run_id)
@@ -104,6 +111,10 @@ class Runner:
         self.echo = echo
         self.request = BackfillRequest.from_params(ledger.get_run(run_id).params)
         self.policy = self.request.retry_policy(sleep=sleep)
+        self.pipeline = settings.pipeline
+        self.processors: dict[str, Processor] = {
+            name: processor_for(self.pipeline.stage(name), self.pipeline) for name in self.request.stages
+        }
         self._statements_at_start = warehouse.statements_issued
         self._statements_recorded = ledger.get_run(run_id).statements  # a resume keeps counting
         self._stop_heartbeat = threading.Event()
@@ -114,6 +125,14 @@ class Runner:
         """Do every unfinished item of the run; returns how it ended."""
         open_items = self.ledger.items(self.run_id, ITEM_OPEN)
         self.ledger.start_run(self.run_id)
+        try:
+            for processor in self.processors.values():
+                for warning in self._retried(lambda p=processor: p.preflight(self.warehouse), "preflight")[0]:
+                    self._log(warning, "warning")
+        except Exception as exc:  # noqa: BLE001 - a run that cannot start ends with every item failed
+            self._fail_open(exc, "stopped before any write")
+            self._finish("failed", f"stopped before any write: {_one_line(exc)}")
+            return self._result()
         try:
             self.ledger.acquire_leases(self.run_id, [(i["stage"], _date(i["game_date"])) for i in open_items])
         except LeaseConflict as conflict:
@@ -135,19 +154,37 @@ class Runner:
         heartbeat.start()
         try:
             dates = sorted({_date(item["game_date"]) for item in open_items})
-            for batch in _chunks(dates, self.request.batch_size):
+            for window in _chunks(dates, self.request.batch_size):
                 if self.ledger.cancel_requested(self.run_id):
                     return self._cancel()
                 # Every job of the run carries its id (BigQuery: a job label), so its cost adds up.
-                with self.warehouse.session(), self.warehouse.labels(backfill_run=self.run_id):
-                    self._run_batch(batch)
+                with self.warehouse.labels(backfill_run=self.run_id):
+                    self._run_window(window)
+                # Between windows the embedded warehouse file is free, so readers get in.
+                self.warehouse.close()
             self._finish(self._final_status())
         except BaseException as exc:
-            self._finish("failed", f"stopped by {type(exc).__name__}: {exc}")
+            self._fail_open(exc, "the run stopped")
+            self._finish("failed", f"stopped by {type(exc).__name__}: {_one_line(exc)}")
             raise
         finally:
             self._stop_heartbeat.set()
         return self._result()
+
+    def _fail_open(self, exc: BaseException, what: str) -> None:
+        """Every unfinished item failed with the error's class: nothing is left pending or running."""
+        error_class = classify(exc) if isinstance(exc, Exception) else "interrupted"
+        for stage in self.request.stages:
+            open_dates = [
+                _date(i["game_date"])
+                for i in self.ledger.items(self.run_id, ITEM_OPEN)
+                if i["stage"] == stage
+            ]
+            if open_dates:
+                self.ledger.update_items(
+                    self.run_id, stage, open_dates, status="failed", error_class=error_class,
+                    error_message=f"{what}: {_one_line(exc)}"[:500], finished_at=self.clock().isoformat(),
+                )  # fmt: skip
 
     def _log(self, message: str, level: str = "info") -> None:
         """A log line in the ledger (the console shows the latest), echoed to the caller if asked."""
@@ -197,120 +234,204 @@ class Runner:
             self.run_id, run.status, self.ledger.item_counts(self.run_id), run.statements, run.message
         )
 
-    # -- one stage of one batch -------------------------------------------------------------
+    # -- one stage of one window ------------------------------------------------------------
 
-    def _run_batch(self, batch: list[dt.date]) -> None:
-        """Each stage of a batch in dependency order; one measurement serves as the previous stage's
-        verification and the next stage's "before" (and gate), so a batch costs 2 statements per
-        stage plus one."""
+    def _run_window(self, window: list[dt.date]) -> None:
+        """Each stage of a window in dependency order; one measurement serves as the previous
+        stage's verification and the next stage's "before" (and gate)."""
         open_now = {(i["stage"], i["game_date"]) for i in self.ledger.items(self.run_id, ITEM_OPEN)}
         measured: Measurement | None = None
         for stage in self.request.stages:
-            dates = [day for day in batch if (stage, day.isoformat()) in open_now]
+            dates = [day for day in window if (stage, day.isoformat()) in open_now]
             if dates:
                 measured = self._run_stage(stage, dates, measured)
 
-    def _run_stage(self, stage: str, dates: list[dt.date], before: Measurement | None) -> Measurement:
-        """Gate, replace and verify one stage's dates; returns the measurement after it."""
+    def _run_stage(self, stage: str, dates: list[dt.date], before: Measurement | None) -> Measurement | None:
+        """Gate, process, clean and verify one stage's dates; returns the measurement after it."""
         started = self.monotonic()
         self.ledger.update_items(
             self.run_id, stage, dates, status="running", started_at=self.clock().isoformat()
         )
-        if before is None or not all((day, stage) in before for day in dates):
-            before = self._measure(dates)
-        outcomes: dict[dt.date, dict] = {}
-        runnable = []
-        for day in dates:
-            row = before[(day, stage)]
-            now_pct = _coverage_value(row)
-            if row["players_total"] == 0:
-                outcomes[day] = {"status": "skipped", "error_message": "no games on this date"}
-            elif (
-                stage == "predictions"
-                and not (
-                    gate := mlfs_gate(
-                        100.0 * row["upstream_covered"] / row["players_total"],
-                        self.request.min_mlfs_coverage_pct,
-                        self.request.skip_mlfs_check,
-                    )
-                ).passed
-            ):
-                outcomes[day] = {"status": "blocked", "error_class": "blocked", "error_message": gate.reason}
-                self._log(f"{stage} {day}: blocked, {gate.reason}", "warning")
-            else:
-                runnable.append(day)
-            outcomes[day] = outcomes.get(day, {}) | {"coverage_before": now_pct}
-        results = self._replace(stage, runnable) if runnable else {}
-        done = [day for day in runnable if results[day].error is None]
-        # Nothing written: the measurement before still holds.
-        after = self._measure(dates) if done else before
+        try:
+            if before is None or not all((day, stage) in before for day in dates):
+                before = self._measure(dates)
+        except Exception as exc:  # noqa: BLE001 - a window that cannot be measured fails, the run goes on
+            self._fail_stage(stage, dates, exc, "measuring coverage before the work")
+            return None
+        outcomes, runnable = self._judge(stage, dates, before)
+        processor = self.processors[stage]
+        if runnable and not processor.holds_warehouse:
+            self.warehouse.close()  # another process writes: let it open an embedded warehouse file
+        results = self._process(stage, processor, runnable) if runnable else {}
+        finished = [day for day in runnable if results[day].error is None]
+        cleaned = self._clean(stage, finished) if processor.clean_stale and finished else {}
+        try:
+            after = self._measure(dates) if finished else before
+        except Exception as exc:  # noqa: BLE001
+            self._fail_stage(stage, runnable, exc, "verifying coverage after the work")
+            return None
         elapsed = self.monotonic() - started
         for day in runnable:
             outcome = results[day]
-            fields = {
-                "attempts": outcome.attempts,
-                "finished_at": self.clock().isoformat(),
-                "duration_s": round(elapsed, 3),
-            }
-            if outcome.error is None:
-                row = after[(day, stage)]
-                fields |= {
-                    "status": "done",
-                    "rows_written": int(row["table_rows"]),
-                    "coverage_after": _coverage_value(row),
-                    "error_class": None,
-                    "error_message": None,
-                }
-            else:
+            fields = {"attempts": outcome.attempts, "duration_s": round(elapsed, 3)}
+            if outcome.error is not None:
                 fields |= {
                     "status": "failed",
                     "error_class": classify(outcome.error),
-                    "error_message": f"{type(outcome.error).__name__}: {outcome.error}".splitlines()[0][:500],
+                    "error_message": _message(outcome.error),
                 }
+            else:
+                fields |= self._verified(processor, after[(day, stage)], outcomes[day]["coverage_before"])
+                fields["stale_rows_deleted"] = cleaned.get(day, 0)
             outcomes[day] |= fields
         for day in dates:
             outcomes[day].setdefault("finished_at", self.clock().isoformat())
         self.ledger.record_items(self.run_id, stage, outcomes)
         self.ledger.heartbeat(self.run_id, self._statements())
-        failed = [day for day in runnable if results[day].error is not None]
+        counts = {
+            status: sum(1 for o in outcomes.values() if o["status"] == status)
+            for status in ("done", "failed")
+        }
         self._log(
-            f"{stage} {dates[0]}..{dates[-1]}: {len(done)} done, {len(failed)} failed, "
+            f"{stage} {dates[0]}..{dates[-1]}: {counts['done']} done, {counts['failed']} failed, "
             f"{len(dates) - len(runnable)} blocked or skipped",
-            "warning" if failed else "info",
+            "warning" if counts["failed"] else "info",
         )
         return after
 
+    def _judge(
+        self, stage: str, dates: list[dt.date], before: Measurement
+    ) -> tuple[dict[dt.date, dict], list[dt.date]]:
+        """Outcomes of dates that will not run (no games, gated), and the dates that will."""
+        spec = self.pipeline.stage(stage)
+        threshold = self.request.gate_pct(spec.gate_min_upstream_pct)
+        outcomes: dict[dt.date, dict] = {}
+        runnable = []
+        for day in dates:
+            row = before[(day, stage)]
+            outcomes[day] = {"coverage_before": _coverage_value(row)}
+            if row["players_total"] == 0:
+                outcomes[day] |= {"status": "skipped", "error_message": "no games on this date"}
+                continue
+            if threshold is not None:
+                upstream = self.pipeline.upstream(spec)
+                gate = judge(
+                    upstream.label,
+                    100.0 * row["upstream_covered"] / row["players_total"],
+                    threshold,
+                    self.request.skip_gates,
+                )
+                if not gate.passed:
+                    outcomes[day] |= {
+                        "status": "blocked",
+                        "error_class": "blocked",
+                        "error_message": gate.reason,
+                    }
+                    self._log(f"{stage} {day}: blocked, {gate.reason}", "warning")
+                    continue
+            runnable.append(day)
+        return outcomes, runnable
+
+    def _verified(self, processor: Processor, row: dict, coverage_before: float | None) -> dict:
+        """The item's fields after verification: done only when the date reached ok (or bootstrap)."""
+        fields = {"rows_written": int(row["table_rows"]), "coverage_after": _coverage_value(row)}
+        if row["status"] in DONE_STATUSES:
+            return fields | {"status": "done", "error_class": None, "error_message": None}
+        return fields | {
+            "status": "failed",
+            "error_class": "incomplete",
+            "error_message": (
+                f"the {processor.describe()['kind']} processor finished but the date is {row['status']}: "
+                f"coverage {_pct_text(coverage_before)} before, {_pct_text(fields['coverage_after'])} after"
+            ),
+        }
+
+    def _fail_stage(self, stage: str, dates: list[dt.date], exc: Exception, what: str) -> None:
+        self.ledger.update_items(
+            self.run_id, stage, dates, status="failed", error_class=classify(exc),
+            error_message=f"{what}: {_one_line(exc)}"[:500], finished_at=self.clock().isoformat(),
+        )  # fmt: skip
+        self._log(f"{stage} {dates[0]}..{dates[-1]}: {what} failed ({_one_line(exc)[:200]})", "error")
+
     def _measure(self, dates: list[dt.date]) -> Measurement:
-        """Coverage of the batch's dates by (date, stage): one retried statement."""
+        """Coverage of the dates by (date, stage): one retried statement."""
         daily, _ = self._retried(
             lambda: coverage.daily_coverage(self.warehouse, self.settings, min(dates), max(dates))
         )
         return {(row["game_date"], row["stage"]): row for row in daily.to_dict("records")}
 
-    def _replace(self, stage: str, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
-        """Replace the dates' rows in one transaction; split the batch on a permanent failure."""
+    def _process(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
+        """The processor's batches of the dates, up to ``max_parallel`` at once."""
         crash_point(BEFORE_REPLACE)
-        params = replace_params(stage, dates, self.settings, self.clock())
+        size = processor.batch_size or len(dates)
+        batches = _chunks(dates, size)
+        results: dict[dt.date, _Outcome] = {}
+        if processor.max_parallel <= 1 or len(batches) == 1:
+            for batch in batches:
+                results |= self._attempt(stage, processor, batch)
+            return results
+        with ThreadPoolExecutor(
+            max_workers=processor.max_parallel, thread_name_prefix=f"batch-{stage}"
+        ) as pool:
+            for done in pool.map(lambda batch: self._attempt(stage, processor, batch), batches):
+                results |= done
+        return results
+
+    def _attempt(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
+        """One batch under the retry policy; split in halves on a permanent failure."""
+        context = JobContext(
+            warehouse=self.warehouse,
+            settings=self.settings,
+            run_id=self.run_id,
+            stage=stage,
+            now=self.clock(),
+            log=lambda line: self._log(f"{stage} job: {line}"[:1000]),
+        )
         try:
-            _, attempts = self._retried(
-                lambda: self.warehouse.execute(replace_script(stage), params, labels=self._labels(stage)),
-                what=f"{stage} {dates[0]}..{dates[-1]}",
+            result, attempts = self._retried(
+                lambda: processor.run(dates, context), what=f"{stage} {dates[0]}..{dates[-1]}"
             )
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, the run goes on
             attempts = getattr(exc, "attempts", 1)
             if classify(exc) == PERMANENT and len(dates) > 1:
-                self._log(
-                    f"{stage}: permanent failure in a batch of {len(dates)}; splitting it",
-                    "warning",
-                )
+                self._log(f"{stage}: permanent failure in a batch of {len(dates)}; splitting it", "warning")
                 middle = len(dates) // 2
-                results = self._replace(stage, dates[:middle]) | self._replace(stage, dates[middle:])
+                results = self._attempt(stage, processor, dates[:middle]) | self._attempt(
+                    stage, processor, dates[middle:]
+                )
                 for outcome in results.values():
                     outcome.attempts += attempts
                 return results
             return {day: _Outcome(attempts=attempts, error=exc) for day in dates}
         crash_point(AFTER_REPLACE)
-        return {day: _Outcome(attempts=attempts) for day in dates}
+        return {
+            day: _Outcome(
+                attempts=attempts,
+                error=JobFailed("the job reported this date failed", result.failed[day])
+                if day in result.failed
+                else None,
+            )
+            for day in dates
+        }
+
+    def _clean(self, stage: str, dates: list[dt.date]) -> dict[dt.date, int]:
+        """Delete what the job left stale on its dates (one transaction); rows deleted per date."""
+        try:
+            deleted, _ = self._retried(
+                lambda: stale.delete_stale(
+                    self.warehouse, self.settings, min(dates), max(dates), stages=[stage], dates=dates
+                ),
+                what=f"{stage} stale rows",
+            )
+        except Exception as exc:  # noqa: BLE001 - verification still judges the dates
+            self._log(f"{stage}: deleting stale rows failed ({_one_line(exc)[:200]})", "warning")
+            return {}
+        per_date = deleted.groupby("game_date")["rows"].sum().to_dict() if len(deleted) else {}
+        if per_date:
+            self._log(
+                f"{stage}: deleted {sum(per_date.values())} stale rows the job left on {len(per_date)} dates"
+            )
+        return {day: int(rows) for day, rows in per_date.items()}
 
     def _labels(self, stage: str) -> dict[str, str]:
         return {"backfill_run": self.run_id, "stage": stage}
@@ -353,6 +474,20 @@ def _coverage_value(row: dict) -> float | None:
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             return float(value)
     return None
+
+
+def _pct_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _message(exc: BaseException) -> str:
+    """An item's error message: the error's kind and first line (a job's: how it ended, its output)."""
+    text = exc.describe() if isinstance(exc, JobFailed) else f"{type(exc).__name__}: {exc}"
+    return " | ".join(line for line in text.splitlines() if line.strip())[:500]
 
 
 def _chunks(items: list, size: int) -> list[list]:

@@ -12,9 +12,6 @@ from collections.abc import Callable, Iterable
 
 from backfill.errors import BadInput
 
-STAGES = ("mlfs", "predictions")
-"""Backfill stages, in dependency order."""
-
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 
@@ -54,18 +51,6 @@ def check_pct(value: float | str, what: str = "percentage") -> float:
     if not 0.0 <= pct <= 100.0:
         raise BadInput(f"{what} must be between 0 and 100, got {value}")
     return pct
-
-
-def check_stages(stages: str | Iterable[str]) -> tuple[str, ...]:
-    """Known stages, returned in dependency order without repeats."""
-    items = stages.split(",") if isinstance(stages, str) else list(stages)
-    items = [item.strip() for item in items if item.strip()]
-    if not items:
-        raise BadInput("no stage given (choose from mlfs, predictions)")
-    unknown = [item for item in items if item not in STAGES]
-    if unknown:
-        raise BadInput(f"unknown stage {unknown[0]!r} (choose from {', '.join(STAGES)})")
-    return tuple(stage for stage in STAGES if stage in items)
 
 
 def check_range(

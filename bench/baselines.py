@@ -18,10 +18,14 @@ import pandas as pd
 
 from backfill import coverage
 from backfill.config import Settings
-from backfill.processors import replace_params, replace_script
+from backfill.pipeline import builtin_pipeline
+from backfill.processors.sql import SqlProcessor
 from backfill.seasons import season_start
-from backfill.validate import STAGES
 from backfill.warehouse import Warehouse
+
+PIPELINE = builtin_pipeline()
+"""The team's by-hand method knows the demo's two stages, as the team's own SQL did."""
+STAGES = PIPELINE.stage_names
 
 STAGE_ALIASES = {"mlfs": "mlfs", "predictions": "pred"}
 
@@ -99,7 +103,7 @@ def monthly_by_hand(warehouse: Warehouse, settings: Settings) -> MonthlyByHand:
                         "start": start,
                         "end": end,
                         "season_start": season_start(start),
-                        "min_history_games": settings.min_history_games,
+                        "min_history_games": PIPELINE.stage(stage).bootstrap_min_history,
                     },
                 ).set_index("game_date")
             date_frames.append(_as_daily_counts(per_stage))
@@ -117,7 +121,8 @@ def _as_daily_counts(per_stage: dict[str, pd.DataFrame]) -> pd.DataFrame:
         {
             "game_date": mlfs.index,
             "players_total": mlfs["players_total"].to_numpy(),
-            "bootstrap_players": mlfs["bootstrap_players"].to_numpy(),
+            "mlfs_bootstrap": mlfs["bootstrap_players"].to_numpy(),
+            "predictions_bootstrap": predictions["bootstrap_players"].reindex(mlfs.index).to_numpy(),
             "mlfs_covered": mlfs["covered"].to_numpy(),
             "mlfs_expected_covered": mlfs["expected_covered"].to_numpy(),
             "predictions_covered": predictions["covered"].reindex(mlfs.index).to_numpy(),
@@ -151,9 +156,13 @@ def same_numbers(
     return {"player_coverage_per_month": months_agree, "date_statuses": statuses_agree}
 
 
+def _processor(stage: str) -> SqlProcessor:
+    return SqlProcessor(PIPELINE.stage(stage), PIPELINE)
+
+
 def per_date_statements(stage: str) -> tuple[str, str]:
     """The DELETE and the INSERT of the product's replace script for a stage, as two statements."""
-    parts = [part.strip() for part in replace_script(stage).split(";\n")]
+    parts = [part.strip() for part in _processor(stage).script().split(";\n")]
     parts = [part.rstrip(";").strip() for part in parts if part]
     body = [part for part in parts if not part.upper().startswith(("BEGIN", "COMMIT"))]
     kinds = [part.split(None, 1)[0].upper() for part in body]
@@ -169,7 +178,7 @@ def per_date_loop(warehouse: Warehouse, settings: Settings, dates: list[dt.date]
     for day in dates:
         for stage in STAGES:
             delete, insert = statements[stage]
-            params = replace_params(stage, [day], settings, now)
+            params = _processor(stage).params([day], now)
             warehouse.execute(delete, params)
             warehouse.execute(insert, params)
     return warehouse.statements_issued - issued

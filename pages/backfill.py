@@ -7,15 +7,15 @@ import streamlit as st
 
 from backfill import cost
 from backfill.config import Settings
-from backfill.errors import BackfillError
+from backfill.errors import BackfillError, BadInput
 from backfill.faults import is_transient
-from backfill.launch import submit
+from backfill.launch import preflight, submit
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
 from backfill.plan import dry_run
 from backfill.request import BackfillRequest
 from backfill.seasons import season_label
-from backfill.validate import STAGES
 from ui import auth, data, run_view, runs, selection, tables
+from ui import stages as stage_names
 from ui.format import dates_text
 from ui.shell import open_console
 
@@ -101,7 +101,7 @@ def _dates_from_gaps(settings: Settings) -> dict | None:
         list(scopes),
         format_func=lambda key: scopes[key][0],
         key="backfill_gap_scope",
-        help="Dates where MLFS or predictions is missing, blocked or partial (SPEC 3).",
+        help="Dates where a stage is missing, blocked or partial (SPEC 3).",
     )
     days = scopes[scope][1]
     st.markdown(f"**{len(days)} gap date{'s' if len(days) > 1 else ''}:** {dates_text(days)}")
@@ -169,7 +169,7 @@ def _followed_run(ledger: Ledger) -> str | None:
 
 def _draw_progress(ledger: Ledger, run: Run) -> None:
     run_view.status_line(run)
-    run_view.progress(ledger, run)
+    run_view.progress(ledger, run, STAGE_LABELS)
     run_view.log(ledger, run)
     if run.status not in (*RUN_ACTIVE, "succeeded"):
         st.caption("Rerun what it did not finish, or resume it, from its page in Runs.")
@@ -179,10 +179,15 @@ settings, _ = open_console(__file__)
 identity = auth.current_identity(settings)
 ledger = Ledger(settings.ledger)
 
+STAGE_LABELS = stage_names.labels(settings)
+GATED = [stage for stage in settings.pipeline.backfillable if stage.gated]
+GATE_LABEL = stage_names.title(settings.pipeline.upstream(GATED[0]).label) if GATED else None
+
 st.title("Backfill")
 st.caption(
-    "Rebuild MLFS and predictions for past dates: each date's rows are replaced in one transaction, "
-    "retried on transient errors, and predictions wait for MLFS to pass the gate."
+    f"Rebuild {', '.join(STAGE_LABELS.values())} for past dates, stage by stage in dependency order: each "
+    "date's work is retried on transient errors, verified afterwards, and a gated stage waits for its "
+    "upstream to pass the gate."
 )
 
 st.subheader("Dates")
@@ -208,30 +213,30 @@ dates_slot = st.empty()
 st.subheader("Stages and gate")
 stages = st.pills(
     "Stages",
-    list(STAGES),
+    list(STAGE_LABELS),
     selection_mode="multi",
-    default=list(STAGES),
-    format_func=runs.STAGE_LABELS.get,
+    default=list(STAGE_LABELS),
+    format_func=STAGE_LABELS.get,
     key="backfill_stages",
-    help="Run in dependency order on each date: MLFS first, then predictions.",
+    help=f"Run in dependency order on each date: {' then '.join(STAGE_LABELS.values())}.",
 )
 stages_slot = st.empty()
 gate_col, skip_col = st.columns([1, 2], vertical_alignment="bottom")
 skip_gate = skip_col.checkbox(
-    "Skip the MLFS gate (operators only)",
+    f"Skip the {GATE_LABEL} gate (operators only)" if GATED else "Skip gates (none in this pipeline)",
     key="backfill_skip_gate",
-    disabled=not identity.may_act,
-    help="Run predictions even where MLFS covers less of the date than the gate asks.",
+    disabled=not identity.may_act or not GATED,
+    help="Run gated stages even where their upstream covers less of the date than the gate asks.",
 )
 gate = gate_col.number_input(
-    "MLFS gate: minimum MLFS coverage (%)",
-    value=float(settings.min_mlfs_coverage_pct),
+    f"{GATE_LABEL} gate: minimum {GATE_LABEL} coverage (%)" if GATED else "Gate (none in this pipeline)",
+    value=float(GATED[0].gate_min_upstream_pct) if GATED else 0.0,
     step=1.0,
     format="%.1f",
     key="backfill_gate",
-    disabled=skip_gate,
-    help="Before predictions run for a date, MLFS must cover at least this share of its players; "
-    "below it the date is blocked, not failed.",
+    disabled=skip_gate or not GATED,
+    help="Before a gated stage runs for a date, its upstream must cover at least this share of its "
+    "players; below it the date is blocked, not failed.",
 )
 gate_slot = st.empty()
 
@@ -265,8 +270,8 @@ request, errors = runs.check_request(
     settings,
     dates_input or {},
     stages=stages or [],
-    min_mlfs_coverage_pct=gate,
-    skip_mlfs_check=skip_gate,
+    min_upstream_coverage_pct=gate if GATED else None,
+    skip_gates=skip_gate,
     max_attempts=max_attempts,
     retry_delays=retry_delays,
     batch_size=batch_size,
@@ -277,7 +282,7 @@ else:
     _error(dates_slot, errors.get("dates"))
 for slot, field in [
     (stages_slot, "stages"),
-    (gate_slot, "min_mlfs_coverage_pct"),
+    (gate_slot, "min_upstream_coverage_pct"),
     (attempts_slot, "max_attempts"),
     (delays_slot, "retry_delays"),
     (batch_slot, "batch_size"),
@@ -286,7 +291,7 @@ for slot, field in [
 
 st.subheader("Preview and launch")
 if request is not None:
-    st.caption(runs.params_text(request.to_params()))
+    st.caption(runs.params_text(request.to_params(), STAGE_LABELS, settings.pipeline))
 auth.explain(identity)
 with st.container(horizontal=True):
     dry_clicked = st.button(
@@ -310,25 +315,32 @@ run_view.show_notice(NOTICE_KEY)
 
 if dry_clicked and request is not None:
     try:
+        warnings = preflight(settings, data.warehouse(settings), request)
         plan = dry_run(data.warehouse(settings), settings, request)
         st.session_state[PLAN_KEY] = (
             request,
             plan,
             cost.estimate_note(lambda: cost.backfill_estimate(data.warehouse(settings), settings, request)),
+            warnings,
         )
+    except BadInput as exc:
+        st.session_state.pop(PLAN_KEY, None)
+        st.error(str(exc), icon=":material/block:")
     except Exception as exc:
         if not is_transient(exc):
             raise
         _busy_warning()
 planned = st.session_state.get(PLAN_KEY)
 if planned is not None:
-    planned_request, plan, note = planned
+    planned_request, plan, note, warnings = planned
     if planned_request == request:
         st.markdown(f"**Dry run:** {runs.plan_summary(plan)}")
         if note is not None:
             (st.warning if note.warn else st.caption)(note.text)
+        for warning in warnings:
+            st.warning(warning, icon=":material/warning:")
         st.dataframe(
-            runs.plan_table(plan),
+            runs.plan_table(plan, STAGE_LABELS),
             hide_index=True,
             key="backfill_plan_table",
             column_config={
@@ -345,7 +357,7 @@ if run_id:
     st.subheader(f"Run {run_id}")
     st.caption(
         f"Started by {followed.created_by} at {runs.when_text(followed.created_at)}: "
-        f"{runs.params_text(followed.params)}"
+        f"{runs.params_text(followed.params, STAGE_LABELS, settings.pipeline)}"
     )
     with st.container(horizontal=True, vertical_alignment="center"):
         if followed.status in RUN_ACTIVE:

@@ -9,15 +9,13 @@ import streamlit as st
 from backfill.errors import BadInput
 from backfill.seasons import season_label
 from backfill.validate import parse_date
-from ui import charts, data, selection, tables
+from ui import charts, data, selection, stages, tables
 from ui.format import date_text, dates_text, of_text, pct_text
 from ui.shell import open_console, require_data_range
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
 DEFAULT_DRILL_DATE = dt.date(2021, 12, 7)  # the incident's first timed-out date (SPEC 1), while a gap
 SHOWN_SEASONS = 3  # seasons drawn by default, newest first; more can be picked
-
-STAGE_LABELS = {"predictions": "Predictions", "mlfs": "MLFS"}
 
 
 def _notify(message: str | None) -> None:
@@ -93,6 +91,7 @@ def _default_drill_date(gap_days: list[dt.date], end: dt.date) -> dt.date:
 # without app.py hands over to it (see ui.shell.open_console).
 settings, _ = open_console(__file__)
 start, end = require_data_range(settings)
+STAGE_LABELS = stages.labels(settings)
 daily = data.daily_coverage(settings, start, end)
 monthly = data.monthly_coverage(settings, start, end)
 game_days = frozenset(tables.game_days(daily))
@@ -104,9 +103,9 @@ stage_col, seasons_col = st.columns([1, 2])
 with stage_col:
     stage = st.segmented_control(
         "Stage",
-        list(STAGE_LABELS),
+        list(reversed(STAGE_LABELS)),
         format_func=STAGE_LABELS.get,
-        default="predictions",
+        default=list(STAGE_LABELS)[-1],
         required=True,
         key="coverage_stage",
         persist_state="session",
@@ -148,7 +147,9 @@ generation = st.session_state.get("coverage_chart_generation", 0)
 for season in sorted(seasons, reverse=True):
     chart_key = f"coverage_calendar_{stage}_{season}_{generation}"
     st.altair_chart(
-        charts.daily_calendar(daily, stage, season, frozenset(selected)),
+        charts.daily_calendar(
+            daily, stage, season, frozenset(selected), upstream_label=stages.upstream_label(settings, stage)
+        ),
         width="stretch",
         key=chart_key,
         on_select=partial(_on_click, chart_key, game_days),
@@ -184,10 +185,10 @@ if selected:
     statuses = daily.pivot(index="game_date", columns="stage", values="status")
     st.dataframe(
         pd.DataFrame(
-            {
-                "Date": selected,
-                "MLFS": [statuses["mlfs"].get(day, "–") for day in selected],
-                "Predictions": [statuses["predictions"].get(day, "–") for day in selected],
+            {"Date": selected}
+            | {
+                label: [statuses[name].get(day, "–") for day in selected]
+                for name, label in STAGE_LABELS.items()
             }
         ),
         hide_index=True,
@@ -220,28 +221,35 @@ st.session_state["coverage_drill_linked"] = day
 st.query_params["date"] = day.isoformat()
 
 rows = daily[daily["game_date"] == day].set_index("stage")
-played = int(rows.loc["mlfs", "players_total"])
+played = int(rows["players_total"].iloc[0])
 if played == 0:
     st.info(f"No games on {date_text(day)}.")
     st.stop()
 
 funnel_col, players_col = st.columns([1, 2])
 with funnel_col:
-    mlfs, predictions = rows.loc["mlfs"], rows.loc["predictions"]
-    played_m, mlfs_m, pred_m = st.columns(3)
-    played_m.metric("Played", played, help=f"{int(mlfs['bootstrap_players'])} bootstrap players")
-    mlfs_m.metric("MLFS", int(mlfs["players_covered"]), help=f"Status: {mlfs['status']}")
-    pred_m.metric("Predictions", int(predictions["players_covered"]), help=f"Status: {predictions['status']}")
+    last = rows.loc[list(STAGE_LABELS)[-1]]
+    metrics = st.columns(len(STAGE_LABELS) + 1)
+    metrics[0].metric("Played", played, help=f"{int(last['bootstrap_players'])} bootstrap players")
+    for column, (name, label) in zip(metrics[1:], STAGE_LABELS.items(), strict=True):
+        column.metric(
+            label, int(rows.loc[name, "players_covered"]), help=f"Status: {rows.loc[name, 'status']}"
+        )
     st.altair_chart(
-        charts.funnel_chart(played, mlfs["players_covered"], predictions["players_covered"]),
+        charts.funnel_chart(
+            {"played": played}
+            | {label: rows.loc[name, "players_covered"] for name, label in STAGE_LABELS.items()}
+        ),
         width="stretch",
         key="coverage_funnel",
     )
     st.caption(
-        f"MLFS {mlfs['status']}: {pct_text(mlfs['player_game_coverage_pct'])}  \n"
-        f"Predictions {predictions['status']}: {pct_text(predictions['player_game_coverage_pct'])}, expected "
-        f"{pct_text(predictions['expected_coverage_pct'])} "
-        f"({of_text(predictions['expected_covered'], predictions['expected_total'])})"
+        "  \n".join(
+            f"{label} {rows.loc[name, 'status']}: {pct_text(rows.loc[name, 'player_game_coverage_pct'])}, expected "
+            f"{pct_text(rows.loc[name, 'expected_coverage_pct'])} "
+            f"({of_text(rows.loc[name, 'expected_covered'], rows.loc[name, 'expected_total'])})"
+            for name, label in STAGE_LABELS.items()
+        )
     )
     if day in game_days and day not in selected:
         st.button(
@@ -253,7 +261,9 @@ with funnel_col:
 with players_col:
     missing = data.missing_players(settings, day)
     if missing.empty:
-        st.success(f"Every player of {date_text(day)} has an MLFS row and a prediction.")
+        st.success(
+            f"Every player of {date_text(day)} has a row in every stage ({', '.join(STAGE_LABELS.values())})."
+        )
     else:
         reasons = missing["reason"].value_counts()
         st.markdown(
@@ -261,7 +271,7 @@ with players_col:
             + "; ".join(f"{reason} ({count})" for reason, count in reasons.items())
         )
         st.dataframe(
-            tables.missing_players_table(missing),
+            tables.missing_players_table(missing, STAGE_LABELS),
             hide_index=True,
             height=320,
             column_config={"Reason": st.column_config.TextColumn(width="large")},

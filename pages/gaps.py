@@ -16,6 +16,7 @@ from backfill.seasons import season_label
 from backfill.stale import CATEGORIES, stale_counts
 from ui import data, gaps_data, selection
 from ui import gaps as helpers
+from ui import stages as stage_names
 from ui.auth import current_identity
 from ui.format import dates_text
 from ui.shell import open_console, require_data_range
@@ -128,6 +129,7 @@ def _notice(key: str) -> None:
 # app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
 # without app.py hands over to it (see ui.shell.open_console).
 settings, _ = open_console(__file__)
+STAGE_LABELS = stage_names.labels(settings)
 start, end = require_data_range(settings)
 bounds = (start, end)
 report = gaps_data.gap_report(settings, start, end)
@@ -162,9 +164,9 @@ months = month_col.multiselect(
 )
 stages = stage_col.multiselect(
     "Stage",
-    list(helpers.STAGE_NAMES),
-    format_func=helpers.STAGE_NAMES.get,
-    placeholder="Both stages",
+    list(STAGE_LABELS),
+    format_func=STAGE_LABELS.get,
+    placeholder="Every stage",
     key="gaps_stages",
     persist_state="session",
 )
@@ -195,7 +197,7 @@ else:
         + "."
     )
     st.dataframe(
-        helpers.gap_table(shown),
+        helpers.gap_table(shown, STAGE_LABELS),
         hide_index=True,
         column_config={
             "Reason": st.column_config.TextColumn(width="large"),
@@ -238,20 +240,24 @@ for column, (category, rows) in zip(st.columns(len(CATEGORIES) + 1), [*by_catego
 if stale.empty:
     st.success("No stale rows.")
 else:
-    st.dataframe(helpers.stale_pivot(stale), hide_index=True, key="gaps_stale_pivot")
+    st.dataframe(
+        helpers.stale_pivot(stale, stage_names.table_labels(settings)),
+        hide_index=True,
+        key="gaps_stale_pivot",
+    )
 
     with st.expander("Preview the stale rows of a table"):
         table = st.segmented_control(
             "Table",
-            list(helpers.TABLE_NAMES),
-            format_func=helpers.TABLE_NAMES.get,
-            default="player_prop_predictions",
+            list(STAGE_LABELS),
+            format_func=STAGE_LABELS.get,
+            default=list(STAGE_LABELS)[-1],
             required=True,
             key="gaps_preview_table",
         )
         preview = gaps_data.stale_preview(settings, table, start, end)
         st.caption(
-            f"{len(preview)} stale rows of {table}"
+            f"{len(preview)} stale rows of {settings.pipeline.stage(table).table_name}"
             + (f" (the first {gaps_data.PREVIEW_ROWS})" if len(preview) >= gaps_data.PREVIEW_ROWS else "")
             + "; the first column says why each row is stale."
         )
@@ -308,7 +314,11 @@ if review is not None and operator:
             f"**These {total:,} stale rows from {review['start']} to {review['end']} will be deleted** "
             f"({helpers.category_text(planned)}):"
         )
-        st.dataframe(helpers.stale_pivot(planned), hide_index=True, key="gaps_delete_plan")
+        st.dataframe(
+            helpers.stale_pivot(planned, stage_names.table_labels(settings)),
+            hide_index=True,
+            key="gaps_delete_plan",
+        )
         at_risk = helpers.dates_that_may_become_gaps(planned)
         if at_risk:
             st.warning(
@@ -339,11 +349,13 @@ if result is not None:
         f"recorded in the run ledger as done by {result['who']}.",
         icon=":material/check:",
     )
-    st.dataframe(helpers.stale_pivot(deleted), hide_index=True, key="gaps_deleted")
+    st.dataframe(
+        helpers.stale_pivot(deleted, stage_names.table_labels(settings)), hide_index=True, key="gaps_deleted"
+    )
     new_gaps = helpers.gap_keys(gaps) - result["gaps_before"]
     if new_gaps:
         st.warning(
-            f"Now below the mark, players having lost their only row: {helpers.gaps_text(new_gaps)}. "
+            f"Now below the mark, players having lost their only row: {helpers.gaps_text(new_gaps, STAGE_LABELS)}. "
             "They are in the gap table above, ready to be selected for a backfill.",
             icon=":material/warning:",
         )
@@ -402,7 +414,7 @@ if period is None:
 else:
     period_report = gaps_data.gap_report(settings, *period)
     try:
-        runs = ledger_runs(settings.ledger, *period)
+        runs = ledger_runs(settings.ledger, *period, settings.pipeline.stage_names)
     except BackfillError as exc:
         runs = None
         st.warning(f"Runs are left out of the report: {exc}")

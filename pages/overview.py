@@ -3,7 +3,7 @@
 import streamlit as st
 
 from backfill.seasons import season_of
-from ui import data, tables
+from ui import data, stages, tables
 from ui.format import pct_text, seasons_text
 from ui.shell import open_console, require_data_range
 
@@ -29,10 +29,13 @@ seasons_col.metric(
     help=f"{len(game_days)} game dates in the warehouse",
     border=True,
 )
+LAST = settings.pipeline.stage_names[-1]
+STAGE_LABELS = stages.labels(settings)
 coverage_col.metric(
-    "Prediction coverage",
-    pct_text(tables.expected_coverage(daily, "predictions")),
-    help="Expected coverage of predictions over every date: player-game coverage, bootstrap players left out.",
+    f"{STAGE_LABELS[LAST]} coverage",
+    pct_text(tables.expected_coverage(daily, LAST)),
+    help=f"Expected coverage of {STAGE_LABELS[LAST]} over every date: player-game coverage, bootstrap "
+    "players left out.",
     border=True,
 )
 per_stage = ", ".join(
@@ -57,7 +60,8 @@ st.caption(
     "distinct players with a row in the month, so it can read 100.0 while whole dates are missing."
 )
 percent = st.column_config.NumberColumn(format="%.1f")
-for tab, stage in zip(st.tabs(["Predictions", "MLFS"]), ["predictions", "mlfs"], strict=True):
+ORDER = list(reversed(STAGE_LABELS))  # the last stage, the one people read, first
+for tab, stage in zip(st.tabs([STAGE_LABELS[name] for name in ORDER]), ORDER, strict=True):
     with tab:
         st.dataframe(
             tables.monthly_table(monthly, stage),

@@ -9,7 +9,7 @@ from backfill.errors import BackfillError, BadInput
 from backfill.launch import RERUN_STATUSES, rerun, resume_detached
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
 from backfill.validate import parse_date
-from ui import auth, run_view, runs
+from ui import auth, run_view, runs, stages
 from ui.shell import open_console
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
@@ -126,19 +126,25 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             args=(settings, run.run_id, identity.who),
         )
         run_view.cancel_button(settings, run, identity, key="runs_cancel", notice_key=NOTICE_KEY)
-    gated = [item for item in unfinished if item["error_class"] == "blocked"]
-    if gated and "mlfs" not in run.params.get("stages", []):
+    pipeline = settings.pipeline
+    waiting = {
+        pipeline.upstream(pipeline.stage(item["stage"])).name
+        for item in unfinished
+        if item["error_class"] == "blocked" and item["stage"] in pipeline.stage_names
+    } - set(run.params.get("stages", []))
+    if waiting:
+        upstream = ", ".join(STAGE_LABELS[name] for name in sorted(waiting) if name in STAGE_LABELS)
         st.caption(
-            "Blocked predictions wait for MLFS: rerun alone, they meet the same gate. "
-            "Backfill MLFS for those dates too (Backfill page), or skip the gate there."
+            f"Blocked dates wait for {upstream}: rerun alone, they meet the same gate. "
+            f"Backfill {upstream} for those dates too (Backfill page), or skip the gate there."
         )
 
 
 def _draw_run(ledger: Ledger, run: Run) -> None:
     run_view.status_line(run)
-    items = run_view.progress(ledger, run)
+    items = run_view.progress(ledger, run, STAGE_LABELS)
     st.dataframe(
-        runs.items_table(items),
+        runs.items_table(items, STAGE_LABELS),
         hide_index=True,
         key=f"runs_items_{run.run_id}",
         column_config={
@@ -154,6 +160,7 @@ def _draw_run(ledger: Ledger, run: Run) -> None:
 
 
 settings, _ = open_console(__file__)
+STAGE_LABELS = stages.labels(settings)
 identity = auth.current_identity(settings)
 ledger = Ledger(settings.ledger)
 ledger.detect_interrupted()
@@ -186,7 +193,7 @@ else:
     shown = [run for run in history if runs.touches(run, day)]
     st.caption(f"{len(shown)} of {len(history)} runs touched {day}, newest first.")
 st.dataframe(
-    runs.history_table(shown),
+    runs.history_table(shown, STAGE_LABELS, settings.pipeline),
     hide_index=True,
     key="runs_history",
     column_config={"Outcome": st.column_config.TextColumn(width="medium")},
@@ -217,7 +224,7 @@ run = ledger.get_run(run_id)
 st.subheader(f"Run {run.run_id}")
 st.caption(
     f"Started by {run.created_by} at {runs.when_text(run.created_at)} on {run.warehouse}; "
-    f"{runs.params_text(run.params)}; {run.statements} warehouse statement{'s' if run.statements != 1 else ''}"
+    f"{runs.params_text(run.params, STAGE_LABELS, settings.pipeline)}; {run.statements} warehouse statement{'s' if run.statements != 1 else ''}"
     + (f"; took {runs.took_text(run)}" if runs.took_text(run) else "")
     + "."
 )

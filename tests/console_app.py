@@ -22,7 +22,7 @@ def console_app(settings: Settings, tmp_path: Path, monkeypatch) -> AppTest:
     ``LOCAL_USER``, and nothing from the developer's environment."""
     for name in [name for name in os.environ if name.startswith("BACKFILL_")]:
         monkeypatch.delenv(name)
-    monkeypatch.setenv("BACKFILL_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("BACKFILL_CONFIG", os.devnull)
     monkeypatch.setenv("BACKFILL_WAREHOUSE", settings.warehouse)
     monkeypatch.setenv("BACKFILL_LEDGER", settings.ledger)
     monkeypatch.setenv("BACKFILL_RETRY_DELAYS", "0,0,0")

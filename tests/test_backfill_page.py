@@ -145,7 +145,7 @@ def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_co
     at.query_params["date"] = "2021-12-09"
     at.switch_page("pages/coverage.py").run()
     assert "Predictions ok: 100.0%, expected 100.0%" in texts(at.caption)
-    assert "Every player of Thu 2021-12-09 has an MLFS row and a prediction." in texts(at.success)
+    assert "Every player of Thu 2021-12-09 has a row in every stage (MLFS, Predictions)." in texts(at.success)
 
 
 def _reversed_range(at):
@@ -238,9 +238,13 @@ def test_signed_in_operator_launches_and_the_run_records_their_email(app, settin
     launch_clicked(at)
     ledger = Ledger(settings.ledger)
     (run,) = ledger.list_runs()
-    assert run.created_by == OPERATOR and run.params["skip_mlfs_check"]
+    assert run.created_by == OPERATOR and run.params["skip_gates"]
     assert ledger.actions()[0]["who"] == OPERATOR
-    assert follow_to_the_end(at, ledger, run.run_id) == "succeeded"
+    # With the gate skipped, Dec 9's predictions run on an MLFS that still misses players, so
+    # verification finds that date incomplete: the run ends failed, Dec 7 done.
+    assert follow_to_the_end(at, ledger, run.run_id) == "failed"
+    outcomes = {item["game_date"]: (item["status"], item["error_class"]) for item in ledger.items(run.run_id)}
+    assert outcomes == {"2021-12-07": ("done", None), "2021-12-09": ("failed", "incomplete")}
 
 
 def test_operators_without_sign_in_mean_viewing_only(app, settings, monkeypatch):
@@ -315,12 +319,12 @@ def test_form_check_names_the_field_at_fault_in_the_backends_words():
     settings = Settings()
     today = lambda: dt.date(2026, 11, 27)  # noqa: E731
     request, errors = runs.check_request(
-        settings, {"dates": [DEC_7]}, stages=["mlfs", "features"], min_mlfs_coverage_pct=101, today=today
+        settings, {"dates": [DEC_7]}, stages=["mlfs", "features"], min_upstream_coverage_pct=101, today=today
     )
     assert request is None
     assert errors == {
         "stages": "unknown stage 'features' (choose from mlfs, predictions)",
-        "min_mlfs_coverage_pct": "minimum MLFS coverage must be between 0 and 100, got 101",
+        "min_upstream_coverage_pct": "minimum MLFS coverage must be between 0 and 100, got 101",
     }
     request, errors = runs.check_request(
         settings, {"start": DEC_1, "end": DEC_31}, stages=["predictions"], today=today

@@ -28,11 +28,22 @@ from sqlglot.optimizer.qualify import qualify
 from backfill import coverage, demo, stale
 from backfill.config import Settings
 from backfill.errors import BadInput
-from backfill.processors import STAGES, predictions, replace_params, replace_script
+from backfill.processors import predictions
 from backfill.warehouse import connect, parse_url
 from backfill.warehouse.base import param_names
 from backfill.warehouse.bigquery import EMULATOR_ENV, BigQueryWarehouse, query_parameter
 from backfill.warehouse.schema import PLAYER_GAME_SUMMARY, TABLES
+from tests.builtin import (
+    DAILY_SQL,
+    MONTHLY_PLAYERS_SQL,
+    PIPELINE,
+    STAGES,
+    STALE_COUNTS_SQL,
+    STALE_DELETE_SQL,
+    STALE_FLAGGED,
+    replace_params,
+    replace_script,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = "demo-project"
@@ -537,11 +548,12 @@ def test_a_failure_before_the_transaction_sends_no_rollback(session_warehouse, c
     assert [call["sql"] for call in client.queries] == ["BEGIN TRANSACTION"]
 
 
-def test_stale_deletion_keeps_its_temp_tables_in_the_session(session_warehouse, client):
-    session_warehouse.execute(stale.DELETE_SQL, STALE_PARAMS | {"dates": [DAY]})
+def test_stale_deletion_snapshots_the_rows_to_keep_inside_its_transaction(session_warehouse, client):
+    # Rows written between a snapshot taken outside the transaction and its DELETE would be lost.
+    session_warehouse.execute(STALE_DELETE_SQL, STALE_PARAMS | {"dates": [DAY]})
     kinds = [" ".join(call["sql"].split()[:2]) for call in client.queries]
-    assert kinds[:3] == ["CREATE TEMP", "CREATE TEMP", "BEGIN TRANSACTION"]
-    assert kinds[-3:] == ["COMMIT TRANSACTION", "DROP TABLE", "DROP TABLE"]
+    assert kinds[0] == "BEGIN TRANSACTION" and kinds[-1] == "COMMIT TRANSACTION"
+    assert kinds[1:-1] == ["CREATE TEMP", "DELETE FROM", "INSERT INTO", "DROP TABLE"] * len(STAGES)
     assert client.queries[0]["job_config"].create_session is True
     assert all(
         call["job_config"].connection_properties[0].value == "session-1" for call in client.queries[1:]
@@ -641,13 +653,16 @@ STALE_PARAMS = stale._params(Settings(), **RANGE)
 REPLACE_NOW = dt.datetime(2022, 7, 1, 3, 0, tzinfo=dt.UTC)
 
 TEMPLATES = {
-    "coverage DAILY_SQL": (coverage.DAILY_SQL, COVERAGE_PARAMS),
-    "coverage MONTHLY_PLAYERS_SQL": (coverage.MONTHLY_PLAYERS_SQL, RANGE),
-    "coverage DATE_PLAYERS_SQL": (coverage.DATE_PLAYERS_SQL, coverage._range_params(Settings(), DAY, DAY)),
-    "coverage BOUNDS_SQL": (coverage.BOUNDS_SQL, {}),
-    "stale COUNTS_SQL": (stale.COUNTS_SQL, STALE_PARAMS),
-    **{f"stale FLAGGED {table}": (sql, STALE_PARAMS) for table, sql in stale.FLAGGED.items()},
-    "stale DELETE_SQL": (stale.DELETE_SQL, STALE_PARAMS | {"dates": [DAY]}),
+    "coverage DAILY_SQL": (DAILY_SQL, COVERAGE_PARAMS),
+    "coverage MONTHLY_PLAYERS_SQL": (MONTHLY_PLAYERS_SQL, RANGE),
+    "coverage DATE_PLAYERS_SQL": (
+        coverage.date_players_sql(PIPELINE),
+        coverage._range_params(Settings(), DAY, DAY),
+    ),
+    "coverage BOUNDS_SQL": (coverage.bounds_sql(PIPELINE), {}),
+    "stale COUNTS_SQL": (STALE_COUNTS_SQL, STALE_PARAMS),
+    **{f"stale FLAGGED {stage}": (sql, STALE_PARAMS) for stage, sql in STALE_FLAGGED.items()},
+    "stale DELETE_SQL": (STALE_DELETE_SQL, STALE_PARAMS | {"dates": [DAY]}),
     **{
         f"replace_script {stage}": (
             replace_script(stage),
@@ -688,11 +703,17 @@ def _texts(value) -> list[str]:
 # Sentinel inputs that no template could hold by chance: if any of them shows up in SQL text, a
 # value was spliced in instead of passed as a parameter.
 SENTINEL_SETTINGS = Settings(
-    feature_version="fv_sentinel_8c1",
-    model_version="mv_sentinel_4d7",
-    prediction_systems=("minutes_rate",),
-    min_history_games=7919,
-    min_mlfs_coverage_pct=77.7,
+    pipeline=PIPELINE.with_stage(
+        "mlfs", current_version="fv_sentinel_8c1", bootstrap_min_history=7919
+    ).with_stage(
+        "predictions",
+        current_version="mv_sentinel_4d7",
+        bootstrap_min_history=7919,
+        gate_min_upstream_pct=77.7,
+        processor=PIPELINE.stage("predictions").processor.__class__(
+            kind="sql", builtin="predictions", systems=("minutes_rate",)
+        ),
+    )
 )
 SENTINEL_START, SENTINEL_END = dt.date(2019, 3, 17), dt.date(2019, 4, 2)
 
@@ -728,7 +749,7 @@ def _assert_values_only_as_parameters(client: FakeClient) -> None:
 def test_coverage_sends_values_only_as_parameters(sentinel_warehouse, client):
     # MIN/MAX over an empty table is one row of NULLs, not no row.
     bounds = pd.DataFrame({"first_date": [None], "last_date": [None]})
-    client.answers[coverage.BOUNDS_SQL.split(" FROM")[0]] = (bounds, [])
+    client.answers[coverage.bounds_sql(PIPELINE).split(" FROM")[0]] = (bounds, [])
     daily = coverage.daily_coverage(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_START, SENTINEL_END)
     coverage.monthly_coverage(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_START, SENTINEL_END, daily)
     coverage.date_players(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_END)
@@ -740,11 +761,11 @@ def test_coverage_sends_values_only_as_parameters(sentinel_warehouse, client):
 
 def test_stale_rows_send_values_only_as_parameters(sentinel_warehouse, client):
     stale.stale_counts(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_START, SENTINEL_END)
-    for table in stale.FLAGGED:
+    for stage in STAGES:
         stale.stale_preview(
-            sentinel_warehouse, SENTINEL_SETTINGS, table, SENTINEL_START, SENTINEL_END, limit=4099
+            sentinel_warehouse, SENTINEL_SETTINGS, stage, SENTINEL_START, SENTINEL_END, limit=4099
         )
-    assert len(client.queries) == 1 + len(stale.FLAGGED)
+    assert len(client.queries) == 1 + len(STAGES)
     _assert_values_only_as_parameters(client)
 
 

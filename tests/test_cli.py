@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 from decimal import ROUND_HALF_UP, Decimal
@@ -73,7 +74,7 @@ def run(capsys, tmp_path):
         # A private ledger path (never created unless a command writes): the repository's own
         # data/ledger.sqlite, if a developer has one, must not leak runs into reports.
         isolated = {
-            "BACKFILL_CONFIG": str(tmp_path / "no-config.toml"),
+            "BACKFILL_CONFIG": os.devnull,
             "BACKFILL_LEDGER": str(tmp_path / "ledger.sqlite"),
             **(environ or {}),
         }

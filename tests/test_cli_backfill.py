@@ -44,7 +44,8 @@ def december_json(env, capsys) -> list[dict]:
 def test_december_run_exits_0_and_reaches_100_percent_on_both_stages(env, settings, capsys):
     assert backfill(env, "run", "--start", "2021-12-01", "--end", "2021-12-31") == 0
     out = capsys.readouterr().out
-    assert "succeeded" in out and "5 warehouse statements" in out
+    # One window of 31 dates: a measurement, then per stage its replace and a measurement.
+    assert "succeeded" in out and f"{1 + 2 * 2} warehouse statements" in out
     for row in december_json(env, capsys):
         assert (row["expected_coverage_pct"], row["status"]) == (100.0, "ok")
     assert backfill(env, "stale", "--start", "2021-12-01", "--end", "2021-12-31") == 0
@@ -55,13 +56,17 @@ def test_blocked_date_exits_1_with_the_measured_coverage_then_runs_with_skip(env
     assert backfill(env, "run", "--dates", "2021-12-09", "--stages", "predictions") == 1
     out = capsys.readouterr().out
     assert "blocked" in out and "MLFS covers 84.5%, below the 90% gate" in out
-    assert backfill(env, "run", "--dates", "2021-12-09", "--stages", "predictions", "--skip-mlfs-check") == 0
+    # Skipping the gate runs predictions on the incomplete MLFS: written, but verification finds the
+    # date incomplete, so the run still exits 1.
+    assert backfill(env, "run", "--dates", "2021-12-09", "--stages", "predictions", "--skip-mlfs-check") == 1
+    out = capsys.readouterr().out
+    assert "2021-12-09 predictions: failed (incomplete)" in out
 
 
 def test_rerun_failed_runs_only_the_failed_dates(env, settings, capsys):
     assert backfill(env, "run", "--dates", "2021-12-07,2021-12-09", "--stages", "predictions") == 1
     blocked_run = Ledger(settings.ledger).list_runs()[0].run_id
-    assert backfill(env, "run", "--rerun-failed", blocked_run, "--skip-mlfs-check") == 0
+    assert backfill(env, "run", "--rerun-failed", blocked_run, "--stages", "mlfs,predictions") == 0
     rerun = Ledger(settings.ledger).list_runs()[0]
     assert rerun.parent_run_id == blocked_run
     assert rerun.params["dates"] == ["2021-12-09"]

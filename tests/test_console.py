@@ -27,7 +27,7 @@ def app(demo_file, tmp_path, monkeypatch) -> AppTest:
     """The console on the shared demo file, with no setting from the developer's environment."""
     for name in [name for name in os.environ if name.startswith("BACKFILL_")]:
         monkeypatch.delenv(name)
-    monkeypatch.setenv("BACKFILL_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("BACKFILL_CONFIG", os.devnull)
     monkeypatch.setenv("BACKFILL_WAREHOUSE", str(demo_file))
     return AppTest.from_file(str(APP), default_timeout=60)
 
@@ -66,7 +66,7 @@ def test_overview_shows_december_2021_predictions_below_100(app):
     assert "Dec 07 missing" in december["Note"]
     assert {metric.label for metric in at.metric} >= {
         "Seasons",
-        "Prediction coverage",
+        "Predictions coverage",
         "Gap dates",
         "Stale rows",
     }
@@ -185,7 +185,9 @@ def test_each_status_has_its_own_colour_band(status, pct, band):
 
 def test_daily_calendar_places_dates_by_week_and_weekday_and_selects_by_game_date(demo_frames):
     daily, _ = demo_frames
-    spec = charts.daily_calendar(daily, "predictions", 2021, selected={DEC_9}).to_dict()
+    spec = charts.daily_calendar(
+        daily, "predictions", 2021, selected={DEC_9}, upstream_label="MLFS"
+    ).to_dict()
     (param,) = spec["params"]
     assert param["name"] == charts.DATE_SELECTION
     assert param["select"]["type"] == "point" and param["select"]["fields"] == ["game_date"]
@@ -227,9 +229,9 @@ def test_monthly_heatmap_is_season_by_month_in_season_order(demo_frames):
     assert data.loc["2021-10", "band"] == "bootstrap"
 
 
-def test_funnel_has_the_three_steps_in_pipeline_order():
-    spec = charts.funnel_chart(175, 175, 0).to_dict()
-    assert spec["layer"][0]["encoding"]["y"]["sort"] == ["played", "MLFS", "predictions"]
+def test_funnel_has_the_steps_in_pipeline_order():
+    spec = charts.funnel_chart({"played": 175, "MLFS": 175, "Predictions": 0}).to_dict()
+    assert spec["layer"][0]["encoding"]["y"]["sort"] == ["played", "MLFS", "Predictions"]
 
 
 # -- selection and tables ---------------------------------------------------------------------

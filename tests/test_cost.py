@@ -8,10 +8,10 @@ import pytest
 
 from backfill import cost
 from backfill.config import Settings
-from backfill.processors import replace_script
 from backfill.request import BackfillRequest
 from backfill.warehouse import connect
 from backfill.warehouse.bigquery import EMULATOR_ENV, BigQueryWarehouse
+from tests.builtin import DAILY_SQL, replace_script
 from tests.test_bigquery_adapter import PROJECT, FakeClient
 
 TODAY = dt.date(2026, 11, 27)
@@ -48,11 +48,11 @@ def test_backfill_statements_are_what_the_runner_sends_per_batch():
     statements = cost.backfill_statements(settings, december(settings), NOW)
     # One batch of 31 dates: measure, then for each stage replace and measure (5, as SPEC 5 counts).
     assert [template for template, _ in statements] == [
-        cost.coverage.DAILY_SQL,
+        DAILY_SQL,
         replace_script("mlfs"),
-        cost.coverage.DAILY_SQL,
+        DAILY_SQL,
         replace_script("predictions"),
-        cost.coverage.DAILY_SQL,
+        DAILY_SQL,
     ]
     smaller = cost.backfill_statements(settings, december(settings, batch_size=10, stages="mlfs"), NOW)
     assert len(smaller) == 4 * 3  # batches of 10, 10, 10 and 1 date

@@ -11,6 +11,7 @@ from backfill import coverage, stale
 from backfill.config import Settings
 from backfill.warehouse.duckdb import DuckDBWarehouse
 from backfill.warehouse.schema import ML_FEATURE_STORE, PLAYER_GAME_SUMMARY, PLAYER_PROP_PREDICTIONS
+from tests.builtin import with_bootstrap, with_version
 
 UTC = dt.UTC
 T0 = dt.datetime(2021, 11, 20, 6, 0, tzinfo=UTC)
@@ -169,7 +170,7 @@ def test_date_status_of_predictions(mlfs_players, pred_players, expected_status)
     warehouse = make_warehouse(
         pgs_rows(day, ["a", "b", "c", "d"]), mlfs_rows(day, mlfs_players), pred_rows(day, pred_players)
     )
-    settings = SETTINGS.replace(min_history_games=0)
+    settings = with_bootstrap(SETTINGS, 0)
     row = day_row(coverage.daily_coverage(warehouse, settings, day, day), day, "predictions")
     assert row["status"] == expected_status
 
@@ -179,7 +180,7 @@ def test_blocked_needs_the_upstream_below_the_gate_not_just_below_ok():
     day = NOV[0]
     # MLFS 19/20 = 95%: under ok (99) but over the gate (90): predictions are a plain gap.
     warehouse = make_warehouse(pgs_rows(day, players), mlfs_rows(day, players[:19]))
-    settings = SETTINGS.replace(min_history_games=0)
+    settings = with_bootstrap(SETTINGS, 0)
     daily = coverage.daily_coverage(warehouse, settings, day, day)
     assert day_row(daily, day, "mlfs")["status"] == "partial"
     assert day_row(daily, day, "predictions")["status"] == "missing"
@@ -196,8 +197,8 @@ def test_ok_threshold_is_configurable():
     players = [f"p{i}" for i in range(10)]
     day = NOV[0]
     warehouse = make_warehouse(pgs_rows(day, players), mlfs_rows(day, players[:9]))
-    strict = coverage.daily_coverage(warehouse, SETTINGS.replace(min_history_games=0), day, day)
-    lenient = coverage.daily_coverage(warehouse, SETTINGS.replace(min_history_games=0, ok_pct=90), day, day)
+    strict = coverage.daily_coverage(warehouse, with_bootstrap(SETTINGS, 0), day, day)
+    lenient = coverage.daily_coverage(warehouse, with_bootstrap(SETTINGS, 0).replace(ok_pct=90), day, day)
     assert day_row(strict, day, "mlfs")["status"] == "partial"
     assert day_row(lenient, day, "mlfs")["status"] == "ok"
 
@@ -206,7 +207,7 @@ def test_month_status_is_its_most_severe_date_and_the_note_names_gap_dates():
     pgs = pgs_rows(NOV[0], ["a"]) + pgs_rows(NOV[1], ["a"])
     mlfs = mlfs_rows(NOV[0], ["a"]) + mlfs_rows(NOV[1], ["a"])
     warehouse = make_warehouse(pgs, mlfs, pred_rows(NOV[0], ["a"]))
-    settings = SETTINGS.replace(min_history_games=0)
+    settings = with_bootstrap(SETTINGS, 0)
     monthly = coverage.monthly_coverage(warehouse, settings, NOV[0], NOV[1])
     row = monthly[monthly["stage"] == "predictions"].iloc[0]
     assert row["status"] == "missing"
@@ -253,7 +254,7 @@ def test_missing_players_without_a_gate_problem_are_plain_prediction_gaps():
         _season_with_a_rookie(), mlfs_rows(day, ["a", "b", "r"]), pred_rows(day, ["a"])
     )
     missing = coverage.missing_players(warehouse, SETTINGS, day).set_index("player_lookup")
-    assert missing.loc["b", "reason"] == "MLFS row but no prediction"
+    assert missing.loc["b", "reason"] == "MLFS row but no predictions row"
 
 
 # -- stale rows ----------------------------------------------------------------------------------
@@ -323,7 +324,7 @@ def test_old_versions_differ_from_the_configured_current_version():
     }
     # Configure form_v1 as current and the predictions are no longer stale.
     assert ("player_prop_predictions", "old_version") not in stale_of(
-        warehouse, SETTINGS.replace(model_version="form_v1")
+        warehouse, with_version(SETTINGS, "predictions", "form_v1")
     )
 
 
@@ -343,6 +344,6 @@ def test_null_fields_are_nulls_in_required_columns():
 def test_stale_preview_lists_the_flagged_rows():
     day = NOV[0]
     warehouse = make_warehouse(pgs_rows(day, ["a"]), mlfs_rows(day, ["a", "ghost"]))
-    preview = stale.stale_preview(warehouse, SETTINGS, "ml_feature_store", NOV[0], NOV[-1])
+    preview = stale.stale_preview(warehouse, SETTINGS, "mlfs", NOV[0], NOV[-1])
     assert preview["player_lookup"].tolist() == ["ghost"]
     assert bool(preview["orphan"].iloc[0]) is True

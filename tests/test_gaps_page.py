@@ -20,7 +20,9 @@ from backfill.report import gap_report
 from backfill.stale import CATEGORIES, delete_stale, stale_counts
 from backfill.warehouse.duckdb import DuckDBWarehouse
 from ui import gaps as helpers
-from ui import selection
+from ui import selection, stages
+
+TABLE_LABELS = {"ml_feature_store": "MLFS", "player_prop_predictions": "Predictions"}
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 GAPS_PAGE = "pages/gaps.py"
@@ -49,7 +51,7 @@ def console(settings: Settings, tmp_path: Path, monkeypatch) -> AppTest:
     """The console on these settings' warehouse and ledger, in single-user local mode as LOCAL_USER."""
     for name in [name for name in os.environ if name.startswith("BACKFILL_")]:
         monkeypatch.delenv(name)
-    monkeypatch.setenv("BACKFILL_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("BACKFILL_CONFIG", os.devnull)
     monkeypatch.setenv("BACKFILL_WAREHOUSE", settings.warehouse)
     monkeypatch.setenv("BACKFILL_LEDGER", settings.ledger)
     monkeypatch.setenv("BACKFILL_USER", LOCAL_USER)
@@ -181,7 +183,7 @@ def test_stale_counts_show_every_category_by_table_and_date(page, shared_setting
 
 
 def test_preview_shows_the_stale_rows_of_the_chosen_table_with_why(page):
-    page.segmented_control(key="gaps_preview_table").set_value("ml_feature_store").run()
+    page.segmented_control(key="gaps_preview_table").set_value("mlfs").run()
     preview = preview_frame(page)
     assert "feature_version" in preview.columns and "model_version" not in preview.columns
     assert preview["stale because"].str.len().gt(0).all()
@@ -219,7 +221,8 @@ def test_delete_shows_what_will_go_then_deletes_it_and_records_who(
         assert plan.iloc[-1][category] == before.loc[before["category"] == category, "rows"].sum()
     by_date_and_table = before.groupby(["game_date", "table_name"])["rows"].sum()
     assert [(row.Date, row.Table, row.Total) for row in plan.iloc[:-1].itertuples()] == [
-        (str(day), helpers.TABLE_NAMES[name], rows) for (day, name), rows in by_date_and_table.items()
+        (str(day), stages.table_labels(demo_settings)[name], rows)
+        for (day, name), rows in by_date_and_table.items()
     ]
     assert stale_on_file(demo_settings).equals(before)  # nothing deleted by the review
     assert "2021-12-15, 2021-12-17, 2021-12-20, 2021-12-21 may fall below the mark" in at.warning[0].value
@@ -419,12 +422,12 @@ def test_stale_pivot_has_a_total_row_and_every_category_column():
             "rows": [3, 2, 1],
         }
     )
-    pivot = helpers.stale_pivot(stale)
+    pivot = helpers.stale_pivot(stale, TABLE_LABELS)
     assert list(pivot.columns) == ["Date", "Table", *CATEGORIES, "Total"]
     assert pivot["Total"].tolist() == [5, 1, 6]
     assert pivot.iloc[-1]["orphan"] == 3 and pivot.iloc[-1]["outdated"] == 0
     assert helpers.category_text(stale) == "orphan 3, duplicate 2, null_field 1"
-    assert helpers.stale_pivot(stale.iloc[0:0]).empty
+    assert helpers.stale_pivot(stale.iloc[0:0], TABLE_LABELS).empty
     assert helpers.stale_by_category(stale.iloc[0:0]) == dict.fromkeys(CATEGORIES, 0)
 
 

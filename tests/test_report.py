@@ -16,6 +16,7 @@ from backfill.config import Settings
 from backfill.errors import BadInput
 from backfill.export import to_csv, to_json, to_markdown, to_xlsx, write_report
 from backfill.report import COVERAGE_COLUMNS, GAP_COLUMNS, coverage_table, gap_report
+from tests.builtin import STAGES
 
 DECEMBER = (dt.date(2021, 12, 1), dt.date(2021, 12, 31))
 SEASON = (dt.date(2021, 10, 19), dt.date(2022, 4, 10))
@@ -286,7 +287,7 @@ def ledger_with_runs(tmp_path):
 
 
 def test_runs_table_lists_the_runs_of_the_period_newest_first_with_outcomes(ledger_with_runs):
-    runs = report_module.runs_table(ledger_with_runs, *DECEMBER)
+    runs = report_module.runs_table(ledger_with_runs, *DECEMBER, STAGES)
     assert list(runs.columns) == list(report_module.RUN_COLUMNS)
     assert runs["run_id"].tolist() == ["20220716-110000-bob", "20220716-101500-ali"]  # not November's
     rerun, first = runs.iloc[0], runs.iloc[1]
@@ -315,12 +316,12 @@ def test_runs_table_lists_the_runs_of_the_period_newest_first_with_outcomes(ledg
 def test_runs_table_keeps_only_runs_of_the_report_stages(ledger_with_runs):
     runs = report_module.runs_table(ledger_with_runs, *DECEMBER, stages=("mlfs",))
     assert runs["run_id"].tolist() == ["20220716-101500-ali"]
-    assert report_module.runs_table(ledger_with_runs, dt.date(2022, 1, 1), dt.date(2022, 1, 31)).empty
+    assert report_module.runs_table(ledger_with_runs, dt.date(2022, 1, 1), dt.date(2022, 1, 31), STAGES).empty
 
 
 def test_ledger_runs_is_none_without_a_ledger_and_creates_no_file(tmp_path):
     absent = tmp_path / "nowhere" / "ledger.sqlite"
-    assert report_module.ledger_runs(absent, *DECEMBER) is None
+    assert report_module.ledger_runs(absent, *DECEMBER, STAGES) is None
     assert not absent.parent.exists()
 
 
@@ -330,11 +331,11 @@ def test_an_unreadable_ledger_is_one_backfill_error(tmp_path):
     broken = tmp_path / "ledger.sqlite"
     broken.write_text("not a database\n")
     with pytest.raises(BackfillError, match="cannot be read"):
-        report_module.ledger_runs(broken, *DECEMBER)
+        report_module.ledger_runs(broken, *DECEMBER, STAGES)
 
 
 def test_hand_off_note_says_who_ran_what_and_how_it_ended(season_report, ledger_with_runs):
-    runs = report_module.ledger_runs(ledger_with_runs.path, *DECEMBER)
+    runs = report_module.ledger_runs(ledger_with_runs.path, *DECEMBER, STAGES)
     text = to_markdown(dataclasses.replace(season_report, runs=runs))
     section = text.split("## Runs")[1]
     assert "2 runs touched this period (1 succeeded, 1 blocked), newest first:" in section
@@ -348,7 +349,7 @@ def test_hand_off_note_says_who_ran_what_and_how_it_ended(season_report, ledger_
 
 
 def test_json_and_xlsx_carry_the_runs(season_report, ledger_with_runs):
-    runs = report_module.runs_table(ledger_with_runs, *DECEMBER)
+    runs = report_module.runs_table(ledger_with_runs, *DECEMBER, STAGES)
     with_runs = dataclasses.replace(season_report, runs=runs)
     document = json.loads(to_json(with_runs))
     assert [run["run_id"] for run in document["runs"]] == runs["run_id"].tolist()

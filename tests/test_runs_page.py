@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from backfill import launch
 from backfill.access import NotAllowed
+from backfill.config import Settings
 from backfill.errors import BadInput
 from backfill.ledger import Ledger, now_utc
 from backfill.request import BackfillRequest
@@ -21,7 +22,7 @@ from backfill.runner import create_run
 from backfill.warehouse.duckdb import DuckDBWarehouse
 from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.faulty import FaultyWarehouse
-from ui import runs
+from ui import runs, stages
 
 RUNS_PAGE = "pages/runs.py"
 DEC_7, DEC_9, DEC_15 = (dt.date(2021, 12, day) for day in (7, 9, 15))
@@ -100,7 +101,7 @@ def test_rerun_failed_dates_starts_a_run_of_only_the_unfinished_dates(app, setti
     at = open_page(app)
     assert at.button(key="runs_rerun_failed").label == "Rerun failed dates (1)"
     assert at.button(key="runs_rerun_transient").disabled  # nothing failed transiently
-    assert "Blocked predictions wait for MLFS" in texts(at.caption)
+    assert "Blocked dates wait for MLFS" in texts(at.caption)
     at.button(key="runs_rerun_failed").click().run()
     ledger = Ledger(settings.ledger)
     rerun = ledger.list_runs()[0]
@@ -238,12 +239,14 @@ def test_a_requeued_run_waits_for_its_worker_a_full_timeout_again(settings):
 
 
 def test_params_read_as_one_line():
-    params = BackfillRequest(dates=tuple(dt.date(2021, 12, day) for day in range(1, 32))).to_params()
-    assert runs.params_text(params) == (
-        "31 dates (2021-12-01 to 2021-12-31) x MLFS, Predictions; MLFS gate 90%; "
+    params = BackfillRequest(
+        dates=tuple(dt.date(2021, 12, day) for day in range(1, 32)), stages=("mlfs", "predictions")
+    ).to_params()
+    assert runs.params_text(params, stages.labels(Settings())) == (
+        "31 dates (2021-12-01 to 2021-12-31) x MLFS, Predictions; gate 90%; "
         "up to 4 attempts (retry delays 30/60/120 s); batches of 31 dates"
     )
-    skipped = params | {"skip_mlfs_check": True, "dates": ["2021-12-09", "2021-12-07"]}
+    skipped = params | {"skip_gates": True, "dates": ["2021-12-09", "2021-12-07"]}
     assert runs.gate_text(skipped) == "skipped"
     assert runs.span_text(skipped["dates"]) == "2021-12-07, 2021-12-09"
 
@@ -265,7 +268,7 @@ def test_status_grid_colours_every_item_status_the_same_way_in_every_run():
          "duration_s": None, "rows_written": None, "coverage_before": 0.0, "coverage_after": None,
          "error_class": "blocked", "error_message": "MLFS covers 84.5%, below the 90% gate"},
     ]  # fmt: skip
-    spec = runs.status_grid(items).to_dict()
+    spec = runs.status_grid(items, stages.labels(Settings())).to_dict()
     assert spec["encoding"]["color"]["scale"]["domain"] == list(runs.ITEM_COLORS)
     assert spec["encoding"]["y"]["sort"] == ["MLFS", "Predictions"]
     cells = runs.grid_data(items).set_index("stage")

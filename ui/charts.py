@@ -230,6 +230,7 @@ def daily_calendar(
     stage: str,
     season: int,
     selected: frozenset[dt.date] | set[dt.date] = frozenset(),
+    upstream_label: str | None = None,
 ) -> alt.Chart:
     """Week x weekday calendar of one season and stage; clicking a cell selects its ``game_date``.
 
@@ -248,8 +249,8 @@ def daily_calendar(
         alt.Tooltip("player_game_text:N", title="Player-game coverage"),
         alt.Tooltip("bootstrap_players:Q", title="Bootstrap players"),
     ]
-    if stage == "predictions":
-        tooltip.append(alt.Tooltip("upstream_text:N", title="MLFS coverage (gate input)"))
+    if upstream_label:
+        tooltip.append(alt.Tooltip("upstream_text:N", title=f"{upstream_label} coverage (gate input)"))
     outlined = alt.FieldEqualPredicate(field="selected", equal=True)
     return (
         alt.Chart(data)
@@ -277,15 +278,13 @@ def daily_calendar(
     )
 
 
-def funnel_chart(played: int, mlfs: int, predictions: int) -> alt.LayerChart:
-    """Played -> MLFS -> predictions for one date, as horizontal bars with their counts."""
-    data = pd.DataFrame(
-        {"step": ["played", "MLFS", "predictions"], "players": [int(played), int(mlfs), int(predictions)]}
-    )
+def funnel_chart(steps: dict[str, int]) -> alt.LayerChart:
+    """Played -> each stage in order for one date, as horizontal bars with their counts."""
+    data = pd.DataFrame({"step": list(steps), "players": [int(count) for count in steps.values()]})
     base = alt.Chart(data).encode(
         y=alt.Y("step:N", sort=list(data["step"]), title=None),
         x=alt.X("players:Q", title=None, scale=alt.Scale(domainMin=0)),
     )
     bars = base.mark_bar(color="#4a6d8c")
     counts = base.mark_text(align="left", dx=4).encode(text="players:Q")
-    return alt.layer(bars, counts).properties(height=3 * 28 + FRAME_PX["funnel"])
+    return alt.layer(bars, counts).properties(height=len(data) * 28 + FRAME_PX["funnel"])

@@ -28,8 +28,6 @@ from ui.format import of_text
 STATUS_OPTIONS = (*GAP_STATUSES, "bootstrap")
 """Statuses the gap table can list: the real gaps, then bootstrap dates (expected, hidden by default)."""
 
-STAGE_NAMES = {"mlfs": "MLFS", "predictions": "Predictions"}
-
 
 @dataclass(frozen=True)
 class GapFilter:
@@ -64,16 +62,25 @@ def real_gap_dates(gaps: pd.DataFrame) -> list[dt.date]:
     return sorted(set(gaps.loc[~gaps["expected"].astype(bool), "game_date"]))
 
 
-GAP_TABLE_COLUMNS = ("Date", "Stage", "Status", "Reason", "Covered / total", "Expected %", "MLFS %", "Season")
+GAP_TABLE_COLUMNS = (
+    "Date",
+    "Stage",
+    "Status",
+    "Reason",
+    "Covered / total",
+    "Expected %",
+    "Upstream %",
+    "Season",
+)
 """Headings of the gap table, the reason early so that the why is read without scrolling."""
 
 
-def gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
+def gap_table(gaps: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """The gap table for people: one row per (date, stage), bootstrap statuses marked as expected."""
     return pd.DataFrame(
         {
             "Date": gaps["game_date"],
-            "Stage": gaps["stage"].map(STAGE_NAMES),
+            "Stage": gaps["stage"].map(labels),
             "Status": [
                 f"{status} (expected)" if expected else status
                 for status, expected in zip(gaps["status"], gaps["expected"])
@@ -84,7 +91,7 @@ def gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
                 for covered, total in zip(gaps["players_covered"], gaps["players_total"])
             ],
             "Expected %": gaps["expected_coverage_pct"],
-            "MLFS %": gaps["upstream_coverage_pct"],
+            "Upstream %": gaps["upstream_coverage_pct"],
             "Season": [season_label(int(season)) for season in gaps["season"]],
         },
         columns=list(GAP_TABLE_COLUMNS),
@@ -104,9 +111,6 @@ def month_label(month: str) -> str:
 
 # -- stale rows -----------------------------------------------------------------------------------
 
-TABLE_NAMES = {"ml_feature_store": "MLFS", "player_prop_predictions": "Predictions"}
-"""Short names of the tables that can hold stale rows."""
-
 
 def stale_by_category(stale: pd.DataFrame) -> dict[str, int]:
     """Stale rows per category, every category present (zero when none)."""
@@ -114,8 +118,9 @@ def stale_by_category(stale: pd.DataFrame) -> dict[str, int]:
     return {category: int(totals.get(category, 0)) for category in CATEGORIES}
 
 
-def stale_pivot(stale: pd.DataFrame) -> pd.DataFrame:
-    """Stale rows by date and table (rows) and category (columns), with a total column and row."""
+def stale_pivot(stale: pd.DataFrame, table_labels: dict[str, str]) -> pd.DataFrame:
+    """Stale rows by date and table (rows) and category (columns), with a total column and row;
+    tables named by their stage's label (``ui.stages.table_labels``)."""
     columns = ["Date", "Table", *CATEGORIES, "Total"]
     if stale.empty:
         return pd.DataFrame(columns=columns)
@@ -125,7 +130,7 @@ def stale_pivot(stale: pd.DataFrame) -> pd.DataFrame:
     wide = wide.reindex(columns=list(CATEGORIES), fill_value=0).astype("int64")
     wide["Total"] = wide.sum(axis=1)
     wide = wide.reset_index().rename(columns={"game_date": "Date", "table_name": "Table"})
-    wide["Table"] = wide["Table"].map(lambda name: TABLE_NAMES.get(name, name))
+    wide["Table"] = wide["Table"].map(lambda name: table_labels.get(name, name))
     wide["Date"] = wide["Date"].astype(str)
     total = {
         "Date": "Total",
@@ -157,9 +162,9 @@ def gap_keys(gaps: pd.DataFrame) -> frozenset[tuple[dt.date, str]]:
     return frozenset(zip(real["game_date"], real["stage"]))
 
 
-def gaps_text(keys: Collection[tuple[dt.date, str]]) -> str:
+def gaps_text(keys: Collection[tuple[dt.date, str]], labels: dict[str, str]) -> str:
     """``2021-12-15 MLFS, 2021-12-17 Predictions``."""
-    return ", ".join(f"{day} {STAGE_NAMES.get(stage, stage)}" for day, stage in sorted(keys))
+    return ", ".join(f"{day} {labels.get(stage, stage)}" for day, stage in sorted(keys))
 
 
 def stale_total(stale: pd.DataFrame) -> int:

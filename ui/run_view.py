@@ -73,7 +73,7 @@ def status_line(run: Run) -> None:
     note_col.caption(note)
 
 
-def progress(ledger: Ledger, run: Run) -> list[dict]:
+def progress(ledger: Ledger, run: Run, labels: runs.Labels = None) -> list[dict]:
     """Progress bar and status grid of a run; returns its items for callers that show more."""
     items = ledger.items(run.run_id)
     counts = ledger.item_counts(run.run_id)
@@ -81,7 +81,7 @@ def progress(ledger: Ledger, run: Run) -> list[dict]:
     st.progress(done / total if total else 1.0, text=runs.progress_text(counts))
     if items:
         with st.container(width=runs.grid_box_width(items)):
-            st.altair_chart(runs.status_grid(items), width="stretch", key=f"run_grid_{run.run_id}")
+            st.altair_chart(runs.status_grid(items, labels), width="stretch", key=f"run_grid_{run.run_id}")
         with st.container(width=runs.KEY_BOX_PX):
             st.altair_chart(runs.status_key(), width="stretch", key=f"run_grid_key_{run.run_id}")
     return items

@@ -16,12 +16,19 @@ import pandas as pd
 from backfill.config import Settings
 from backfill.errors import BadInput
 from backfill.ledger import ITEM_FINAL, Run
+from backfill.pipeline import Pipeline, builtin_pipeline
 from backfill.request import BackfillRequest
-from backfill.validate import STAGES
 from ui import charts
 from ui.format import dates_text
+from ui.stages import title
 
-STAGE_LABELS = {"mlfs": "MLFS", "predictions": "Predictions"}
+Labels = Mapping[str, str] | None
+"""Headings of the stages by name (``ui.stages.labels``); None: the names, capitalised."""
+
+
+def _label(stage: str, labels: Labels) -> str:
+    return (labels or {}).get(stage) or title(stage)
+
 
 ITEM_COLORS = {
     "pending": "#d9dee3",
@@ -132,24 +139,33 @@ def span_text(days: Iterable[str | dt.date]) -> str:
     return dates_text(ordered)
 
 
-def gate_text(params: Mapping[str, Any]) -> str:
-    """The MLFS gate of a request: ``90%`` or ``skipped``."""
-    if params.get("skip_mlfs_check"):
+def gate_text(params: Mapping[str, Any], pipeline: Pipeline | None = None) -> str:
+    """The gate of a request: ``90%``, ``skipped``, or ``none`` when no stage of it is gated."""
+    request = BackfillRequest.from_params(dict(params) | {"dates": [], "stages": params.get("stages", [])})
+    if request.skip_gates:
         return "skipped"
-    return f"{float(params.get('min_mlfs_coverage_pct', 0)):g}%"
+    if request.min_upstream_coverage_pct is not None:
+        return f"{request.min_upstream_coverage_pct:g}%"
+    pipeline = pipeline or builtin_pipeline()
+    gates = {
+        f"{stage.gate_min_upstream_pct:g}%"
+        for stage in pipeline.backfillable
+        if stage.gated and stage.name in request.stages
+    }
+    return ", ".join(sorted(gates)) or "none"
 
 
-def stages_text(stages: Iterable[str]) -> str:
-    return ", ".join(STAGE_LABELS.get(stage, stage) for stage in stages)
+def stages_text(stages: Iterable[str], labels: Labels = None) -> str:
+    return ", ".join(_label(stage, labels) for stage in stages)
 
 
-def params_text(params: Mapping[str, Any]) -> str:
+def params_text(params: Mapping[str, Any], labels: Labels = None, pipeline: Pipeline | None = None) -> str:
     """A request in one line: dates, stages, gate, retries and batch size."""
     dates = params.get("dates", [])
     delays = "/".join(f"{float(delay):g}" for delay in params.get("retry_delays", [])) or "none"
     return (
         f"{len(dates)} date{'s' if len(dates) != 1 else ''} ({span_text(dates)}) x "
-        f"{stages_text(params.get('stages', []))}; MLFS gate {gate_text(params)}; "
+        f"{stages_text(params.get('stages', []), labels)}; gate {gate_text(params, pipeline)}; "
         f"up to {params.get('max_attempts')} attempts (retry delays {delays} s); "
         f"batches of {params.get('batch_size')} dates"
     )
@@ -175,7 +191,9 @@ HISTORY_COLUMNS = [
 ]
 
 
-def history_table(runs: Iterable[Run]) -> pd.DataFrame:
+def history_table(
+    runs: Iterable[Run], labels: Labels = None, pipeline: Pipeline | None = None
+) -> pd.DataFrame:
     """One row per run, newest first as given: who, when, parameters and outcome."""
     rows = [
         {
@@ -185,8 +203,8 @@ def history_table(runs: Iterable[Run]) -> pd.DataFrame:
             "Created": when_text(run.created_at),
             "Took": took_text(run),
             "Dates": f"{len(run.params.get('dates', []))}: {span_text(run.params.get('dates', []))}",
-            "Stages": stages_text(run.params.get("stages", [])),
-            "Gate": gate_text(run.params),
+            "Stages": stages_text(run.params.get("stages", []), labels),
+            "Gate": gate_text(run.params, pipeline),
             "Statements": run.statements,
             "Outcome": run.message or "",
             "Rerun of": run.parent_run_id or "",
@@ -239,18 +257,18 @@ ITEM_COLUMNS = {
 """Columns of a run's items table and their headings."""
 
 
-def items_table(items: list[dict[str, Any]]) -> pd.DataFrame:
-    """A run's work items, dates in order and MLFS before predictions, headings as people read them."""
+def items_table(items: list[dict[str, Any]], labels: Labels = None) -> pd.DataFrame:
+    """A run's work items, dates in order and stages in dependency order, headings as people read them."""
     frame = pd.DataFrame(items, columns=list(ITEM_COLUMNS))
-    frame["stage"] = frame["stage"].map(lambda stage: STAGE_LABELS.get(stage, stage))
+    frame["stage"] = frame["stage"].map(lambda stage: _label(stage, labels))
     frame[["error_class", "error_message"]] = frame[["error_class", "error_message"]].fillna("")
     return frame.rename(columns=ITEM_COLUMNS).reset_index(drop=True)
 
 
-def grid_data(items: list[dict[str, Any]]) -> pd.DataFrame:
+def grid_data(items: list[dict[str, Any]], labels: Labels = None) -> pd.DataFrame:
     """The status grid's cells: one per (date, stage) with the texts its tooltip shows."""
     frame = pd.DataFrame(items, columns=list(ITEM_COLUMNS))
-    frame["stage_label"] = frame["stage"].map(lambda stage: STAGE_LABELS.get(stage, stage))
+    frame["stage_label"] = frame["stage"].map(lambda stage: _label(stage, labels))
     frame["coverage_text"] = [
         f"{_pct(before)} → {_pct(after)}"
         for before, after in zip(frame["coverage_before"], frame["coverage_after"])
@@ -265,14 +283,14 @@ def grid_data(items: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def status_grid(items: list[dict[str, Any]]) -> alt.Chart:
+def status_grid(items: list[dict[str, Any]], labels: Labels = None) -> alt.Chart:
     """Dates x stages, each cell coloured by its status; the tooltip has every figure of the item.
 
     No Vega legend (Streamlit fits a whole chart into its height, and a legend squeezed the cells):
     :func:`status_key` draws the colours once beside it. Draw it at the width of its box
     (:func:`grid_box_width`): Streamlit 1.67 drew no cells for a chart given its own pixel width.
     """
-    data = grid_data(items)
+    data = grid_data(items, labels)
     stages = max(data["stage"].nunique(), 1)
     chart = (
         alt.Chart(data)
@@ -289,7 +307,7 @@ def status_grid(items: list[dict[str, Any]]) -> alt.Chart:
             y=alt.Y(
                 "stage_label:N",
                 title=None,
-                sort=[STAGE_LABELS[stage] for stage in STAGES],
+                sort=list(dict.fromkeys(data["stage_label"])),  # items come in dependency order
                 axis=alt.Axis(labelLimit=120, ticks=False),
             ),
             color=_status_color(),
@@ -351,10 +369,10 @@ PLAN_COLUMNS = {
 """Columns of the dry run's plan and their headings (the gate's text carries MLFS coverage now)."""
 
 
-def plan_table(plan: pd.DataFrame) -> pd.DataFrame:
+def plan_table(plan: pd.DataFrame, labels: Labels = None) -> pd.DataFrame:
     """The dry run's plan with headings as people read them."""
     table = plan.assign(
-        stage=plan["stage"].map(lambda stage: STAGE_LABELS.get(stage, stage)),
+        stage=plan["stage"].map(lambda stage: _label(stage, labels)),
         covered_text=[
             f"{int(c):,} / {int(t):,}" for c, t in zip(plan["players_covered"], plan["players_total"])
         ],

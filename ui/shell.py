@@ -11,6 +11,7 @@ from backfill.config import Settings
 from backfill.errors import BackfillError
 from backfill.warehouse import Warehouse
 from ui import auth, data
+from ui.stages import title
 
 VIA_APP = "console_via_app"
 """Session key app.py sets on every run, so a page can tell that Streamlit ran it without app.py."""
@@ -59,10 +60,26 @@ def render_sidebar(settings: Settings, warehouse: Warehouse) -> None:
         st.markdown("**Warehouse**")
         st.caption(warehouse.describe())
         st.markdown("**Thresholds**")
+        pipeline = settings.pipeline
+        gates = [
+            f"{title(pipeline.upstream(stage).label)} gate before {stage.label}: {stage.gate_min_upstream_pct:g}%"
+            for stage in pipeline.backfillable
+            if stage.gated
+        ]
+        bootstrap = sorted({stage.bootstrap_min_history for stage in pipeline.backfillable} - {0})
         st.caption(
-            f"OK at {settings.ok_pct:g}% expected coverage or more  \n"
-            f"MLFS gate before predictions: {settings.min_mlfs_coverage_pct:g}%  \n"
-            f"Bootstrap: fewer than {settings.min_history_games} earlier games"
+            "  \n".join(
+                [
+                    f"OK at {settings.ok_pct:g}% expected coverage or more",
+                    *gates,
+                    *(
+                        [f"Bootstrap: fewer than {'/'.join(map(str, bootstrap))} earlier games"]
+                        if bootstrap
+                        else []
+                    ),
+                    f"Pipeline: {'built-in demo' if pipeline.path == 'builtin' else pipeline.path}",
+                ]
+            )
         )
         st.button(
             "Refresh data",

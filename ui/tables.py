@@ -75,13 +75,13 @@ MISSING_COLUMNS = {
     "team_abbr": "Team",
     "reason": "Reason",
     "history_games": "Earlier games",
-    "has_mlfs": "MLFS row",
-    "prediction_systems": "Prediction systems",
 }
-"""Columns of the missing-players table, the reason early so that it is seen without scrolling."""
+"""Columns of the missing-players table, the reason early so that it is seen without scrolling; then
+one column per stage with the player's rows in it."""
 
 
-def missing_players_table(players: pd.DataFrame) -> pd.DataFrame:
+def missing_players_table(players: pd.DataFrame, stage_labels: dict[str, str]) -> pd.DataFrame:
     """Missing players of a date with readable headings, grouped by reason."""
-    table = players[list(MISSING_COLUMNS)].sort_values(["reason", "team_abbr", "player_name"])
-    return table.rename(columns=MISSING_COLUMNS).reset_index(drop=True)
+    columns = MISSING_COLUMNS | {f"rows_{name}": f"{label} rows" for name, label in stage_labels.items()}
+    table = players[list(columns)].sort_values(["reason", "team_abbr", "player_name"])
+    return table.rename(columns=columns).reset_index(drop=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from typing import Any
 
 from backfill.cli.common import (
@@ -32,11 +33,12 @@ def add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "run",
         parents=[common],
-        help="backfill MLFS and predictions for dates (gated, atomic, retried)",
-        description="Recompute the selected dates of each stage (MLFS, then predictions) and replace "
-        "their rows atomically. Predictions of a date run only when MLFS covers at least "
+        help="backfill the pipeline's stages for dates (gated, atomic, retried, verified)",
+        description="Recompute the selected dates of each stage in dependency order (built-in: MLFS, then "
+        "predictions) with the stage's processor, and verify each date afterwards. A gated stage "
+        "(predictions) runs on a date only when its upstream stage covers at least "
         "--min-mlfs-coverage percent of it; below, the date is blocked (not failed). Transient "
-        "warehouse errors are retried; a permanent one fails only its dates. "
+        "errors are retried; a permanent one fails only its dates. "
         "Exit 0: every date done; 1: some dates failed or were blocked; 2: bad input.",
     )
     which = parser.add_mutually_exclusive_group(required=True)
@@ -52,11 +54,21 @@ def add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stages",
         metavar="S,S",
-        help="mlfs, predictions or both (default: both; with --rerun-failed: as needed)",
+        help="stages of the pipeline, e.g. mlfs,predictions (default: all; with --rerun-failed: as needed)",
     )
-    parser.add_argument("--skip-mlfs-check", action="store_true", help="run predictions whatever MLFS covers")
     parser.add_argument(
-        "--min-mlfs-coverage", metavar="PCT", help="the MLFS gate, 0-100 (default: the configured 90)"
+        "--skip-mlfs-check",
+        "--skip-gates",
+        dest="skip_gates",
+        action="store_true",
+        help="run gated stages whatever their upstream covers",
+    )
+    parser.add_argument(
+        "--min-mlfs-coverage",
+        "--min-upstream-coverage",
+        dest="min_upstream_coverage",
+        metavar="PCT",
+        help="the gate for this run, 0-100 (default: each stage's own; the built-in MLFS gate is 90)",
     )
     parser.add_argument("--dry-run", action="store_true", help="show the plan and write nothing")
     parser.add_argument("--max-attempts", metavar="N", help="attempts per statement (default: 4)")
@@ -71,12 +83,14 @@ def add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _request(args: argparse.Namespace, ctx: Context):
+    """(request, parent run id, settings): a rerun takes its run's recorded settings, not today's."""
     from backfill.launch import rerun_request
     from backfill.ledger import Ledger
+    from backfill.replay import settings_for_run
     from backfill.request import BackfillRequest
 
     overrides = {
-        "min_mlfs_coverage_pct": args.min_mlfs_coverage,
+        "min_upstream_coverage_pct": args.min_upstream_coverage,
         "max_attempts": args.max_attempts,
         "retry_delays": args.retry_delays,
         "batch_size": args.batch_size,
@@ -84,17 +98,19 @@ def _request(args: argparse.Namespace, ctx: Context):
     if args.rerun_failed:
         if args.end:
             raise BadInput("--end goes with --start, not with --rerun-failed")
-        base = rerun_request(Ledger(ctx.settings.ledger), args.rerun_failed, args.only_transient)
+        ledger = Ledger(ctx.settings.ledger)
+        settings = settings_for_run(ctx.settings, ledger.get_run(args.rerun_failed).params, args.rerun_failed)
+        base = rerun_request(ledger, args.rerun_failed, settings.pipeline, args.only_transient)
         # Flags given now override the failed run's settings.
         request = BackfillRequest.build(
-            ctx.settings,
+            settings,
             dates=base.dates,
             stages=args.stages or base.stages,
-            skip_mlfs_check=args.skip_mlfs_check or base.skip_mlfs_check,
+            skip_gates=args.skip_gates or base.skip_gates,
             today=ctx.today,
             **{key: value if value is not None else getattr(base, key) for key, value in overrides.items()},
         )
-        return request, args.rerun_failed
+        return request, args.rerun_failed, settings
     if args.only_transient:
         raise BadInput("--only-transient goes with --rerun-failed")
     if args.start and not args.end:
@@ -106,12 +122,12 @@ def _request(args: argparse.Namespace, ctx: Context):
         dates=args.dates,
         start=args.start,
         end=args.end,
-        stages=args.stages or "mlfs,predictions",
-        skip_mlfs_check=args.skip_mlfs_check,
+        stages=args.stages,
+        skip_gates=args.skip_gates,
         today=ctx.today,
         **overrides,
     )
-    return request, None
+    return request, None, ctx.settings
 
 
 _PLAN_COLUMNS = [
@@ -130,13 +146,16 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
     from backfill.access import local_user
     from backfill.launch import run_here, submit
 
-    request, parent = _request(args, ctx)
+    request, parent, settings = _request(args, ctx)
+    ctx = replace(ctx, settings=settings)
     who = local_user()
     warehouse = open_warehouse(ctx)
     if args.dry_run:
+        from backfill.launch import preflight
         from backfill.plan import dry_run
         from backfill.report import records
 
+        warnings = preflight(ctx.settings, warehouse, request)
         plan = records(dry_run(warehouse, ctx.settings, request))
         for row in plan:
             row["covered"] = f"{row['players_covered']}/{row['players_total']}"
@@ -146,6 +165,8 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
             file=ctx.out,
         )
         print(text_table(plan, _PLAN_COLUMNS), file=ctx.out)
+        for warning in warnings:
+            print(f"warning: {warning}", file=ctx.out)
         from backfill.cost import backfill_estimate
 
         print_estimate(ctx, lambda: backfill_estimate(warehouse, ctx.settings, request))
@@ -244,6 +265,7 @@ _ITEM_COLUMNS = [
     ("rows", "rows_written"),
     ("before %", "coverage_before"),
     ("after %", "coverage_after"),
+    ("stale deleted", "stale_rows_deleted"),
     ("error", "error"),
 ]
 
@@ -291,6 +313,19 @@ def _run_runs(args: argparse.Namespace, ctx: Context) -> int:
     return _report_result(result, ctx, time.perf_counter() - began)
 
 
+def _gate_text(params: dict) -> str:
+    from backfill.request import BackfillRequest
+
+    request = BackfillRequest.from_params(params)
+    if request.skip_gates:
+        return "skipped"
+    return (
+        "each stage's own"
+        if request.min_upstream_coverage_pct is None
+        else f"{request.min_upstream_coverage_pct:g}%"
+    )
+
+
 def _show_run(ledger, run_id: str, ctx: Context) -> int:
     run = ledger.get_run(run_id)
     params = run.params
@@ -298,7 +333,7 @@ def _show_run(ledger, run_id: str, ctx: Context) -> int:
         f"Run {run.run_id}: {run.status}\n"
         f"  by {run.created_by} at {run.created_at}; on {run.warehouse}\n"
         f"  {plural(len(params['dates']), 'date')} x {', '.join(params['stages'])}; gate "
-        f"{'skipped' if params['skip_mlfs_check'] else str(params['min_mlfs_coverage_pct']) + '%'}; "
+        f"{_gate_text(params)}; "
         f"{params['max_attempts']} attempts, delays {params['retry_delays']}; batches of {params['batch_size']}\n"
         f"  {plural(run.statements, 'warehouse statement')}"
         + (f"; rerun of {run.parent_run_id}" if run.parent_run_id else "")
@@ -321,8 +356,8 @@ def add_stale(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "stale",
         parents=[common],
         help="stale rows by date, table and category; --delete --yes removes them",
-        description="Stale rows of the feature store and the predictions: orphans (no "
-        "player_game_summary row), duplicates, outdated rows (computed before their upstream row "
+        description="Stale rows of the pipeline's stage tables: orphans (no "
+        "reference row), duplicates, outdated rows (computed before their upstream row "
         "changed), old versions and NULLs in required columns. With --delete --yes they are deleted "
         "in one transaction and the deletion is recorded in the ledger.",
     )
@@ -340,8 +375,7 @@ def _run_stale(args: argparse.Namespace, ctx: Context) -> int:
     from backfill.access import local_user, require_operator
     from backfill.report import records
 
-    if args.stage is not None:
-        raise BadInput("stale looks at both tables; --stage does not apply")
+    stages = ctx.settings.pipeline.check_stages(args.stage) if args.stage is not None else None
     if args.yes and not args.delete:
         raise BadInput("--yes goes with --delete")
     who = local_user()
@@ -350,7 +384,7 @@ def _run_stale(args: argparse.Namespace, ctx: Context) -> int:
     start, end = parse_range(args, ctx)
     warehouse = open_warehouse(ctx)
     start, end = resolve_range(warehouse, start, end, ctx.today)
-    counts = stale.stale_counts(warehouse, ctx.settings, start, end)
+    counts = stale.stale_counts(warehouse, ctx.settings, start, end, stages)
     if counts.empty:
         print(f"No stale rows from {start} to {end}.", file=ctx.out)
         return EXIT_OK
@@ -364,7 +398,7 @@ def _run_stale(args: argparse.Namespace, ctx: Context) -> int:
         return EXIT_BAD_INPUT
     from backfill.launch import delete_stale_rows
 
-    deleted = delete_stale_rows(ctx.settings, start, end, who, warehouse=warehouse)
+    deleted = delete_stale_rows(ctx.settings, start, end, who, warehouse=warehouse, stages=stages)
     print(
         f"Deleted the stale rows of {plural(deleted['game_date'].nunique(), 'date')} in one transaction "
         f"(recorded in the ledger as done by {who}).",

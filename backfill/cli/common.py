@@ -56,6 +56,12 @@ def common_options() -> argparse.ArgumentParser:
         "(default: BACKFILL_WAREHOUSE, the config file, or data/warehouse.duckdb)",
     )
     common.add_argument(
+        "--pipeline",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="pipeline file (default: BACKFILL_PIPELINE, ./pipeline.toml, or the built-in demo pipeline)",
+    )
+    common.add_argument(
         "--debug",
         action="store_true",
         default=argparse.SUPPRESS,
@@ -74,7 +80,7 @@ def add_range_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stage",
         metavar="STAGE",
-        help="only this stage: mlfs or predictions (default: both)",
+        help="only this stage of the pipeline, e.g. mlfs or predictions (default: all)",
     )
 
 

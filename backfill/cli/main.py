@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: BACKFILL_WAREHOUSE, the config file, or data/warehouse.duckdb)",
     )
     parser.add_argument(
+        "--pipeline",
+        metavar="PATH",
+        default=None,
+        help="pipeline file (default: BACKFILL_PIPELINE, ./pipeline.toml, or the built-in demo pipeline)",
+    )
+    parser.add_argument(
         "--debug", action="store_true", default=False, help="show the traceback of an unexpected error"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
@@ -91,7 +97,7 @@ def main(
     except SystemExit as exit_:  # --help, --version and usage errors
         return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
     try:
-        settings = load_settings(environ)
+        settings = load_settings(environ, pipeline=args.pipeline)
         if args.warehouse:
             settings = settings.replace(warehouse=args.warehouse)
         from backfill.warehouse import parse_url

@@ -19,7 +19,6 @@ from backfill.cli.common import (
     text_table,
 )
 from backfill.errors import BadInput
-from backfill.validate import STAGES, check_stages
 
 MAX_DEMO_SEASONS = 40
 """Most seasons ``demo`` builds (the incident season and earlier ones)."""
@@ -132,7 +131,8 @@ def add_coverage(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "coverage",
         parents=[common],
         help="coverage of each stage by month or by date",
-        description="Coverage of MLFS and predictions over player_game_summary, by month (the team's "
+        description="Coverage of each stage of the pipeline over its reference data (built-in: MLFS and "
+        "predictions over player_game_summary), by month (the team's "
         "player coverage beside player-game coverage) or by date, with each period's status. "
         "Without --start/--end, the whole data.",
     )
@@ -150,7 +150,7 @@ def add_coverage(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _run_coverage(args: argparse.Namespace, ctx: Context) -> int:
-    stages = check_stages(args.stage) if args.stage is not None else None
+    stages = ctx.settings.pipeline.check_stages(args.stage) if args.stage is not None else None
     start, end = parse_range(args, ctx)
     warehouse = open_warehouse(ctx)
     try:
@@ -187,7 +187,7 @@ _GAP_TEXT_COLUMNS = [
     ("covered", "covered"),
     ("player-game %", "player_game_coverage_pct"),
     ("expected %", "expected_coverage_pct"),
-    ("MLFS %", "upstream_coverage_pct"),
+    ("upstream %", "upstream_coverage_pct"),
     ("reason", "reason"),
 ]
 
@@ -211,7 +211,7 @@ def add_gaps(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _run_gaps(args: argparse.Namespace, ctx: Context) -> int:
-    stages = check_stages(args.stage) if args.stage is not None else None
+    stages = ctx.settings.pipeline.check_stages(args.stage) if args.stage is not None else None
     start, end = parse_range(args, ctx)
     if args.output:
         from backfill.export import check_report_path
@@ -224,7 +224,11 @@ def _run_gaps(args: argparse.Namespace, ctx: Context) -> int:
 
         start, end = resolve_range(warehouse, start, end, ctx.today)
         # Runs and their outcomes, for the hand-off note; a ledger that does not exist is not created.
-        runs = ledger_runs(ctx.settings.ledger, start, end, stages or STAGES) if args.output else None
+        runs = (
+            ledger_runs(ctx.settings.ledger, start, end, stages or ctx.settings.pipeline.stage_names)
+            if args.output
+            else None
+        )
         report = gap_report(warehouse, ctx.settings, start, end, stage=stages, runs=runs)
     finally:
         warehouse.close()

@@ -1,46 +1,37 @@
-"""Stage processors: set-based SQL that recomputes whole dates of a stage's table.
+"""Stage processors: what writes a stage's rows for a batch of dates (SPEC 7.2).
 
-Each stage has one GoogleSQL statement that computes every row of a set of dates with window
-functions over the look-back range. :func:`replace_script` wraps it into one transaction that deletes
-the dates' rows and inserts the new ones, so a date is either as before or fully replaced, and no
-stale row survives.
+- ``sql``: the console's own set-based replace, one transaction per batch (:mod:`.sql`), with the
+  built-in statements of :mod:`.mlfs` and :mod:`.predictions`;
+- ``command``: the team's own job, run as a subprocess (:mod:`.command`);
+- ``python``: a ``module:function`` called in the worker (:mod:`.function`).
+
+Whatever the processor, the runner verifies its work afterwards: a processor only says whether its
+attempt finished, and which dates it failed by its own account.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING
 
-from backfill.config import Settings
 from backfill.processors import mlfs, predictions
-from backfill.seasons import season_start
-from backfill.validate import STAGES
+from backfill.processors.base import BatchResult, JobContext, JobFailed, Processor
 
-STAGE_MODULES = {"mlfs": mlfs, "predictions": predictions}
-"""Processor module of each stage; each has ``TABLE``, ``ALIAS``, ``INSERT`` and ``params()``."""
+if TYPE_CHECKING:
+    from backfill.pipeline import Pipeline, Stage
 
-
-def replace_script(stage: str) -> str:
-    """One transaction: delete the dates' rows, insert their recomputed rows."""
-    module = STAGE_MODULES[stage]
-    return (
-        "BEGIN TRANSACTION;\n"
-        f"DELETE FROM {{{module.ALIAS}}} WHERE game_date IN (SELECT d FROM UNNEST(@dates) AS d);\n"
-        f"{module.INSERT};\n"
-        "COMMIT TRANSACTION;"
-    )
+BUILTINS = {"mlfs": mlfs, "predictions": predictions}
+"""The built-in statements a ``sql`` processor may name, by ``builtin``."""
 
 
-def replace_params(stage: str, dates: list[dt.date], settings: Settings, now: dt.datetime) -> dict[str, Any]:
-    """Parameters of :func:`replace_script` for a set of dates, computed at ``now``."""
-    ordered = sorted(set(dates))
-    base = {
-        "dates": ordered,
-        "history_start": season_start(ordered[0]),
-        "end": ordered[-1],
-        "processed_at": now,
-    }
-    return base | STAGE_MODULES[stage].params(settings)
+def processor_for(stage: Stage, pipeline: Pipeline) -> Processor:
+    """The processor object that backfills a stage."""
+    from backfill.processors.command import CommandProcessor
+    from backfill.processors.function import FunctionProcessor
+    from backfill.processors.sql import SqlProcessor
+
+    kinds = {"sql": SqlProcessor, "command": CommandProcessor, "python": FunctionProcessor}
+    assert stage.processor is not None, f"{stage.name} is the reference stage"
+    return kinds[stage.processor.kind](stage, pipeline)
 
 
-__all__ = ["STAGES", "STAGE_MODULES", "replace_params", "replace_script"]
+__all__ = ["BUILTINS", "BatchResult", "JobContext", "JobFailed", "Processor", "processor_for"]

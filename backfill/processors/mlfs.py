@@ -7,20 +7,30 @@ frames end at ``1 PRECEDING``, so a date's own game never leaks into its feature
 player_game_summary row included, which is how outdated rows are recognised later.
 """
 
-from backfill.config import Settings
+from typing import Any
+
 from backfill.seasons import SEASON_SQL
 
-ALIAS = "mlfs"
-
 COLUMNS = (
-    "game_date, player_lookup, team_abbr, points_avg_last_5, points_avg_last_10, "
-    "minutes_avg_last_5, minutes_avg_last_10, points_avg_season, rest_days, history_games, "
-    "feature_version, source_processed_at, processed_at"
+    "game_date",
+    "player_lookup",
+    "team_abbr",
+    "points_avg_last_5",
+    "points_avg_last_10",
+    "minutes_avg_last_5",
+    "minutes_avg_last_10",
+    "points_avg_season",
+    "rest_days",
+    "history_games",
+    "feature_version",
+    "source_processed_at",
+    "processed_at",
 )
+"""The columns this statement writes (a target table's other columns are checked before a run)."""
 
 _PRIOR = "PARTITION BY player_lookup, season ORDER BY game_date ROWS BETWEEN {} PRECEDING AND 1 PRECEDING"
 
-INSERT = f"""INSERT INTO {{mlfs}} ({COLUMNS})
+INSERT = f"""INSERT INTO {{target}} ({", ".join(COLUMNS)})
 SELECT game_date, player_lookup, team_abbr,
   points_avg_last_5, points_avg_last_10, minutes_avg_last_5, minutes_avg_last_10, points_avg_season,
   rest_days, history_games, @feature_version, source_processed_at, @processed_at
@@ -41,13 +51,22 @@ FROM (
     SELECT game_date, player_lookup, {SEASON_SQL} AS season,
       MAX(team_abbr) AS team_abbr, MAX(points) AS points, MAX(minutes_played) AS minutes_played,
       MAX(processed_at) AS processed_at
-    FROM {{pgs}}
+    FROM {{upstream}}
     WHERE game_date BETWEEN @history_start AND @end
     GROUP BY game_date, player_lookup
   ) AS games
 ) AS features
-WHERE game_date IN (SELECT d FROM UNNEST(@dates) AS d)"""
+WHERE game_date IN UNNEST(@dates)"""
 
 
-def params(settings: Settings) -> dict:
-    return {"feature_version": settings.feature_version}
+def check_options(spec: dict, where: str) -> tuple[str, ...]:
+    """No options beyond the stage's own fields."""
+    if "systems" in spec:
+        from backfill.errors import BadInput
+
+        raise BadInput(f"{where}.systems is for the predictions statement, not mlfs")
+    return ()
+
+
+def params(stage: Any) -> dict:
+    return {"feature_version": stage.current_version or ""}

@@ -9,10 +9,20 @@ Bootstrap players (fewer than ``min_history_games`` prior games) get no predicti
 MLFS rows without a player_game_summary row (orphans), so a backfill never writes a stale row.
 """
 
-from backfill.config import Settings
+from typing import Any
+
 from backfill.errors import BadInput
 
-ALIAS = "pred"
+COLUMNS = (
+    "game_date",
+    "player_lookup",
+    "system_id",
+    "predicted_points",
+    "model_version",
+    "feature_processed_at",
+    "created_at",
+)
+"""The columns this statement writes (a target table's other columns are checked before a run)."""
 
 SYSTEMS = {
     "weighted_form": "0.5 * f.points_avg_last_5 + 0.3 * f.points_avg_last_10 + 0.2 * f.points_avg_season",
@@ -26,30 +36,42 @@ _FORMULA = (
     + " END"
 )
 
-INSERT = f"""INSERT INTO {{pred}} (game_date, player_lookup, system_id, predicted_points, model_version,
-  feature_processed_at, created_at)
+INSERT = f"""INSERT INTO {{target}} ({", ".join(COLUMNS)})
 SELECT f.game_date, f.player_lookup, s.system_id,
   ROUND(COALESCE({_FORMULA}, f.points_avg_season, 0.0), 2),
   @model_version, f.processed_at, @processed_at
 FROM (
-  SELECT * FROM {{mlfs}}
-  WHERE game_date IN (SELECT d FROM UNNEST(@dates) AS d)
+  SELECT * FROM {{upstream}}
+  WHERE game_date IN UNNEST(@dates)
   QUALIFY ROW_NUMBER() OVER (PARTITION BY game_date, player_lookup ORDER BY processed_at DESC) = 1
 ) AS f
 JOIN (
-  SELECT DISTINCT game_date, player_lookup FROM {{pgs}}
-  WHERE game_date IN (SELECT d FROM UNNEST(@dates) AS d)
+  SELECT DISTINCT game_date, player_lookup FROM {{reference}}
+  WHERE game_date IN UNNEST(@dates)
 ) AS played ON played.game_date = f.game_date AND played.player_lookup = f.player_lookup
 CROSS JOIN (SELECT system_id FROM UNNEST(@systems) AS system_id) AS s
 WHERE f.history_games >= @min_history_games"""
 
 
-def params(settings: Settings) -> dict:
-    unknown = [system for system in settings.prediction_systems if system not in SYSTEMS]
+DEFAULT_SYSTEMS = ("weighted_form", "minutes_rate")
+
+
+def check_options(spec: dict, where: str) -> tuple[str, ...]:
+    """The prediction systems to write, checked when the pipeline file is read (before any write)."""
+    systems = spec.get("systems", list(DEFAULT_SYSTEMS))
+    if not isinstance(systems, list) or not systems or not all(isinstance(s, str) for s in systems):
+        raise BadInput(f"{where}.systems must be a non-empty list of names")
+    unknown = [system for system in systems if system not in SYSTEMS]
     if unknown:
-        raise BadInput(f"unknown prediction system {unknown[0]!r} (known: {', '.join(SYSTEMS)})")
+        raise BadInput(
+            f"{where}.systems: unknown prediction system {unknown[0]!r} (known: {', '.join(SYSTEMS)})"
+        )
+    return tuple(dict.fromkeys(systems))
+
+
+def params(stage: Any) -> dict:
     return {
-        "model_version": settings.model_version,
-        "systems": list(settings.prediction_systems),
-        "min_history_games": settings.min_history_games,
+        "model_version": stage.current_version or "",
+        "systems": list(stage.processor.systems),
+        "min_history_games": stage.bootstrap_min_history,
     }

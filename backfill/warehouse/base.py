@@ -12,7 +12,7 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
@@ -20,6 +20,9 @@ from backfill.config import Settings
 from backfill.validate import check_identifier
 from backfill.warehouse import sql as sqlmod
 from backfill.warehouse.schema import SQL_ALIASES, TABLES, Table
+
+if TYPE_CHECKING:
+    from backfill.pipeline import Stage
 
 Params = Mapping[str, Any]
 
@@ -62,10 +65,24 @@ class Warehouse(ABC):
         return self.settings.datasets[table.role]
 
     def table_refs(self) -> dict[str, str]:
-        """Quoted GoogleSQL reference of every table, by table name and by template alias."""
+        """Quoted GoogleSQL reference of every table: the demo's by table name and short alias, and
+        each pipeline stage's table by stage name (a stage's name wins over a demo alias)."""
         refs = {name: self.table_ref(table) for name, table in TABLES.items()}
         refs.update({alias: self.table_ref(table) for alias, table in SQL_ALIASES.items()})
+        refs.update({stage.name: self.stage_ref(stage) for stage in self.settings.pipeline.stages})
         return refs
+
+    def stage_ref(self, stage: Stage) -> str:
+        """Quoted GoogleSQL reference of a stage's table (its dataset renamed as the settings say)."""
+        return self.name_ref(self.settings.dataset_name(stage.dataset), stage.table)
+
+    def stage_columns(self, stage: Stage) -> list[tuple[str, bool]]:
+        """(name, required) of each column of a stage's table; BadInput when it does not exist."""
+        return self.table_columns(self.settings.dataset_name(stage.dataset), stage.table)
+
+    def table_ref(self, table: Table) -> str:
+        """Quoted GoogleSQL reference of one of the demo's tables."""
+        return self.name_ref(self.dataset(table), table.name)
 
     def prepare(self, template: str) -> tuple[str, ...]:
         """Render a template's table names and translate it to this warehouse's dialect."""
@@ -107,6 +124,17 @@ class Warehouse(ABC):
             ddl = f"CREATE TABLE IF NOT EXISTS {{{table.name}}} ({columns}){self._table_options(table)}"
             self.execute(ddl)
 
+    def create_table(self, stage: Stage) -> None:
+        """Create a pipeline stage's table from its declared ``columns`` if it is missing."""
+        columns = ", ".join(f"{name} {kind}" for name, kind in stage.columns)
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS {{{stage.name}}} ({columns}){self._stage_table_options(stage)}"
+        )
+
+    def _stage_table_options(self, stage: Stage) -> str:
+        """Text after a stage table's column list (partitioning, clustering)."""
+        return ""
+
     def drop_tables(self) -> None:
         """Drop the three tables (the demo builder starts from nothing)."""
         for table in TABLES.values():
@@ -125,12 +153,22 @@ class Warehouse(ABC):
     # -- what adapters provide --------------------------------------------------------------
 
     @abstractmethod
-    def table_ref(self, table: Table) -> str:
-        """Quoted GoogleSQL reference of a table."""
+    def name_ref(self, dataset: str, table: str) -> str:
+        """Quoted GoogleSQL reference of a table by dataset and name (both validated identifiers)."""
 
     @abstractmethod
     def describe(self) -> str:
         """One line naming this warehouse for people (no secrets)."""
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """The warehouse URL that reaches this warehouse again from any process (a run records it)."""
+
+    @abstractmethod
+    def table_columns(self, dataset: str, table: str) -> list[tuple[str, bool]]:
+        """(name, required) of each column of a table; BadInput when the table does not exist. A
+        metadata lookup, not counted as a statement (on BigQuery it is an API call, not a job)."""
 
     @abstractmethod
     def load_frame(self, table: Table, frame: pd.DataFrame) -> None:

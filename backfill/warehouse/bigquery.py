@@ -144,8 +144,21 @@ class BigQueryWarehouse(Warehouse):
         where = f" (emulator at {self.emulator_host})" if self.emulator_host else ""
         return f"BigQuery project {self.project}{where}"
 
-    def table_ref(self, table: Table) -> str:
-        return f"`{self._table_id(table)}`"
+    @property
+    def url(self) -> str:
+        return f"bigquery://{self.project}"
+
+    def name_ref(self, dataset: str, table: str) -> str:
+        return f"`{self.project}.{dataset}.{table}`"
+
+    def table_columns(self, dataset: str, table: str) -> list[tuple[str, bool]]:
+        try:
+            remote = self.client.get_table(
+                f"{self.project}.{dataset}.{table}", timeout=self.settings.query_timeout_s
+            )
+        except NotFound:
+            raise BadInput(f"table {dataset}.{table} does not exist in {self.describe()}") from None
+        return [(field.name, field.mode == "REQUIRED") for field in remote.schema]
 
     def _table_id(self, table: Table) -> str:
         return f"{self.project}.{self.dataset(table)}.{table.name}"
@@ -277,6 +290,9 @@ class BigQueryWarehouse(Warehouse):
 
     def _table_options(self, table: Table) -> str:
         return " PARTITION BY game_date CLUSTER BY player_lookup"
+
+    def _stage_table_options(self, stage) -> str:
+        return f" PARTITION BY {stage.date_column} CLUSTER BY {stage.player_column}"
 
     def existing_tables(self) -> dict[str, dict[str, str]]:
         """The labels of each of the three tables that exists (tables that do not are left out)."""

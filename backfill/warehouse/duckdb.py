@@ -25,6 +25,7 @@ import tenacity
 
 from backfill.config import Settings
 from backfill.crashpoints import IN_TRANSACTION, crash_point
+from backfill.errors import BadInput
 from backfill.faults import is_lock_conflict
 from backfill.warehouse.base import Warehouse, dates_to_python
 from backfill.warehouse.schema import Table
@@ -67,8 +68,23 @@ class DuckDBWarehouse(Warehouse):
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
 
-    def table_ref(self, table: Table) -> str:
-        return f"`{self.dataset(table)}`.`{table.name}`"
+    @property
+    def url(self) -> str:
+        return self.path if self.path == ":memory:" else str(Path(self.path).resolve())
+
+    def name_ref(self, dataset: str, table: str) -> str:
+        return f"`{dataset}`.`{table}`"
+
+    def table_columns(self, dataset: str, table: str) -> list[tuple[str, bool]]:
+        with self._cursor() as connection:
+            rows = connection.execute(
+                "SELECT column_name, is_nullable FROM information_schema.columns"
+                " WHERE table_schema = $dataset AND table_name = $table ORDER BY ordinal_position",
+                {"dataset": dataset, "table": table},
+            ).fetchall()
+        if not rows:
+            raise BadInput(f"table {dataset}.{table} does not exist in {self.describe()}")
+        return [(name, nullable == "NO") for name, nullable in rows]
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

@@ -1,4 +1,7 @@
-"""The three pipeline tables: their dataset role, columns (GoogleSQL types) and keys."""
+"""The demo's three tables: their dataset role, columns (GoogleSQL types) and keys.
+
+What the demo builds; the console itself knows stages only through the pipeline file.
+"""
 
 from __future__ import annotations
 
@@ -96,9 +99,6 @@ TABLES: dict[str, Table] = {
     table.name: table for table in (PLAYER_GAME_SUMMARY, ML_FEATURE_STORE, PLAYER_PROP_PREDICTIONS)
 }
 """Every table by name, upstream first."""
-
-STAGE_TABLES: dict[str, Table] = {"mlfs": ML_FEATURE_STORE, "predictions": PLAYER_PROP_PREDICTIONS}
-"""The table each backfill stage writes."""
 
 SQL_ALIASES = {"pgs": PLAYER_GAME_SUMMARY, "mlfs": ML_FEATURE_STORE, "pred": PLAYER_PROP_PREDICTIONS}
 """Short names that SQL templates use as ``{pgs}``, ``{mlfs}``, ``{pred}``."""

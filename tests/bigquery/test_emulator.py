@@ -18,9 +18,10 @@ import pytest
 from google.api_core.exceptions import BadRequest
 
 from backfill import coverage, demo, stale
-from backfill.processors import replace_params, replace_script
 from backfill.warehouse.bigquery import BigQueryWarehouse
 from backfill.warehouse.schema import TABLES
+from tests.builtin import STAGES, replace_params, replace_script
+from tests.builtin import TABLES as BUILTIN_TABLES
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +77,13 @@ def test_stale_counts_are_the_same_as_duckdb(emulator_demo, duckdb_demo, emulato
     assert set(expected["category"]) == set(stale.CATEGORIES)
 
 
-@pytest.mark.parametrize("table", list(stale.FLAGGED))
+@pytest.mark.parametrize("stage", STAGES)
 def test_stale_preview_is_the_same_as_duckdb(
-    emulator_demo, duckdb_demo, emulator_settings, full_range, table
+    emulator_demo, duckdb_demo, emulator_settings, full_range, stage
 ):
-    expected = stale.stale_preview(duckdb_demo, emulator_settings, table, *full_range, limit=50)
-    actual = stale.stale_preview(emulator_demo, emulator_settings, table, *full_range, limit=50)
-    key = [column for column in TABLES[table].key] + list(stale.CATEGORIES)
+    expected = stale.stale_preview(duckdb_demo, emulator_settings, stage, *full_range, limit=50)
+    actual = stale.stale_preview(emulator_demo, emulator_settings, stage, *full_range, limit=50)
+    key = [column for column in TABLES[BUILTIN_TABLES[stage]].key] + list(stale.CATEGORIES)
     assert len(actual) == len(expected) > 0
     pd.testing.assert_frame_equal(
         actual[key].sort_values(key).reset_index(drop=True),

@@ -38,7 +38,7 @@ def environ(bigquery_emulator, emulator_settings, tmp_path_factory) -> dict[str,
         "BACKFILL_PRECOMPUTE_DATASET": emulator_settings.precompute_dataset,
         "BACKFILL_PREDICTIONS_DATASET": emulator_settings.predictions_dataset,
         "BACKFILL_LEDGER": str(home / "ledger.sqlite"),
-        "BACKFILL_CONFIG": str(home / "no-config.toml"),
+        "BACKFILL_CONFIG": os.devnull,
     }
 
 
@@ -58,7 +58,7 @@ def duckdb_monthly(tmp_path_factory) -> list[dict]:
     """``coverage --by month --format json`` of the DuckDB demo of the same seed (in-process)."""
     path = tmp_path_factory.mktemp("reference") / "warehouse.duckdb"
     environ = {
-        "BACKFILL_CONFIG": str(path.parent / "no-config.toml"),
+        "BACKFILL_CONFIG": os.devnull,
         "BACKFILL_LEDGER": str(path.parent / "l.db"),
     }
     out = io.StringIO()
@@ -144,5 +144,5 @@ def test_runs_show_the_statements_the_backfill_sent(december_run, environ):
     run_id = december_run.stdout.split()[1]
     shown = backfill(environ, "runs", "show", run_id)
     assert shown.returncode == 0, shown.stderr
-    assert f"on BigQuery project {PROJECT}" in shown.stdout
+    assert f"on bigquery://{PROJECT}" in shown.stdout
     assert "11 warehouse statements" in shown.stdout

@@ -14,10 +14,10 @@ from google.api_core.exceptions import ServiceUnavailable
 
 from backfill import coverage, stale
 from backfill.ledger import Ledger
-from backfill.processors import replace_params, replace_script
 from backfill.request import BackfillRequest
 from backfill.runner import create_run, execute_run
 from tests.bigquery.clients import Fault, FaultyClient, client_of, first_word
+from tests.builtin import PIPELINE, replace_params, replace_script
 
 DEC_1, DEC_9, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 9), dt.date(2021, 12, 31)
 LATER = dt.datetime(2023, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -159,7 +159,9 @@ def test_after_the_faults_december_is_complete_with_no_duplicate_and_no_lost_row
           (SELECT COUNT(*) FROM {mlfs} WHERE game_date BETWEEN @a AND @b) AS mlfs_rows,
           (SELECT COUNT(*) FROM {mlfs} WHERE game_date BETWEEN @a AND @b AND history_games >= @h) AS expected,
           (SELECT COUNT(*) FROM {pred} WHERE game_date BETWEEN @a AND @b) AS prediction_rows""",
-        {"a": DEC_1, "b": DEC_31, "h": run_settings.min_history_games},
+        {"a": DEC_1, "b": DEC_31, "h": PIPELINE.stage("predictions").bootstrap_min_history},
     ).iloc[0]
     assert counts["mlfs_rows"] == counts["player_games"] > 3000
-    assert counts["prediction_rows"] == counts["expected"] * len(run_settings.prediction_systems)
+    assert counts["prediction_rows"] == counts["expected"] * len(
+        PIPELINE.stage("predictions").processor.systems
+    )

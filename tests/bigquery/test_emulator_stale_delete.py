@@ -9,6 +9,7 @@ import pytest
 
 from backfill import stale
 from backfill.warehouse.schema import TABLES
+from tests.builtin import TABLES as BUILTIN_TABLES
 
 DEC_1, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 31)
 
@@ -32,7 +33,7 @@ def test_the_same_rows_were_deleted_as_on_duckdb(emulator_deleted, duckdb_delete
     pd.testing.assert_frame_equal(emulator_deleted, duckdb_deleted)
 
 
-@pytest.mark.parametrize("table", list(stale.FLAGGED))
+@pytest.mark.parametrize("table", list(BUILTIN_TABLES.values()))
 def test_the_rows_left_are_the_same_as_on_duckdb(
     emulator_deleted, duckdb_deleted, emulator_demo, duckdb_demo, table
 ):

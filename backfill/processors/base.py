@@ -1,0 +1,86 @@
+"""What every processor shares: the context of a batch, its result, and a job's failure."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from backfill.errors import BackfillError
+
+if TYPE_CHECKING:
+    from backfill.config import Settings
+    from backfill.pipeline import Pipeline, Stage
+    from backfill.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a processor may use for one batch: where to write, for which run, and a log."""
+
+    warehouse: Warehouse
+    settings: Settings
+    run_id: str
+    stage: str
+    now: dt.datetime
+    log: Callable[[str], None] = field(default=lambda line: None, compare=False)
+
+    @property
+    def warehouse_url(self) -> str:
+        return self.warehouse.url
+
+
+@dataclass
+class BatchResult:
+    """How an attempt at a batch ended, by the processor's own account (verification follows)."""
+
+    failed: dict[dt.date, str] = field(default_factory=dict)
+    """Dates the job said it failed, with its error message."""
+
+
+class JobFailed(BackfillError):
+    """A job's attempt failed as a whole. ``str()`` is the last lines of its output, which is what
+    :mod:`backfill.faults` classifies; ``how`` says how it ended (exit code, timeout, signal)."""
+
+    def __init__(self, how: str, output_tail: str):
+        super().__init__(output_tail or how)
+        self.how = how
+
+    def describe(self) -> str:
+        return f"{self.how}: {self}" if str(self) != self.how else self.how
+
+
+class Processor:
+    """Backfills one stage for a batch of dates; subclasses implement :meth:`run`."""
+
+    holds_warehouse = True
+    """Whether the work runs through this process's warehouse connection (False: another process
+    writes, so the runner releases an embedded warehouse file while it works)."""
+
+    def __init__(self, stage: Stage, pipeline: Pipeline):
+        self.stage = stage
+        self.pipeline = pipeline
+        self.config = stage.processor
+
+    @property
+    def batch_size(self) -> int | None:
+        return self.config.batch_size if self.config else None
+
+    @property
+    def max_parallel(self) -> int:
+        return self.config.max_parallel if self.config else 1
+
+    @property
+    def clean_stale(self) -> bool:
+        return bool(self.config and self.config.clean_stale)
+
+    def preflight(self, warehouse: Warehouse) -> list[str]:
+        """Check before any write; raise BadInput to stop the run, or return warnings for the plan."""
+        return []
+
+    def run(self, dates: list[dt.date], context: JobContext) -> BatchResult:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.config.kind if self.config else None}

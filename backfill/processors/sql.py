@@ -1,0 +1,98 @@
+"""The ``sql`` processor: the console's own set-based replace of whole dates.
+
+A built-in statement computes every row of a batch of dates with window functions over the
+look-back range; :meth:`SqlProcessor.script` wraps it in one transaction that deletes the dates'
+rows and inserts the new ones, so a date is either as before or fully replaced and no stale row
+survives. Before a run, the target table's columns are compared with those the statement writes:
+a REQUIRED column it does not write stops the run; a NULLABLE one is named in the dry run, since
+the replace leaves it NULL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from backfill.errors import BadInput
+from backfill.processors.base import BatchResult, JobContext, Processor
+from backfill.seasons import season_start
+from backfill.warehouse import Warehouse
+
+
+def dates_filter(column: str) -> str:
+    """The prunable test of a column against the ``@dates`` array (BigQuery prunes partitions on it)."""
+    return f"{column} IN UNNEST(@dates)"
+
+
+class SqlProcessor(Processor):
+    """Replace a batch of dates with the built-in statement's rows, in one transaction."""
+
+    def __init__(self, stage, pipeline):
+        super().__init__(stage, pipeline)
+        from backfill.processors import BUILTINS
+
+        self.statement = BUILTINS[self.config.builtin]
+
+    def script(self) -> str:
+        """One transaction: delete the dates' rows, insert their recomputed rows."""
+        aliases = {
+            "{target}": "{" + self.stage.name + "}",
+            "{upstream}": "{" + self.pipeline.upstream(self.stage).name + "}",
+            "{reference}": "{" + self.pipeline.reference.name + "}",
+        }
+        insert = self.statement.INSERT
+        for placeholder, alias in aliases.items():
+            insert = insert.replace(placeholder, alias)
+        return (
+            "BEGIN TRANSACTION;\n"
+            f"DELETE FROM {{{self.stage.name}}} WHERE {dates_filter(self.stage.date_column)};\n"
+            f"{insert};\n"
+            "COMMIT TRANSACTION;"
+        )
+
+    def params(self, dates: list[dt.date], now: dt.datetime) -> dict[str, Any]:
+        """Parameters of :meth:`script` for a set of dates, computed at ``now``."""
+        ordered = sorted(set(dates))
+        base = {
+            "dates": ordered,
+            "history_start": season_start(ordered[0]),
+            "end": ordered[-1],
+            "processed_at": now,
+        }
+        return base | self.statement.params(self.stage)
+
+    def run(self, dates: list[dt.date], context: JobContext) -> BatchResult:
+        context.warehouse.execute(
+            self.script(),
+            self.params(dates, context.now),
+            labels={"backfill_run": context.run_id, "stage": self.stage.name},
+        )
+        return BatchResult()
+
+    def unwritten_columns(self, warehouse: Warehouse) -> tuple[list[str], list[str]]:
+        """(required, nullable) columns of the target table that the statement does not write."""
+        written = set(self.statement.COLUMNS)
+        columns = warehouse.stage_columns(self.stage)
+        required = [name for name, is_required in columns if name not in written and is_required]
+        nullable = [name for name, is_required in columns if name not in written and not is_required]
+        return required, nullable
+
+    def preflight(self, warehouse: Warehouse) -> list[str]:
+        required, nullable = self.unwritten_columns(warehouse)
+        table = self.stage.table_name
+        if required:
+            raise BadInput(
+                f"{self.stage.name}: {table} has REQUIRED column{'s' if len(required) > 1 else ''} "
+                f"{', '.join(required)} that the built-in {self.config.builtin} statement does not write; "
+                "a replace would fail or lose them (use a command processor for this table)"
+            )
+        if nullable:
+            return [
+                f"{self.stage.name}: {table} column{'s' if len(nullable) > 1 else ''} {', '.join(nullable)} "
+                f"{'are' if len(nullable) > 1 else 'is'} not written by the built-in {self.config.builtin} "
+                "statement and will be NULL on replaced dates"
+            ]
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "sql", "builtin": self.config.builtin}
