@@ -24,6 +24,10 @@ DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 DEFAULT_LEDGER = "data/ledger.sqlite"
 """The run ledger (a SQLite file) that records every backfill, work item and operator action."""
 
+OPERATOR_CLAIMS = ("email", "sub")
+"""Sign-in claims that may name an operator: the e-mail address, or the provider's subject
+(its stable user id, for providers whose e-mail addresses can change or go unverified)."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -51,6 +55,7 @@ class Settings:
     retry_delays: tuple[float, ...] = (30.0, 60.0, 120.0)
 
     operators: tuple[str, ...] = ()
+    operator_claim: str = "email"
     cache_ttl_s: int = 60
 
     def replace(self, **changes: Any) -> Settings:
@@ -132,6 +137,10 @@ def _check(settings: Settings) -> None:
         raise BadInput("max_attempts must be 1 or more")
     if any(delay < 0 for delay in settings.retry_delays):
         raise BadInput("retry_delays must not be negative")
+    if settings.operator_claim not in OPERATOR_CLAIMS:
+        raise BadInput(
+            f"operator_claim must be one of {', '.join(OPERATOR_CLAIMS)}, not {settings.operator_claim!r}"
+        )
 
 
-__all__ = ["DEFAULT_LEDGER", "DEFAULT_WAREHOUSE", "Settings", "load_settings"]
+__all__ = ["DEFAULT_LEDGER", "DEFAULT_WAREHOUSE", "OPERATOR_CLAIMS", "Settings", "load_settings"]
