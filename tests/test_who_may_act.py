@@ -42,7 +42,7 @@ def test_sign_in_without_an_operator_list_lets_nobody_act_even_by_a_forged_click
     # server's OS user (LOCAL_USER here). AppTest's user with is_logged_in is [auth] configured.
     app.user = user
     sidebar = texts(app.run().sidebar.caption)
-    assert "No operator list: viewing only." in sidebar
+    assert "Viewing only: no operators are listed (set BACKFILL_OPERATORS)." in sidebar
     assert LOCAL_USER not in sidebar
     at = app.switch_page(BACKFILL_PAGE).run()
     launch = at.button(key="backfill_launch")

@@ -77,7 +77,7 @@ def identify(user: Mapping[str, Any], settings: Settings, local: Callable[[], st
             None,
             False,
             (f"Signed in as {shown}." if signed_in else "Not signed in.")
-            + " No operator list: viewing only.",
+            + " Viewing only: no operators are listed (set BACKFILL_OPERATORS).",
             reason="Sign-in is configured but no operators are listed, so nobody may act: list them in "
             f"the operators setting (BACKFILL_OPERATORS), by {settings.operator_claim}.",
             signed_in=signed_in,
