@@ -33,6 +33,10 @@ DEMO_DATASETS = {
 DEFAULT_LEDGER = "data/ledger.sqlite"
 """The run ledger (a SQLite file) that records every backfill, work item and operator action."""
 
+OPERATOR_CLAIMS = ("email", "sub")
+"""Sign-in claims that may name an operator: the e-mail address, or the provider's subject
+(its stable user id, for providers whose e-mail addresses can change or go unverified)."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -55,6 +59,7 @@ class Settings:
     retry_delays: tuple[float, ...] = (30.0, 60.0, 120.0)
 
     operators: tuple[str, ...] = ()
+    operator_claim: str = "email"
     cache_ttl_s: int = 60
 
     pipeline: Pipeline = field(default_factory=builtin_pipeline, compare=False)
@@ -156,6 +161,10 @@ def _check(settings: Settings) -> None:
         raise BadInput("max_attempts must be 1 or more")
     if any(not 0 <= delay <= 3600 for delay in settings.retry_delays):  # NaN fails both comparisons
         raise BadInput("retry_delays must be numbers of seconds from 0 to 3600")
+    if settings.operator_claim not in OPERATOR_CLAIMS:
+        raise BadInput(
+            f"operator_claim must be one of {', '.join(OPERATOR_CLAIMS)}, not {settings.operator_claim!r}"
+        )
 
 
-__all__ = ["DEFAULT_LEDGER", "DEFAULT_WAREHOUSE", "Settings", "load_settings"]
+__all__ = ["DEFAULT_LEDGER", "DEFAULT_WAREHOUSE", "OPERATOR_CLAIMS", "Settings", "load_settings"]

@@ -1,15 +1,17 @@
 """Who is using the console, and may they act (SPEC 4.9).
 
 Viewing is open to everyone. Launching, rerunning, resuming and cancelling backfills and deleting
-stale rows are for operators (``settings.operators``). Four situations:
+stale rows are for operators (``settings.operators``). The situations:
 
-- no operator list: single-user local mode; whoever runs the console acts as the OS user
-  (:func:`backfill.access.local_user`), as the CLI does;
-- signed in with Streamlit authentication (``[auth]`` in ``.streamlit/secrets.toml``, ``st.login``):
-  the user's email is who acts, and may act if it is on the operator list;
-- authentication configured but not signed in: viewing only, with a "Log in" button;
-- an operator list without authentication: viewing only, since the console cannot know who is
-  at the browser (the server's OS user is not the visitor).
+- no sign-in and no operator list: single-user local mode; whoever runs the console acts as the
+  OS user (:func:`backfill.access.local_user`), as the CLI does;
+- sign-in configured (``[auth]`` in ``.streamlit/secrets.toml``, ``st.login``) and an operator
+  list: a signed-in user acts under their ``operator_claim`` (e-mail by default, or the provider's
+  subject) and may act if it is on the list; not signed in: viewing only, with a "Log in" button;
+- sign-in configured and no operator list: nobody acts from the console, signed in or not (the
+  server's OS user is not the visitor); the page says to list operators;
+- an operator list without sign-in: viewing only, since the console cannot know who is at the
+  browser.
 
 The pages only decide what to enable; the backend refuses an action to anyone but an operator
 whatever the page shows (``require_operator`` in :mod:`backfill.launch`), and records who acted.
@@ -30,7 +32,7 @@ from typing import Any
 import streamlit as st
 from streamlit.errors import StreamlitAuthError
 
-from backfill.access import is_operator, local_user
+from backfill.access import is_operator, local_user, signed_in_name
 from backfill.config import Settings
 
 
@@ -52,35 +54,36 @@ class Identity:
 def identify(user: Mapping[str, Any], settings: Settings, local: Callable[[], str] = local_user) -> Identity:
     """The identity of a session from its ``st.user`` mapping and the operator list."""
     operators = ", ".join(settings.operators)
-    auth_configured = "is_logged_in" in user
-    email = user.get("email") if user.get("is_logged_in") else None
-    if email:
+    if "is_logged_in" not in user:  # no [auth] section: nobody can sign in
         if not settings.operators:
+            who = local()
             return Identity(
-                email,
-                True,
-                f"Signed in as {email}. No operator list is configured, so everyone signed in may act.",
-                signed_in=True,
+                who, True, f"Single-user local mode: no operator list is configured, so you act as {who}."
             )
-        if is_operator(settings, email):
-            return Identity(email, True, f"Signed in as {email} (operator).", signed_in=True)
         return Identity(
-            email,
+            None,
             False,
-            f"Signed in as {email} (viewer). Operators: {operators}.",
-            reason=f"{email} is not an operator, so launching, rerunning and cancelling are disabled "
-            f"(operators: {operators}).",
-            signed_in=True,
+            f"Viewing only: operators are configured ({operators}) but sign-in is not.",
+            reason="Operators are configured but sign-in is not ([auth] in .streamlit/secrets.toml), "
+            "so the console cannot tell who you are: viewing only.",
         )
+    signed_in = bool(user.get("is_logged_in"))
+    name = signed_in_name(settings, user) if signed_in else None
+    shown = name or user.get("email") or user.get("sub") or "a user the provider did not name"
     if not settings.operators:
-        who = local()
+        # Sign-in without a list: the server's own user is not the visitor, and being signed in
+        # proves nothing about who should act, so nobody acts (the backend refuses who=None).
         return Identity(
-            who,
-            True,
-            f"Single-user local mode: no operator list is configured, so you act as {who}.",
-            can_log_in=auth_configured,
+            None,
+            False,
+            (f"Signed in as {shown}." if signed_in else "Not signed in.")
+            + " Viewing only: no operators are listed (set BACKFILL_OPERATORS).",
+            reason="Sign-in is configured but no operators are listed, so nobody may act: list them in "
+            f"the operators setting (BACKFILL_OPERATORS), by {settings.operator_claim}.",
+            signed_in=signed_in,
+            can_log_in=not signed_in,
         )
-    if auth_configured:
+    if not signed_in:
         return Identity(
             None,
             False,
@@ -88,12 +91,24 @@ def identify(user: Mapping[str, Any], settings: Settings, local: Callable[[], st
             reason="Log in to launch, rerun or cancel backfills; only operators may.",
             can_log_in=True,
         )
+    if name is None:
+        return Identity(
+            None,
+            False,
+            f"Signed in as {shown} (viewer). Operators: {operators}.",
+            reason=f"The sign-in provider gave no verified {settings.operator_claim} for you, "
+            "so launching, rerunning and cancelling are disabled.",
+            signed_in=True,
+        )
+    if is_operator(settings, name):
+        return Identity(name, True, f"Signed in as {name} (operator).", signed_in=True)
     return Identity(
-        None,
+        name,
         False,
-        f"Viewing only: operators are configured ({operators}) but sign-in is not.",
-        reason="Operators are configured but sign-in is not ([auth] in .streamlit/secrets.toml), "
-        "so the console cannot tell who you are: viewing only.",
+        f"Signed in as {name} (viewer). Operators: {operators}.",
+        reason=f"{name} is not an operator, so launching, rerunning and cancelling are disabled "
+        f"(operators: {operators}).",
+        signed_in=True,
     )
 
 

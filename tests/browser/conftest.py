@@ -4,8 +4,11 @@ Debian's Chromium through Playwright. Screenshots of every step go to artifacts/
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import pytest
 
 from backfill.config import Settings
 from backfill.demo import build_demo_file
+from backfill.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "journeys"
@@ -57,41 +61,146 @@ def fresh_console(tmp_path_factory):
         yield url
 
 
-def _serve(tmp_path_factory):
+def _wait_until(ready, what: str, log: Path, timeout_s: float = 60) -> None:
+    """Poll ``ready()`` until it is true or the deadline passes (then fail, naming the log)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if ready():
+                return
+        time.sleep(0.3)
+    pytest.fail(f"{what} did not start within {timeout_s:g} s; see {log}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _serve(tmp_path_factory, env: dict[str, str] | None = None, args: tuple[str, ...] = (), prepare=None):
+    """Serve the console on a fresh demo warehouse and ledger; yields (base URL, settings).
+
+    ``env`` and ``args`` add to the server's environment and ``streamlit run`` options;
+    ``prepare(environment)`` runs before the server starts (for example to record a run)."""
     data = tmp_path_factory.mktemp("journey-data")
     settings = Settings(warehouse=str(data / "warehouse.duckdb"), ledger=str(data / "ledger.sqlite"))
     build_demo_file(settings.warehouse, settings)
     port = _free_port()
-    env = os.environ | {
-        "BACKFILL_WAREHOUSE": settings.warehouse,
-        "BACKFILL_LEDGER": settings.ledger,
-        "BACKFILL_RETRY_DELAYS": "0,0,0",
-        "PYTHONPATH": str(ROOT),
-    }
-    log = open(data / "streamlit.log", "w")  # noqa: SIM115 - open for the server's whole life
+    environment = (
+        os.environ
+        | {
+            "BACKFILL_WAREHOUSE": settings.warehouse,
+            "BACKFILL_LEDGER": settings.ledger,
+            "BACKFILL_RETRY_DELAYS": "0,0,0",
+            "PYTHONPATH": str(ROOT),
+        }
+        | (env or {})
+    )
+    if prepare is not None:
+        prepare(environment)
+    log_path = data / "streamlit.log"
+    log = open(log_path, "w")  # noqa: SIM115 - open for the server's whole life
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         *args],
+        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        pytest.fail(f"streamlit did not start; see {data / 'streamlit.log'}")
-    yield url, settings
-    server.terminate()
     try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+        _wait_until(
+            lambda: urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok",
+            "streamlit",
+            log_path,
+        )
+        yield url, settings
+    finally:
+        _stop(server)
+        log.close()
+
+
+# -- sign-in through a real OpenID Connect provider ---------------------------------------------
+
+OPERATOR = {"sub": "ada-0001", "email": "ada@example.com", "email_verified": True, "name": "Ada Operator"}
+"""A user the provider knows, signed in with one click on its authorization page. Subject and
+e-mail differ, so the journeys show which claim names the operator (``operator_claim``)."""
+
+VIEWER_EMAIL = "viewer@example.com"
+"""A user typed on the provider's authorization page: the provider makes its e-mail the subject."""
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory):
+    """oidc-provider-mock on a free loopback port, knowing ``OPERATOR``: its base URL."""
+    if importlib.util.find_spec("oidc_provider_mock") is None:
+        _missing("oidc-provider-mock is not installed (requirements-dev.txt)")
+    log_path = tmp_path_factory.mktemp("oidc-provider") / "provider.log"
+    port = _free_port()
+    with open(log_path, "w") as log:
+        provider = subprocess.Popen(
+            [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--user-claims", json.dumps(OPERATOR)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until(
+                lambda: (
+                    json.load(urllib.request.urlopen(f"{url}/.well-known/openid-configuration", timeout=2))[
+                        "issuer"
+                    ]
+                    == url
+                ),
+                "the OpenID Connect provider",
+                log_path,
+            )
+            yield url
+        finally:
+            _stop(provider)
+
+
+def _secrets_file(directory: Path, provider_url: str) -> Path:
+    """The console's ``[auth]`` section pointing at the provider, as the README shows it."""
+    path = directory / "secrets.toml"
+    path.write_text(
+        "[auth]\n"
+        'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        f'cookie_secret = "{secrets.token_hex(32)}"\n'
+        'client_id = "prediction-coverage-console"\n'
+        'client_secret = "any-secret-the-test-provider-accepts"\n'
+        f'server_metadata_url = "{provider_url}/.well-known/openid-configuration"\n'
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def signed_in_console(tmp_path_factory, oidc_provider):
+    """A console with sign-in through ``oidc_provider`` and ``OPERATOR`` as its only operator, whose
+    ledger already holds one run with a blocked date (something to rerun): (base URL, settings, run id).
+
+    Streamlit reads the secrets file named by ``--secrets.files`` instead of the working
+    directory's ``.streamlit/secrets.toml``, so the repository's own file (if any) is left alone."""
+    secrets_path = _secrets_file(tmp_path_factory.mktemp("console-secrets"), oidc_provider)
+    operators = {"BACKFILL_OPERATORS": OPERATOR["email"], "BACKFILL_OPERATOR_CLAIM": "email"}
+
+    def record_a_blocked_run(environment: dict[str, str]) -> None:
+        # Through the CLI, as the operator: Dec 9's predictions meet the MLFS gate (exit 1).
+        cli = subprocess.run(
+            [sys.executable, "-m", "backfill", "run", "--dates", "2021-12-09", "--stages", "predictions"],
+            cwd=ROOT, env=environment | {"BACKFILL_USER": OPERATOR["email"]}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert cli.returncode == 1, f"the blocked run was not recorded: {cli.stderr.strip()}"
+
+    for url, settings in _serve(
+        tmp_path_factory,
+        env=operators,
+        args=("--secrets.files", str(secrets_path)),
+        prepare=record_a_blocked_run,
+    ):
+        (blocked,) = Ledger(settings.ledger).list_runs()
+        yield url, settings, blocked.run_id
 
 
 @pytest.fixture(scope="session")
@@ -160,3 +269,13 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/browser" in str(item.fspath):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def signed_out_journey(browser, request):
+    """A journey in a browser context of its own (no sign-in cookie from another journey)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30000)
+    yield Journey(page, request.node.name.removeprefix("test_"))
+    context.close()
