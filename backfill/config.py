@@ -34,7 +34,7 @@ class Settings:
     analytics_dataset: str = "nba_analytics"
     precompute_dataset: str = "nba_precompute"
     predictions_dataset: str = "nba_predictions"
-    bigquery_location: str = "US"
+    bigquery_location: str = ""  # empty: the analytics dataset's own location
     maximum_bytes_billed: int = 50 * 1024**3
     query_timeout_s: float = 600.0
 

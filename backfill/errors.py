@@ -11,3 +11,8 @@ class BadInput(BackfillError):
 
 class WarehouseError(BackfillError):
     """A warehouse statement failed; ``__cause__`` holds the client's own exception."""
+
+
+class WarehouseRefused(WarehouseError):
+    """The warehouse refused for a reason that a setting, a quota or a permission must change (not a
+    retry); the message is one line saying what to change, ``__cause__`` the engine's own error."""

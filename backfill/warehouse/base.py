@@ -16,7 +16,10 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from backfill import faults
 from backfill.config import Settings
+from backfill.crashpoints import IN_TRANSACTION, crash_point
+from backfill.errors import WarehouseRefused
 from backfill.validate import check_identifier
 from backfill.warehouse import sql as sqlmod
 from backfill.warehouse.schema import SQL_ALIASES, TABLES, Table
@@ -31,6 +34,16 @@ def param_names(googlesql: str) -> set[str]:
     return set(_PARAM.findall(googlesql))
 
 
+TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})
+"""First words of the statements that open and close a transaction in a script."""
+
+
+def keyword(statement: str) -> str:
+    """The first word of a statement, upper-cased (``BEGIN``, ``DELETE``, ...), comments skipped."""
+    words = [line for line in statement.splitlines() if not line.lstrip().startswith("--")]
+    return " ".join(words).split(None, 1)[0].upper() if words else ""
+
+
 class Warehouse(ABC):
     """A warehouse holding the three pipeline tables."""
 
@@ -42,6 +55,15 @@ class Warehouse(ABC):
 
     SUPPORTS_DRY_RUN: ClassVar[bool] = False
     """Whether :meth:`estimate_bytes` can ask the warehouse what a query would scan."""
+
+    ERRORS: ClassVar[faults.EngineErrors | None] = None
+    """What this engine's errors mean (classes, reasons, messages), as data: registered with
+    :mod:`backfill.faults` when the class is defined, which alone decides transient or permanent."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("ERRORS") is not None:
+            faults.register(cls.ERRORS)
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -74,12 +96,14 @@ class Warehouse(ABC):
     def query(self, template: str, params: Params | None = None, **options: Any) -> pd.DataFrame:
         """Run one SELECT and return its rows; DATE columns come back as ``datetime.date``."""
         self._count()
-        return self._query(self.prepare(template), dict(params or {}), **self._labelled(options))
+        with _refusals_explained():
+            return self._query(self.prepare(template), dict(params or {}), **self._labelled(options))
 
     def execute(self, template: str, params: Params | None = None, **options: Any) -> None:
         """Run a statement, or a script of statements in one transaction, as one request."""
         self._count()
-        self._execute(self.prepare(template), dict(params or {}), **self._labelled(options))
+        with _refusals_explained():
+            self._execute(self.prepare(template), dict(params or {}), **self._labelled(options))
 
     @contextlib.contextmanager
     def labels(self, **labels: str) -> Iterator[None]:
@@ -167,6 +191,39 @@ class Warehouse(ABC):
     def _count(self) -> None:
         with self._lock:
             self._statements_issued += 1
+
+    def _run_script(self, statements: tuple[str, ...], run_one, roll_back) -> None:
+        """Run a script's statements in order with ``run_one(number, statement)``; if one fails
+        inside a transaction the script opened, ``roll_back()`` before the error goes on.
+
+        The one transaction loop of every adapter: it also holds the crash point where tests kill a
+        backfill between a replace's DELETE and its INSERT (crash-and-resume, SPEC 5)."""
+        in_transaction = False
+        try:
+            for number, statement in enumerate(statements):
+                word = keyword(statement)
+                run_one(number, statement)
+                if word in TRANSACTION_CONTROL:
+                    in_transaction = word == "BEGIN"
+                elif in_transaction and word == "DELETE":
+                    crash_point(IN_TRANSACTION)
+        except BaseException:
+            if in_transaction:
+                roll_back()
+            raise
+
+
+@contextlib.contextmanager
+def _refusals_explained() -> Iterator[None]:
+    """A refusal that a setting or a permission must fix (the bytes-billed cap, a used-up quota,
+    billing, access) goes on as one line that says what to change, the engine's error as its cause."""
+    try:
+        yield
+    except Exception as exc:
+        hint = faults.explain(exc)
+        if hint is None or isinstance(exc, WarehouseRefused):
+            raise
+        raise WarehouseRefused(hint) from exc
 
 
 def dates_to_python(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -24,8 +24,7 @@ import pandas as pd
 import tenacity
 
 from backfill.config import Settings
-from backfill.crashpoints import IN_TRANSACTION, crash_point
-from backfill.faults import is_lock_conflict
+from backfill.faults import EngineErrors, is_lock_conflict
 from backfill.warehouse.base import Warehouse, dates_to_python
 from backfill.warehouse.schema import Table
 
@@ -40,11 +39,35 @@ LOCK_WAIT_S = 30.0
 """How long opening waits for another process to release the file before giving up."""
 
 
+def _duckdb(*names: str) -> frozenset[str]:
+    """DuckDB's exception classes live in ``_duckdb`` (re-exported by ``duckdb``); both spellings."""
+    return frozenset(f"{module}.{name}" for name in names for module in ("_duckdb", "duckdb"))
+
+
+DUCKDB_ERRORS = EngineErrors(
+    engine="duckdb",
+    label="DuckDB",
+    permanent_types=_duckdb(
+        "ParserException", "BinderException", "CatalogException", "ConversionException", "ConstraintException"
+    ),
+    # Another process holds the file (at open or at any statement), or a concurrent transaction of
+    # this process wrote the same rows: both are waited out, not reported (SPEC 5, 8.3).
+    lock_messages=tuple(
+        (name, words)
+        for name in _duckdb("IOException")
+        for words in ("could not set lock", "conflicting lock", "database is locked")
+    ),
+    conflict_messages=tuple((name, "conflict") for name in _duckdb("TransactionException")),
+)
+"""What DuckDB's errors mean, for :mod:`backfill.faults`."""
+
+
 class DuckDBWarehouse(Warehouse):
     """A DuckDB database file (or ``:memory:``, for tests that need no file)."""
 
     kind = "duckdb"
     dialect = "duckdb"
+    ERRORS = DUCKDB_ERRORS
 
     def __init__(
         self,
@@ -156,20 +179,15 @@ class DuckDBWarehouse(Warehouse):
 
     def _execute(self, statements: tuple[str, ...], params: dict, **options: Any) -> None:
         with self._cursor() as connection:
-            in_transaction = False
-            try:
-                for statement in statements:
-                    keyword = statement.strip().split(None, 1)[0].upper()
-                    if keyword in {"BEGIN", "COMMIT", "ROLLBACK"}:
-                        in_transaction = keyword == "BEGIN"
-                    connection.execute(statement, _bind(statement, params))
-                    if in_transaction and keyword == "DELETE":
-                        crash_point(IN_TRANSACTION)
-            except BaseException:
-                if in_transaction:
-                    with contextlib.suppress(duckdb.Error):
-                        connection.execute("ROLLBACK")
-                raise
+
+            def run_one(number: int, statement: str) -> None:
+                connection.execute(statement, _bind(statement, params))
+
+            def roll_back() -> None:
+                with contextlib.suppress(duckdb.Error):
+                    connection.execute("ROLLBACK")
+
+            self._run_script(statements, run_one, roll_back)
 
     def _create_dataset(self, dataset: str) -> None:
         self._count()
