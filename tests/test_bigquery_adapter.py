@@ -21,8 +21,8 @@ import pytest
 import sqlglot
 from google.api_core.exceptions import BadRequest, InternalServerError, NotFound, ServiceUnavailable
 from google.cloud import bigquery
-from google.cloud.bigquery.retry import DEFAULT_RETRY
 from google.cloud.bigquery.job.base import SessionInfo
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 from sqlglot.optimizer.qualify import qualify
