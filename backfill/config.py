@@ -12,7 +12,7 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,13 @@ class Settings:
     analytics_dataset: str = "nba_analytics"
     precompute_dataset: str = "nba_precompute"
     predictions_dataset: str = "nba_predictions"
-    bigquery_location: str = ""  # empty: the analytics dataset's own location
-    maximum_bytes_billed: int = 50 * 1024**3
-    query_timeout_s: float = 600.0
+    # BigQuery's own: also read from a [bigquery] section of the file (location = ...).
+    bigquery_location: str = field(default="", metadata={"section": ("bigquery", "location")})
+    """Empty: the analytics dataset's own location."""
+    maximum_bytes_billed: int = field(
+        default=50 * 1024**3, metadata={"section": ("bigquery", "maximum_bytes_billed")}
+    )
+    query_timeout_s: float = field(default=600.0, metadata={"section": ("bigquery", "query_timeout_s")})
 
     ok_pct: float = 99.0
     min_mlfs_coverage_pct: float = 90.0
@@ -87,6 +91,24 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
         raise BadInput(f"setting {name} has an invalid value: {raw!r}") from None
 
 
+def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's settings as field names: a section's keys (``[bigquery] location``) become the
+    fields that declare them (``bigquery_location``); the flat names keep working too."""
+    sections = {
+        f.metadata["section"]: f.name for f in dataclasses.fields(Settings) if "section" in f.metadata
+    }
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping) and any(section == key for section, _ in sections):
+            for name, item in value.items():
+                if (key, name) not in sections:
+                    raise BadInput(f"unknown setting [{key}] {name}")
+                flat[sections[(key, name)]] = item
+        else:
+            flat[key] = value
+    return flat
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
 ) -> Settings:
@@ -100,7 +122,7 @@ def load_settings(
             from_file = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
-        values.update(from_file.get("backfill", from_file))
+        values.update(_flatten(from_file.get("backfill", from_file)))
     for f in dataclasses.fields(Settings):
         env_name = f"BACKFILL_{f.name.upper()}"
         if env_name in environ and environ[env_name] != "":

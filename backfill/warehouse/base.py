@@ -12,17 +12,17 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from backfill import faults
 from backfill.config import Settings
 from backfill.crashpoints import IN_TRANSACTION, crash_point
 from backfill.errors import WarehouseRefused
 from backfill.validate import check_identifier
-from backfill.warehouse import sql as sqlmod
 from backfill.warehouse.schema import SQL_ALIASES, TABLES, Table
+
+if TYPE_CHECKING:  # pandas and sqlglot load when first used: reading a URL stays instant
+    import pandas as pd
 
 Params = Mapping[str, Any]
 
@@ -32,6 +32,18 @@ _PARAM = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 def param_names(googlesql: str) -> set[str]:
     """Names of the ``@parameters`` a GoogleSQL statement uses."""
     return set(_PARAM.findall(googlesql))
+
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+"""Outcomes of a readiness check (``python -m backfill doctor``)."""
+
+
+class Check(NamedTuple):
+    """One readiness check: its name, its outcome, and one line (what to fix when not ok)."""
+
+    name: str
+    status: str
+    detail: str
 
 
 TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})
@@ -56,9 +68,29 @@ class Warehouse(ABC):
     SUPPORTS_DRY_RUN: ClassVar[bool] = False
     """Whether :meth:`estimate_bytes` can ask the warehouse what a query would scan."""
 
+    IN_LOCAL_FILES: ClassVar[bool] = False
+    """Whether its warehouses live in local files (see :meth:`local_file`)."""
+
     ERRORS: ClassVar[faults.EngineErrors | None] = None
     """What this engine's errors mean (classes, reasons, messages), as data: registered with
     :mod:`backfill.faults` when the class is defined, which alone decides transient or permanent."""
+
+    @classmethod
+    @abstractmethod
+    def parse_location(cls, url: str) -> str:
+        """Where a URL of this adapter's scheme points (a path, a project); BadInput if malformed."""
+
+    @classmethod
+    def local_file(cls, location: str) -> str | None:
+        """The local file the warehouse lives in, if it is one (the demo is then built beside it and
+        moved into place whole, and a missing file may be created with the demo on first start)."""
+        return None
+
+    @classmethod
+    def check_exists(cls, location: str) -> None:
+        """Refuse (BadInput) a target that must exist before it is opened (a typo must not create
+        an empty warehouse); remote warehouses say so at their first request instead."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -91,6 +123,8 @@ class Warehouse(ABC):
 
     def prepare(self, template: str) -> tuple[str, ...]:
         """Render a template's table names and translate it to this warehouse's dialect."""
+        from backfill.warehouse import sql as sqlmod
+
         return sqlmod.translate(sqlmod.render(template, self.table_refs()), self.dialect)
 
     def query(self, template: str, params: Params | None = None, **options: Any) -> pd.DataFrame:
@@ -181,6 +215,16 @@ class Warehouse(ABC):
         """Hold whatever a series of requests can share (DuckDB: the open database) for a block."""
         yield
 
+    def table_columns(self) -> dict[str, dict[str, str] | None]:
+        """Columns (name: GoogleSQL type) of each of the three tables as the warehouse has them, by
+        table name; None for a table that does not exist. Reads metadata only."""
+        raise NotImplementedError(f"{self.describe()} cannot list its columns")
+
+    def health_checks(self) -> Iterator[Check]:
+        """The engine's own readiness checks (credentials, location, layout, permissions), reading
+        only; the tables' columns are checked by :mod:`backfill.doctor` for every engine."""
+        return iter(())
+
     def estimate_bytes(self, template: str, params: Params | None = None) -> int | None:
         """Bytes a query would process, where the warehouse can tell without running it."""
         return None
@@ -228,6 +272,8 @@ def _refusals_explained() -> Iterator[None]:
 
 def dates_to_python(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Make the named DATE columns hold plain ``datetime.date`` values, as every adapter returns."""
+    import pandas as pd
+
     for column in columns:
         frame[column] = pd.to_datetime(frame[column]).dt.date
     return frame

@@ -40,16 +40,26 @@ from typing import Any
 
 import pandas as pd
 import tenacity
-from google.api_core.exceptions import NotFound
+from google.api_core.exceptions import Forbidden, GoogleAPICallError, NotFound
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from backfill.config import Settings
 from backfill.errors import BadInput
-from backfill.faults import EngineErrors, is_transient
+from backfill.faults import EngineErrors, explain, is_transient
 from backfill.validate import check_project
-from backfill.warehouse.base import TRANSACTION_CONTROL, Warehouse, dates_to_python, keyword, param_names
-from backfill.warehouse.schema import TABLES, Table
+from backfill.warehouse.base import (
+    FAIL,
+    OK,
+    TRANSACTION_CONTROL,
+    WARN,
+    Check,
+    Warehouse,
+    dates_to_python,
+    keyword,
+    param_names,
+)
+from backfill.warehouse.schema import STAGE_TABLES, TABLES, Table
 from backfill.warehouse.sql import split_statements
 
 log = logging.getLogger(__name__)
@@ -211,6 +221,14 @@ class BigQueryWarehouse(Warehouse):
     dialect = "bigquery"
     SUPPORTS_DRY_RUN = True
     ERRORS = BIGQUERY_ERRORS
+
+    @classmethod
+    def parse_location(cls, url: str) -> str:
+        """The project of ``bigquery://PROJECT``."""
+        project = url.removeprefix("bigquery://").strip("/")
+        if not project or "/" in project:
+            raise BadInput(f"malformed warehouse URL {url!r} (expected bigquery://PROJECT)")
+        return check_project(project)
 
     def __init__(
         self,
@@ -473,6 +491,114 @@ class BigQueryWarehouse(Warehouse):
             found[table.name] = dict(remote.labels or {})
         return found
 
+    def table_columns(self) -> dict[str, dict[str, str] | None]:
+        found: dict[str, dict[str, str] | None] = {}
+        for table in TABLES.values():
+            try:
+                remote = self.client.get_table(
+                    self._table_id(table), retry=API_RETRY, timeout=self.settings.query_timeout_s
+                )
+            except NotFound:
+                found[table.name] = None
+                continue
+            found[table.name] = {
+                field.name: _TYPE_NAMES.get(field.field_type, field.field_type) for field in remote.schema
+            }
+        return found
+
+    def health_checks(self):
+        """Datasets and their location, the tables' partitioning and clustering, permissions by dry
+        runs (free: nothing runs, nothing is billed). Reads only."""
+        locations: dict[str, str | None] = {}
+        for role, dataset in self.settings.datasets.items():
+            name = f"{self.project}.{dataset}"
+            try:
+                found = self.client.get_dataset(name, retry=API_RETRY, timeout=self.settings.query_timeout_s)
+            except NotFound:
+                yield Check(
+                    f"dataset {dataset}",
+                    FAIL,
+                    f"{name} does not exist: set BACKFILL_{role.upper()}_DATASET to the pipeline's dataset",
+                )
+                continue
+            except (Forbidden, GoogleAPICallError) as exc:
+                yield Check(f"dataset {dataset}", FAIL, explain(exc) or _one_line(exc))
+                continue
+            locations[dataset] = found.location
+            yield Check(f"dataset {dataset}", OK, f"{name} in {found.location or 'an unnamed location'}")
+        yield from self._location_checks(locations)
+        for table in TABLES.values():
+            yield from self._layout_checks(table)
+        yield from self._permission_checks()
+
+    def _location_checks(self, locations: dict[str, str | None]):
+        where = sorted({location or "?" for location in locations.values()})
+        configured = self.settings.bigquery_location
+        if len(where) > 1:
+            listed = ", ".join(f"{dataset} in {location}" for dataset, location in locations.items())
+            yield Check(
+                "location",
+                FAIL,
+                f"the datasets are in different locations ({listed}): queries join them, so move them to one",
+            )
+        elif configured and where and configured.lower() != where[0].lower():
+            yield Check(
+                "location",
+                FAIL,
+                f"jobs are configured to run in {configured} but the datasets are in {where[0]}: "
+                "set bigquery_location to theirs, or leave it empty to follow them",
+            )
+        elif where:
+            how = "configured" if configured else "from the datasets' metadata"
+            yield Check("location", OK, f"jobs run in {self.location or where[0]} ({how})")
+
+    def _layout_checks(self, table: Table):
+        try:
+            remote = self.client.get_table(
+                self._table_id(table), retry=API_RETRY, timeout=self.settings.query_timeout_s
+            )
+        except NotFound:
+            return  # reported with the columns
+        partitioned = getattr(remote.time_partitioning, "field", None) if remote.time_partitioning else None
+        clustered = list(remote.clustering_fields or [])
+        if partitioned != "game_date":
+            yield Check(
+                f"partitioning {table.name}",
+                WARN,
+                f"{self._table_id(table)} is not partitioned by game_date: every date's replace and "
+                "coverage read scans the whole table (recreate it with PARTITION BY game_date)",
+            )
+        elif "player_lookup" not in clustered:
+            yield Check(
+                f"partitioning {table.name}",
+                WARN,
+                f"{self._table_id(table)} is not clustered by player_lookup (CLUSTER BY player_lookup lowers the bytes read)",
+            )
+        else:
+            yield Check(
+                f"partitioning {table.name}", OK, "partitioned by game_date, clustered by player_lookup"
+            )
+
+    def _permission_checks(self):
+        """Dry runs of a read of every table and of a delete on the tables the backfill writes."""
+        probes = [
+            (f"read {table.name}", f"SELECT COUNT(*) AS n FROM {{{table.name}}} WHERE game_date = @d")
+            for table in TABLES.values()
+        ]
+        probes += [
+            (f"write {table.name}", f"DELETE FROM {{{table.name}}} WHERE game_date = @d")
+            for table in STAGE_TABLES.values()
+        ]
+        for name, template in probes:
+            try:
+                self.estimate_bytes(template, {"d": dt.date(2000, 1, 1)})
+            except NotFound:
+                continue  # the table is missing: reported with the columns
+            except GoogleAPICallError as exc:
+                yield Check(f"permission to {name}", FAIL, explain(exc) or _one_line(exc))
+            else:
+                yield Check(f"permission to {name}", OK, "a dry run is accepted")
+
     def label_tables(self, labels: dict[str, str]) -> None:
         """Set labels on the three tables (which must exist)."""
         for table in TABLES.values():
@@ -505,6 +631,14 @@ class BigQueryWarehouse(Warehouse):
 
     def close(self) -> None:
         self.client.close()
+
+
+_TYPE_NAMES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
+"""Legacy type names the API reports for the schema's GoogleSQL types."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(getattr(exc, "message", None) or exc).split())[:300]
 
 
 def _session_id(job) -> str:

@@ -17,20 +17,33 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pandas as pd
 import tenacity
 
 from backfill.config import Settings
+from backfill.errors import BadInput
 from backfill.faults import EngineErrors, is_lock_conflict
 from backfill.warehouse.base import Warehouse, dates_to_python
-from backfill.warehouse.schema import Table
+from backfill.warehouse.schema import TABLES, Table
+
+if TYPE_CHECKING:  # duckdb and pandas load when the database is first opened
+    import duckdb
+    import pandas as pd
 
 _DOLLAR_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 log = logging.getLogger(__name__)
+
+GOOGLESQL_TYPES = {
+    "VARCHAR": "STRING",
+    "DOUBLE": "FLOAT64",
+    "BIGINT": "INT64",
+    "BOOLEAN": "BOOL",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+    "DATE": "DATE",
+}
+"""DuckDB's names of the column types the schema uses, as GoogleSQL names them."""
 
 IDLE_CLOSE_S = 1.0
 """Seconds the database stays open after its last use, unless a session holds it."""
@@ -67,7 +80,31 @@ class DuckDBWarehouse(Warehouse):
 
     kind = "duckdb"
     dialect = "duckdb"
+    IN_LOCAL_FILES = True
     ERRORS = DUCKDB_ERRORS
+
+    @classmethod
+    def parse_location(cls, url: str) -> str:
+        """A file path, ``duckdb:///PATH`` or ``:memory:``."""
+        if not url.startswith("duckdb://"):
+            return url
+        path = url.removeprefix("duckdb://")
+        path = path[1:] if path.startswith("//") else path
+        if not path:
+            raise BadInput(f"malformed warehouse URL {url!r} (expected duckdb:///PATH)")
+        return path
+
+    @classmethod
+    def local_file(cls, location: str) -> str | None:
+        return None if location == ":memory:" else location
+
+    @classmethod
+    def check_exists(cls, location: str) -> None:
+        if location != ":memory:" and not Path(location).is_file():
+            raise BadInput(
+                f"DuckDB warehouse {location} does not exist "
+                f"(create a demo with: python -m backfill demo --warehouse {location})"
+            )
 
     def __init__(
         self,
@@ -161,6 +198,8 @@ class DuckDBWarehouse(Warehouse):
             before_sleep=tell_once,
             reraise=True,
         )
+        import duckdb
+
         database = opener(duckdb.connect, self.path)
         database.execute("SET TimeZone = 'UTC'")
         if not self._closes_at_exit:
@@ -184,10 +223,27 @@ class DuckDBWarehouse(Warehouse):
                 connection.execute(statement, _bind(statement, params))
 
             def roll_back() -> None:
+                import duckdb
+
                 with contextlib.suppress(duckdb.Error):
                     connection.execute("ROLLBACK")
 
             self._run_script(statements, run_one, roll_back)
+
+    def table_columns(self) -> dict[str, dict[str, str] | None]:
+        found: dict[str, dict[str, str] | None] = {name: None for name in TABLES}
+        with self._cursor() as connection:
+            rows = connection.execute(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "ORDER BY table_schema, table_name, ordinal_position"
+            ).fetchall()
+        for schema, table_name, column, data_type in rows:
+            table = TABLES.get(table_name)
+            if table is not None and schema == self.dataset(table):
+                columns = found[table_name] if found[table_name] is not None else {}
+                columns[column] = GOOGLESQL_TYPES.get(data_type.upper(), data_type.upper())
+                found[table_name] = columns
+        return found
 
     def _create_dataset(self, dataset: str) -> None:
         self._count()
