@@ -355,10 +355,11 @@ class BigQueryWarehouse(Warehouse):
         stopped by BigQuery at ``job_timeout_ms``), ends the attempt: that is the retry policy's
         to judge. Re-attaching is tenacity too, bounded by :data:`REATTACH_ATTEMPTS`."""
         current = job
+        waits = 0
 
         def waited():
-            nonlocal current
-            if waited.calls:
+            nonlocal current, waits
+            if waits:  # the last wait failed: ask for the same job again
                 current = self.client.get_job(
                     current.job_id,
                     project=current.project,
@@ -366,12 +367,10 @@ class BigQueryWarehouse(Warehouse):
                     retry=API_RETRY,
                     timeout=self.settings.query_timeout_s,
                 )
-            waited.calls += 1
+            waits += 1
             # Only query jobs take job_retry (load jobs are never re-run by the client anyway).
             never_rerun = {"job_retry": None} if query else {}
             return current.result(retry=API_RETRY, timeout=self.settings.query_timeout_s, **never_rerun)
-
-        waited.calls = 0
 
         def poll_failed(exc: BaseException) -> bool:
             return not isinstance(exc, TimeoutError) and not job_failed(current) and is_transient(exc)
