@@ -181,7 +181,7 @@ def sent(tmp_path_factory) -> dict[tuple[str, frozenset], dict]:
         record(template, params)
         return real_execute(self, template, params, **options)
 
-    commands = [
+    reads = [
         ["demo", "--seed", "7"],
         ["coverage", "--by", "month"],
         ["coverage", "--by", "date", "--start", "2021-12-01", "--end", "2021-12-31", "--format", "json"],
@@ -189,16 +189,18 @@ def sent(tmp_path_factory) -> dict[tuple[str, frozenset], dict]:
         ["stale", "--start", "2021-12-01", "--end", "2021-12-31"],
         ["run", "--dates", "2021-12-09", "--stages", "predictions"],  # blocked by the gate
         ["run", "--start", "2021-12-01", "--end", "2021-12-31", "--dry-run"],
+    ]
+    writes = [
         ["run", "--start", "2021-12-01", "--end", "2021-12-15"],
         ["stale", "--start", "2021-12-16", "--end", "2021-12-31", "--delete", "--yes"],
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Warehouse, "query", query)
         patch.setattr(Warehouse, "execute", execute)
-        for argv in commands:
-            code = main(argv, environ=environ, today=lambda: TODAY)
-            assert code in (0, 1), f"{argv} exited with {code}"
-        # The console's own reads: headline figures, the coverage snapshot, a date's drill-down.
+        for argv in reads:
+            assert main(argv, environ=environ, today=lambda: TODAY) in (0, 1), argv
+        # The console's own reads while the incident is still there: headline figures, the
+        # coverage snapshot, a date's drill-down, stale-row previews of both tables.
         for name in [name for name in os.environ if name.startswith("BACKFILL_")]:
             patch.delenv(name)
         for name, value in environ.items():
@@ -206,10 +208,17 @@ def sent(tmp_path_factory) -> dict[tuple[str, frozenset], dict]:
         at = AppTest.from_file(str(APP), default_timeout=60)
         at.run()
         assert not at.exception
-        for page, query_params in [("pages/coverage.py", {"date": "2021-12-09"}), ("pages/gaps.py", {})]:
-            at.query_params.update(query_params)
-            at.switch_page(page).run()
-            assert not at.exception, page
+        at.query_params["date"] = "2021-12-09"
+        at.switch_page("pages/coverage.py").run()
+        assert not at.exception
+        at.query_params.clear()
+        at.switch_page("pages/gaps.py").run()
+        assert not at.exception
+        (tables,) = [widget for widget in at.button_group if widget.key == "gaps_preview_table"]
+        tables.set_value("ml_feature_store").run()
+        assert not at.exception
+        for argv in writes:
+            assert main(argv, environ=environ, today=lambda: TODAY) in (0, 1), argv
     return recorded
 
 
@@ -221,6 +230,8 @@ def test_the_recording_saw_every_kind_of_work(sent, bigquery_warehouse):
         assert any("BEGIN TRANSACTION" in sql and f"INSERT INTO {ref}" in sql for sql in rendered), table.name
         assert any(sql.lstrip().startswith("DELETE") or f"DELETE FROM {ref}" in sql for sql in rendered)
     assert any("FARM_FINGERPRINT" in sql for sql in rendered)  # the console's change fingerprints
+    previews = {sql for sql in rendered if "LIMIT @limit" in sql}  # the Gaps page's stale-row previews
+    assert len(previews) == len(STAGE_TABLES)  # one per written table
     assert len(sent) >= 15
 
 
