@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ except ImportError:
         raise  # CI must run these: requirements-dev.txt pins zetasql
     pytest.skip("zetasql is not installed: pip install -r requirements-dev.txt", allow_module_level=True)
 
+from google.api_core.exceptions import NotFound
 from streamlit.testing.v1 import AppTest
 
 from backfill.cli.main import main
@@ -280,3 +282,45 @@ def test_a_temp_table_made_by_a_script_is_known_to_its_later_statements(googlesq
     )
     kinds = googlesql.analyze_script(sql, {"dates": [dt.date(2021, 12, 7)], "day": dt.date(2021, 12, 7)})
     assert kinds == ["ResolvedCreateTableAsSelectStmt", "ResolvedQueryStmt", "ResolvedDropStmt"]
+
+
+class _RecordingClient:
+    """The BigQuery client's outer boundary, for what only the BigQuery adapter sends (its DDL, the
+    doctor's dry runs): records each query and runs nothing; no dataset exists yet."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, dict]] = []
+
+    def query(self, sql, job_config=None, **kwargs):
+        params = {
+            p.name: p.values if hasattr(p, "array_type") else p.value for p in job_config.query_parameters
+        }
+        self.sent.append((sql, params))
+        return types.SimpleNamespace(
+            job_id=kwargs.get("job_id"),
+            state="DONE",
+            error_result=None,
+            total_bytes_processed=0,
+            result=lambda **_: None,
+        )
+
+    def get_dataset(self, *args, **kwargs):
+        raise NotFound("no dataset yet")
+
+    def create_dataset(self, *args, **kwargs):
+        return None
+
+
+def test_what_only_the_bigquery_adapter_sends_is_valid_googlesql(googlesql):
+    client = _RecordingClient()
+    warehouse = BigQueryWarehouse(Settings(), PROJECT, client=client, scripts_bind_parameters=True)
+    warehouse.create_schema()  # tables partitioned and clustered
+    checks = list(warehouse._permission_checks())  # the doctor's dry runs
+    assert [check.status for check in checks] == ["ok"] * len(checks)
+    ddl = [sql for sql, _ in client.sent if sql.startswith("CREATE TABLE")]
+    assert len(ddl) == len(TABLES) and all(
+        "PARTITION BY game_date CLUSTER BY player_lookup" in sql for sql in ddl
+    )
+    assert len(client.sent) == len(TABLES) + len(checks)
+    for sql, params in client.sent:
+        googlesql.analyze_script(sql, params)
