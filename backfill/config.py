@@ -47,9 +47,13 @@ class Settings:
     analytics_dataset: str = "nba_analytics"
     precompute_dataset: str = "nba_precompute"
     predictions_dataset: str = "nba_predictions"
-    bigquery_location: str = "US"
-    maximum_bytes_billed: int = 50 * 1024**3
-    query_timeout_s: float = 600.0
+    # BigQuery's own: also read from a [bigquery] section of the file (location = ...).
+    bigquery_location: str = field(default="", metadata={"section": ("bigquery", "location")})
+    """Empty: the analytics dataset's own location."""
+    maximum_bytes_billed: int = field(
+        default=50 * 1024**3, metadata={"section": ("bigquery", "maximum_bytes_billed")}
+    )
+    query_timeout_s: float = field(default=600.0, metadata={"section": ("bigquery", "query_timeout_s")})
 
     ok_pct: float = 99.0
 
@@ -115,6 +119,24 @@ _PLAIN = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "pipeli
 """Settings read from the config file and ``BACKFILL_*`` variables (the pipeline has its own file)."""
 
 
+def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's settings as field names: a section's keys (``[bigquery] location``) become the
+    fields that declare them (``bigquery_location``); the flat names keep working too."""
+    sections = {
+        f.metadata["section"]: f.name for f in dataclasses.fields(Settings) if "section" in f.metadata
+    }
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping) and any(section == key for section, _ in sections):
+            for name, item in value.items():
+                if (key, name) not in sections:
+                    raise BadInput(f"unknown setting [{key}] {name}")
+                flat[sections[(key, name)]] = item
+        else:
+            flat[key] = value
+    return flat
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     config_file: str | Path | None = None,
@@ -134,7 +156,7 @@ def load_settings(
             from_file = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
-        values.update(from_file.get("backfill", from_file))
+        values.update(_flatten(from_file.get("backfill", from_file)))
     for name in _PLAIN:
         env_name = f"BACKFILL_{name.upper()}"
         if env_name in environ and environ[env_name] != "":

@@ -319,9 +319,10 @@ def ensure_demo(settings: Settings) -> DemoSummary | None:
     Returns what it built, or None when there was nothing to do (the file exists, or the warehouse
     is not a local file: a production warehouse is never filled with demo data).
     """
-    from backfill.warehouse import parse_url
+    from backfill.warehouse import adapter_class, parse_url
 
     kind, location = parse_url(settings.warehouse)
-    if kind != "duckdb" or location == ":memory:" or Path(location).exists():
+    file = adapter_class(kind).local_file(location)
+    if file is None or Path(file).exists():
         return None
-    return build_demo_file(location, settings)
+    return build_demo_file(file, settings)

@@ -7,3 +7,8 @@ class BackfillError(Exception):
 
 class BadInput(BackfillError):
     """Input that cannot be accepted; the message is one line, and nothing was written."""
+
+
+class WarehouseRefused(BackfillError):
+    """The warehouse refused for a reason that a setting, a quota or a permission must change (not a
+    retry); the message is one line saying what to change, ``__cause__`` the engine's own error."""

@@ -14,6 +14,7 @@ import pandas as pd
 from backfill import coverage, stale
 from backfill.config import Settings
 from backfill.gates import judge
+from backfill.processors import processor_for
 from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
 
@@ -45,7 +46,7 @@ def dry_run(warehouse: Warehouse, settings: Settings, request: BackfillRequest) 
         upstream = pipeline.upstream(stage)
         threshold = request.gate_pct(stage.gate_min_upstream_pct)
         gate_text = ""
-        action = "replace" if stage.processor.kind == "sql" else f"run {stage.processor.kind} job"
+        action = processor_for(stage, pipeline).plan_action
         if row.players_total == 0:
             action = "skip: no games"
         elif threshold is not None:

@@ -8,6 +8,7 @@ and job configuration they send can be checked. Nothing here opens a socket.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import io
@@ -18,20 +19,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlglot
-from google.api_core.exceptions import BadRequest, NotFound, ServiceUnavailable
+from google.api_core.exceptions import BadRequest, InternalServerError, NotFound, ServiceUnavailable
 from google.cloud import bigquery
 from google.cloud.bigquery.job.base import SessionInfo
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 from sqlglot.optimizer.qualify import qualify
 
 from backfill import coverage, demo, stale
 from backfill.config import Settings
-from backfill.errors import BadInput
+from backfill.errors import BadInput, WarehouseRefused
+from backfill.faults import PERMANENT, classify
 from backfill.processors import predictions
 from backfill.warehouse import connect, parse_url
 from backfill.warehouse.base import param_names
-from backfill.warehouse.bigquery import EMULATOR_ENV, BigQueryWarehouse, query_parameter
+from backfill.warehouse.bigquery import EMULATOR_ENV, REATTACH_ATTEMPTS, BigQueryWarehouse, query_parameter
 from backfill.warehouse.schema import PLAYER_GAME_SUMMARY, TABLES
 from tests.builtin import (
     DAILY_SQL,
@@ -66,14 +69,40 @@ class FakeRowIterator:
 
 
 class FakeJob:
-    def __init__(self, rows: FakeRowIterator, total_bytes_processed: int = 0, session_id: str | None = None):
+    """A job that has run; ``poll_failures`` are raised by its first ``result`` calls (the wait
+    failed, not the job), ``error`` makes the job itself fail."""
+
+    def __init__(
+        self,
+        rows: FakeRowIterator,
+        total_bytes_processed: int = 0,
+        session_id: str | None = None,
+        job_id: str = "job",
+        location: str | None = None,
+        error: Exception | None = None,
+    ):
         self.rows = rows
         self.total_bytes_processed = total_bytes_processed
         self.session_info = SessionInfo({"sessionId": session_id}) if session_id else None
+        self.job_id = job_id
+        self.project = PROJECT
+        self.location = location
+        self.state = "RUNNING"
+        self.error = error
+        self.poll_failures: list[Exception] = []
         self.result_calls: list[dict] = []
+
+    @property
+    def error_result(self):
+        return {"reason": self.error.errors[0]["reason"]} if self.error and self.state == "DONE" else None
 
     def result(self, **kwargs) -> FakeRowIterator:
         self.result_calls.append(kwargs)
+        if self.poll_failures:
+            raise self.poll_failures.pop(0)
+        self.state = "DONE"
+        if self.error is not None:
+            raise self.error
         return self.rows
 
 
@@ -95,6 +124,13 @@ class FakeClient:
         self.tables: dict[str, dict[str, str]] = {}
         """Tables that exist, by full id, with their labels."""
         self.table_updates: list[dict] = []
+        self.dataset_locations: dict[str, str] = {}
+        """Datasets that exist, by id, with their location."""
+        self.metadata_calls: list[tuple[str, str]] = []
+        self.poll_failures: dict[str, list[Exception]] = {}
+        """The jobs of a statement containing a key fail these polls first."""
+        self.job_failures: dict[str, Exception] = {}
+        """The jobs of a statement containing a key run and fail with the exception."""
         self.closed = False
 
     def query(self, sql: str, **kwargs) -> FakeJob:
@@ -105,9 +141,31 @@ class FakeClient:
         frame, schema = self._answer(sql)
         config = kwargs.get("job_config")
         session_id = f"session-{len(self.queries)}" if config is not None and config.create_session else None
-        job = FakeJob(FakeRowIterator(frame, schema), total_bytes_processed=12345, session_id=session_id)
+        job = FakeJob(
+            FakeRowIterator(frame, schema),
+            total_bytes_processed=12345,
+            session_id=session_id,
+            job_id=kwargs.get("job_id") or f"auto-{len(self.queries)}",
+            location=kwargs.get("location"),
+            error=next((e for needle, e in self.job_failures.items() if needle in sql), None),
+        )
+        for needle, errors in self.poll_failures.items():
+            if needle in sql:
+                job.poll_failures = errors
         self.jobs.append(job)
         return job
+
+    def get_job(self, job_id: str, **kwargs) -> FakeJob:
+        self.metadata_calls.append(("get_job", job_id))
+        return next(job for job in self.jobs if job.job_id == job_id)
+
+    def get_dataset(self, dataset_id: str, **kwargs):
+        self.metadata_calls.append(("get_dataset", dataset_id))
+        if dataset_id not in self.dataset_locations:
+            raise NotFound(f"Not found: Dataset {dataset_id}")
+        dataset = bigquery.Dataset(dataset_id)
+        dataset.location = self.dataset_locations[dataset_id]
+        return dataset
 
     def _answer(self, sql: str):
         for needle, answer in self.answers.items():
@@ -135,7 +193,7 @@ class FakeClient:
 
     def load_table_from_file(self, file_obj, destination, **kwargs) -> FakeJob:
         self.loads.append({"data": file_obj.read(), "destination": destination, **kwargs})
-        job = FakeJob(FakeRowIterator(pd.DataFrame(), []))
+        job = FakeJob(FakeRowIterator(pd.DataFrame(), []), job_id=kwargs.get("job_id") or "load")
         self.jobs.append(job)
         return job
 
@@ -286,7 +344,7 @@ def test_create_schema_creates_datasets_in_the_location_then_partitioned_cluster
     created = [(call["dataset"].dataset_id, call["dataset"].project) for call in client.datasets]
     assert created == [(name, PROJECT) for name in ("nba_analytics", "nba_precompute", "nba_predictions")]
     assert all(call["dataset"].location == "US" for call in client.datasets)
-    assert all(call["exists_ok"] is True and call["retry"] is None for call in client.datasets)
+    assert all(call["exists_ok"] is True and call["retry"] is DEFAULT_RETRY for call in client.datasets)
 
     assert len(client.queries) == len(TABLES)
     for call, table in zip(client.queries, TABLES.values(), strict=True):
@@ -353,7 +411,7 @@ def test_configured_guard_and_timeout_reach_the_job(client):
     assert call["job_config"].maximum_bytes_billed == 10**9
     assert int(call["job_config"].job_timeout_ms) == 42500
     assert call["timeout"] == 42.5
-    assert client.jobs[0].result_calls == [{"retry": None, "timeout": 42.5}]
+    assert client.jobs[0].result_calls == [{"retry": DEFAULT_RETRY, "timeout": 42.5, "job_retry": None}]
 
 
 def test_dry_run_job_config_skips_the_cache(warehouse):
@@ -366,19 +424,22 @@ def test_dry_run_job_config_skips_the_cache(warehouse):
 # -- what query and execute send -----------------------------------------------------------------
 
 
-def test_query_sends_the_googlesql_unchanged_with_parameters_and_no_client_retries(warehouse, client):
+def test_query_sends_the_googlesql_unchanged_with_parameters_and_no_client_job_retry(warehouse, client):
     day = dt.date(2021, 12, 9)
     warehouse.query("SELECT player_lookup FROM {mlfs} WHERE game_date = @d", {"d": day}, labels={"page": "x"})
 
     (call,) = client.queries
     assert call["sql"] == f"SELECT player_lookup FROM {warehouse.table_refs()['mlfs']} WHERE game_date = @d"
-    assert call["retry"] is None
+    # API calls keep the client's bounded DEFAULT_RETRY; the job itself is never re-run by it.
+    assert call["retry"] is DEFAULT_RETRY
     assert call["job_retry"] is None
     assert call["timeout"] == warehouse.settings.query_timeout_s
     assert [(p.name, p.type_, p.value) for p in call["job_config"].query_parameters] == [("d", "DATE", day)]
     assert call["job_config"].labels == {"app": "nba-backfill", "page": "x"}
     (job,) = client.jobs
-    assert job.result_calls == [{"retry": None, "timeout": warehouse.settings.query_timeout_s}]
+    assert job.result_calls == [
+        {"retry": DEFAULT_RETRY, "timeout": warehouse.settings.query_timeout_s, "job_retry": None}
+    ]
 
 
 def test_query_reads_rows_over_rest_without_the_storage_api(warehouse, client):
@@ -414,7 +475,7 @@ def test_replace_script_is_sent_whole_as_one_job_with_typed_parameters(warehouse
     (call,) = client.queries
     assert call["sql"] == warehouse.prepare(replace_script(stage))[0]
     assert call["sql"].startswith("BEGIN TRANSACTION;") and call["sql"].endswith("COMMIT TRANSACTION;")
-    assert (call["retry"], call["job_retry"]) == (None, None)
+    assert (call["retry"], call["job_retry"]) == (DEFAULT_RETRY, None)
     params = parameters(call)
     assert (params["dates"].array_type, params["dates"].values) == ("DATE", sorted(dates))
     assert params["processed_at"].type_ == "TIMESTAMP"
@@ -432,7 +493,7 @@ def test_only_the_parameters_a_statement_uses_are_sent(warehouse, client):
     assert parameters(client.queries[1]) == {}
 
 
-def test_estimate_bytes_is_a_dry_run_without_client_retry(warehouse, client):
+def test_estimate_bytes_is_a_dry_run_without_client_job_retry(warehouse, client):
     assert (
         warehouse.estimate_bytes(
             "SELECT * FROM {pgs} WHERE game_date = @d", {"d": dt.date(2021, 12, 7), "x": 1}
@@ -442,7 +503,7 @@ def test_estimate_bytes_is_a_dry_run_without_client_retry(warehouse, client):
     (call,) = client.queries
     assert call["job_config"].dry_run is True
     assert list(parameters(call)) == ["d"]
-    assert (call["retry"], call["job_retry"]) == (None, None)
+    assert (call["retry"], call["job_retry"]) == (DEFAULT_RETRY, None)
     assert warehouse.statements_issued == 1
 
 
@@ -502,7 +563,7 @@ def test_replace_runs_as_a_transaction_of_jobs_in_one_session(session_warehouse,
         assert (prop.key, prop.value) == ("session_id", "session-1")
     for call in client.queries:
         assert set(parameters(call)) == param_names(call["sql"])
-        assert (call["retry"], call["job_retry"]) == (None, None)
+        assert (call["retry"], call["job_retry"]) == (DEFAULT_RETRY, None)
         assert call["job_config"].labels == {"app": "nba-backfill", "stage": stage}
     assert parameters(client.queries[1])["dates"].values == dates
     # Each job is a statement issued: this is what a run's statement count reports on BigQuery.
@@ -595,7 +656,9 @@ def test_label_tables_patches_only_the_labels_of_the_three_tables(warehouse, cli
     assert [str(update["table"]) for update in client.table_updates] == [
         f"{PROJECT}.{Settings().datasets[table.role]}.{table.name}" for table in TABLES.values()
     ]
-    assert all(update["fields"] == ["labels"] and update["retry"] is None for update in client.table_updates)
+    assert all(
+        update["fields"] == ["labels"] and update["retry"] is DEFAULT_RETRY for update in client.table_updates
+    )
     assert all(update["labels"] == {"backfill_demo": "true"} for update in client.table_updates)
 
 
@@ -622,9 +685,12 @@ def test_load_frame_sends_parquet_bytes_appended_to_the_table(warehouse, client)
     config = load["job_config"]
     assert config.source_format == bigquery.SourceFormat.PARQUET
     assert config.write_disposition == bigquery.WriteDisposition.WRITE_APPEND
-    # No hidden upload retries (the client's default is 6) and no retried polling: ours is the one level.
-    assert load["num_retries"] == 0
-    assert client.jobs[0].result_calls == [{"retry": None, "timeout": warehouse.settings.query_timeout_s}]
+    # The upload and the polling keep the client's own API-call retries; a load job is never re-run.
+    assert "num_retries" not in load
+    assert load["job_id"].startswith("backfill_")
+    assert client.jobs[0].result_calls == [
+        {"retry": DEFAULT_RETRY, "timeout": warehouse.settings.query_timeout_s}
+    ]
     sent = pd.read_parquet(io.BytesIO(load["data"]))
     assert list(sent.columns) == list(PLAYER_GAME_SUMMARY.column_names)
     assert sent["player_lookup"].tolist() == ["jamesjohnson"]
@@ -731,7 +797,7 @@ def _assert_values_only_as_parameters(client: FakeClient) -> None:
         statements = parse_bigquery(sql)
         params = parameters(call)
         assert param_names(sql) == set(params), sql
-        assert (call["retry"], call.get("job_retry", "client default")) == (None, None)
+        assert (call["retry"], call.get("job_retry", "client default")) == (DEFAULT_RETRY, None)
         for param in params.values():
             values = param.values if isinstance(param, bigquery.ArrayQueryParameter) else [param.value]
             for text in _texts(values):
@@ -859,3 +925,90 @@ def test_connect_picks_the_bigquery_adapter_for_a_bigquery_url(bq_settings, monk
         assert warehouse.client.project == PROJECT
     finally:
         warehouse.close()
+
+
+# -- one job per attempt; waiting re-attaches ------------------------------------------------------
+
+
+def test_every_job_gets_a_new_id_prefixed_with_the_run(warehouse, client):
+    with warehouse.labels(backfill_run="20211207-ab12"):
+        warehouse.query("SELECT 1 AS one")
+        warehouse.query("SELECT 1 AS one")
+    warehouse.query("SELECT 1 AS one")
+    first, second, third = (call["job_id"] for call in client.queries)
+    assert first.startswith("backfill_20211207_ab12_") and second.startswith("backfill_20211207_ab12_")
+    assert first != second
+    assert third.startswith("backfill_") and "20211207" not in third
+
+
+def test_a_failed_poll_re_attaches_to_the_same_job_instead_of_sending_it_again(bq_settings, client):
+    slept: list[float] = []
+    warehouse = BigQueryWarehouse(bq_settings, PROJECT, client=client, sleep=slept.append)
+    client.poll_failures["DELETE"] = [ServiceUnavailable("poll dropped"), ConnectionResetError("reset")]
+    warehouse.execute("DELETE FROM {mlfs} WHERE TRUE")
+
+    (call,) = client.queries  # one job sent
+    (job,) = client.jobs
+    assert [c for c in client.metadata_calls if c[0] == "get_job"] == [("get_job", call["job_id"])] * 2
+    assert len(job.result_calls) == 3 and len(slept) == 2
+    assert warehouse.statements_issued == 1
+
+
+def test_a_job_that_failed_is_not_waited_for_again(warehouse, client):
+    client.job_failures["DELETE"] = InternalServerError("job failed", errors=[{"reason": "backendError"}])
+    with pytest.raises(InternalServerError):
+        warehouse.execute("DELETE FROM {mlfs} WHERE TRUE")
+    assert len(client.queries) == 1 and ("get_job", client.queries[0]["job_id"]) not in client.metadata_calls
+    assert len(client.jobs[0].result_calls) == 1
+
+
+def test_the_wait_running_out_of_time_ends_the_attempt(warehouse, client):
+    client.poll_failures["DELETE"] = [concurrent.futures.TimeoutError()]
+    with pytest.raises(concurrent.futures.TimeoutError):
+        warehouse.execute("DELETE FROM {mlfs} WHERE TRUE")
+    assert len(client.queries) == 1 and ("get_job", client.queries[0]["job_id"]) not in client.metadata_calls
+
+
+def test_a_poll_that_keeps_failing_gives_up_after_bounded_re_attaches(bq_settings, client):
+    warehouse = BigQueryWarehouse(bq_settings, PROJECT, client=client, sleep=lambda s: None)
+    client.poll_failures["DELETE"] = [ServiceUnavailable("down")] * 10
+    with pytest.raises(ServiceUnavailable):
+        warehouse.execute("DELETE FROM {mlfs} WHERE TRUE")
+    assert len(client.queries) == 1
+    assert len(client.jobs[0].result_calls) == REATTACH_ATTEMPTS
+
+
+def test_the_bytes_billed_cap_fails_with_a_line_that_says_what_to_change(warehouse, client):
+    refused = BadRequest(
+        "Query exceeded limit for bytes billed: 1000. 10485760 or higher required.",
+        errors=[{"reason": "bytesBilledLimitExceeded"}],
+    )
+    client.job_failures["SELECT"] = refused
+    with pytest.raises(WarehouseRefused, match="raise maximum_bytes_billed") as caught:
+        warehouse.query("SELECT 1 AS one")
+    assert caught.value.__cause__ is refused
+    assert classify(caught.value) == PERMANENT
+    assert "\n" not in str(caught.value)
+
+
+# -- location ------------------------------------------------------------------------------------
+
+
+def test_jobs_run_where_the_analytics_dataset_is_unless_configured(client, monkeypatch):
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    client.dataset_locations[f"{PROJECT}.nba_analytics"] = "europe-west3"
+    warehouse = BigQueryWarehouse(Settings(), PROJECT, client=client)
+    warehouse.query("SELECT 1 AS one")
+    warehouse.estimate_bytes("SELECT 1 AS one")
+    assert [call["location"] for call in client.queries] == ["europe-west3", "europe-west3"]
+    assert client.metadata_calls == [("get_dataset", f"{PROJECT}.nba_analytics")]  # read once
+
+    configured = BigQueryWarehouse(Settings(bigquery_location="asia-northeast1"), PROJECT, client=client)
+    configured.query("SELECT 1 AS one")
+    assert client.queries[-1]["location"] == "asia-northeast1"
+    assert len(client.metadata_calls) == 1
+
+
+def test_datasets_are_made_in_us_when_nothing_says_otherwise(warehouse, client):
+    warehouse.create_schema()
+    assert {call["dataset"].location for call in client.datasets} == {"US"}

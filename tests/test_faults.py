@@ -1,4 +1,11 @@
-"""Transient or permanent: one case per exception type and BigQuery reason (SPEC 4.4)."""
+"""Transient or permanent: one case per exception type and per BigQuery error reason (SPEC 4.4).
+
+The cases follow google-cloud-bigquery's own ``google/cloud/bigquery/retry.py``: a structured reason
+decides first (a known transient reason is retried whatever the status, anything else is not),
+then the exception class; where this project deliberately differs from the client, the case says why.
+Job failures are built with the client's own ``_error_result_to_exception``, as ``QueryJob.result``
+raises them.
+"""
 
 from __future__ import annotations
 
@@ -8,57 +15,160 @@ import sys
 
 import duckdb
 import pytest
+import requests.exceptions
 from google.api_core import exceptions as google
+from google.api_core.exceptions import RetryError
+from google.auth import exceptions as auth
+from google.cloud.bigquery.job.base import _error_result_to_exception
 
-from backfill.errors import BadInput
-from backfill.faults import PERMANENT, TRANSIENT, TRANSIENT_REASONS, classify, is_transient
+from backfill.errors import BadInput, WarehouseRefused
+from backfill.faults import PERMANENT, TRANSIENT, classify, engines, explain, is_transient
+from backfill.warehouse.bigquery import BIGQUERY_ERRORS
+from backfill.warehouse.duckdb import DUCKDB_ERRORS
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        TimeoutError("read timed out"),
-        concurrent.futures.TimeoutError(),
-        ConnectionError("peer went away"),
-        ConnectionResetError("x"),
-        ConnectionRefusedError("x"),
-        BrokenPipeError("x"),
-        google.ServiceUnavailable("503"),
-        google.DeadlineExceeded("504"),
-        google.InternalServerError("500"),
-        google.BadGateway("502"),
-        google.GatewayTimeout("504"),
-        google.TooManyRequests("429"),
-    ],
-    ids=lambda error: type(error).__name__,
-)
+def job_error(reason: str, message: str = "job failed") -> google.GoogleAPICallError:
+    """The exception ``QueryJob.result()`` raises for a job whose errorResult has this reason."""
+    return _error_result_to_exception({"reason": reason, "message": message})
+
+
+def test_both_adapters_declare_their_errors_to_faults():
+    assert BIGQUERY_ERRORS in engines() and DUCKDB_ERRORS in engines()
+
+
+# -- exception types, when there is no structured reason -------------------------------------
+
+TRANSIENT_TYPES = [
+    TimeoutError("read timed out"),
+    concurrent.futures.TimeoutError(),  # QueryJob.result's own wait timeout
+    ConnectionError("peer went away"),
+    ConnectionResetError("x"),
+    ConnectionRefusedError("x"),
+    BrokenPipeError("x"),
+    google.ServiceUnavailable("503"),
+    google.InternalServerError("500"),
+    google.BadGateway("502"),
+    google.TooManyRequests("429"),
+    google.GatewayTimeout("504 from the front end"),
+    google.DeadlineExceeded("504 deadline"),
+    requests.exceptions.ConnectionError("connection aborted"),
+    requests.exceptions.ChunkedEncodingError("response ended prematurely"),
+    requests.exceptions.ReadTimeout("read timed out"),
+    auth.TransportError("token endpoint unreachable"),
+]
+
+
+@pytest.mark.parametrize("error", TRANSIENT_TYPES, ids=lambda error: type(error).__qualname__)
 def test_transient_exception_types(error):
     assert classify(error) == TRANSIENT
 
 
-@pytest.mark.parametrize("reason", sorted(TRANSIENT_REASONS))
-def test_transient_bigquery_reasons_even_on_client_error_statuses(reason):
-    # BigQuery reports rate limits as 403 Forbidden and backend errors as 400 with these reasons.
-    for cls in (google.Forbidden, google.BadRequest):
-        assert classify(cls("job failed", errors=[{"reason": reason, "message": "m"}])) == TRANSIENT
+PERMANENT_TYPES = [
+    google.BadRequest("Syntax error: Unexpected keyword"),
+    google.NotFound("Not found: Table demo:nba_precompute.ml_feature_store"),
+    google.Forbidden("Access Denied"),
+    google.Unauthorized("no credentials"),
+    google.Conflict("Already Exists: Dataset"),
+    google.MethodNotAllowed("405"),
+    # A subclass of requests' ConnectionError that the client never retries (_UNSTRUCTURED_NON_RETRYABLE_TYPES).
+    requests.exceptions.SSLError("certificate verify failed: connection refused"),
+    auth.DefaultCredentialsError("Your default credentials were not found."),
+    auth.RefreshError("invalid_grant: reauth needed"),
+    BadInput("range is reversed"),
+    ValueError("bad value"),
+    KeyError("missing"),
+    ZeroDivisionError(),
+]
+
+
+@pytest.mark.parametrize("error", PERMANENT_TYPES, ids=lambda error: type(error).__qualname__)
+def test_permanent_exception_types(error):
+    assert classify(error) == PERMANENT
+
+
+# -- reasons decide before classes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", sorted(BIGQUERY_ERRORS.transient_reasons))
+@pytest.mark.parametrize("status", [google.BadRequest, google.Forbidden, google.InternalServerError])
+def test_transient_reason_is_retried_whatever_the_status(reason, status):
+    # BigQuery reports rate limits as 403 and some backend errors as 400.
+    assert classify(status("failed", errors=[{"reason": reason, "message": "m"}])) == TRANSIENT
+
+
+@pytest.mark.parametrize("reason", sorted(BIGQUERY_ERRORS.transient_reasons))
+def test_job_that_failed_with_a_transient_reason_is_transient(reason):
+    assert classify(job_error(reason)) == TRANSIENT
+
+
+@pytest.mark.parametrize("reason", sorted(BIGQUERY_ERRORS.permanent_reasons))
+@pytest.mark.parametrize("status", [google.BadRequest, google.Forbidden, google.ServiceUnavailable])
+def test_permanent_reason_fails_at_once_even_on_a_retryable_status(reason, status):
+    assert classify(status("refused", errors=[{"reason": reason, "message": "m"}])) == PERMANENT
 
 
 @pytest.mark.parametrize(
-    "error",
-    [
-        google.BadRequest("Syntax error: Unexpected keyword", errors=[{"reason": "invalidQuery"}]),
-        google.NotFound("Not found: Table demo:nba_precompute.ml_feature_store"),
-        google.Forbidden("Access Denied", errors=[{"reason": "accessDenied"}]),
-        google.Unauthorized("no credentials"),
-        BadInput("range is reversed"),
-        ValueError("bad value"),
-        KeyError("missing"),
-        ZeroDivisionError(),
-    ],
-    ids=lambda error: type(error).__name__,
+    "reason", ["invalidQuery", "invalid", "notFound", "duplicate", "stopped", "someReasonNotYetInvented"]
 )
-def test_permanent_errors_fail_at_once(error):
+def test_job_that_failed_with_any_other_reason_is_permanent(reason):
+    # The client maps an unknown job reason to 500 InternalServerError; the reason still decides
+    # (as _should_retry: a structured reason outside _RETRYABLE_REASONS is not retried).
+    error = job_error(reason)
     assert classify(error) == PERMANENT
+    if reason == "someReasonNotYetInvented":
+        assert isinstance(error, google.InternalServerError)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Could not serialize access to table demo-project:nba_precompute.ml_feature_store due to concurrent update",
+        "Transaction is aborted due to concurrent update against table demo-project:nba_predictions.x",
+    ],
+)
+def test_concurrent_update_is_transient_although_its_reason_is_invalid_query(message):
+    # BigQuery reports it as 400 invalidQuery (see confluentinc/kafka-connect-bigquery#279) and says
+    # to retry; as an API error and as a failed job.
+    assert (
+        classify(google.BadRequest(message, errors=[{"reason": "invalidQuery", "message": message}]))
+        == TRANSIENT
+    )
+    assert classify(job_error("invalidQuery", message)) == TRANSIENT
+
+
+def test_a_reason_of_a_retried_api_call_is_read_through_retry_error():
+    # The client's DEFAULT_RETRY gave up: RetryError keeps the last error as its cause.
+    gave_up = RetryError("Deadline of 600s exceeded", cause=google.ServiceUnavailable("503"))
+    assert classify(gave_up) == TRANSIENT
+    refused = google.BadRequest("x", errors=[{"reason": "bytesBilledLimitExceeded"}])
+    assert classify(RetryError("gave up", cause=refused)) == PERMANENT
+
+
+# -- what to change ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        ("bytesBilledLimitExceeded", "maximum_bytes_billed"),
+        ("quotaExceeded", "quota"),
+        ("billingNotEnabled", "enable"),
+        ("accessDenied", "roles/bigquery.jobUser"),
+    ],
+)
+def test_a_refusal_says_in_one_line_what_to_change(reason, words):
+    error = job_error(reason, "Query exceeded limit for bytes billed: 1000. 10485760 or higher required.")
+    hint = explain(error)
+    assert words in hint and reason in hint and "\n" not in hint
+    assert classify(WarehouseRefused(hint)) == PERMANENT
+
+
+def test_errors_without_a_hint_are_not_explained():
+    assert explain(google.BadRequest("Syntax error", errors=[{"reason": "invalidQuery"}])) is None
+    assert explain(TimeoutError()) is None
+
+
+# -- DuckDB --------------------------------------------------------------------------------------
 
 
 def test_bad_sql_on_duckdb_is_permanent():
@@ -106,6 +216,9 @@ def test_duckdb_write_conflict_is_transient():
     assert classify(caught.value) == TRANSIENT
 
 
+# -- the fallback ----------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("word", ["timeout", "connection", "reset", "refused", "unavailable", "deadline"])
 def test_team_keywords_are_the_fallback_for_unknown_errors(word):
     assert classify(RuntimeError(f"upstream said: {word.upper()} while reading")) == TRANSIENT
@@ -123,3 +236,14 @@ def test_the_cause_of_a_wrapping_error_is_classified():
 
 def test_a_known_permanent_type_wins_over_a_keyword_in_its_message():
     assert classify(google.BadRequest("Unrecognized name: connection_id")) == PERMANENT
+
+
+def test_duckdb_users_load_no_google_library_to_classify():
+    code = (
+        "import sys, duckdb; from backfill.faults import classify; import backfill.warehouse.duckdb; "
+        "classify(duckdb.IOException('Could not set lock on file')); "
+        "print(sorted(m for m in sys.modules if m.startswith(('google', 'requests'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ real sign-in through an OpenID Connect provider is proven in tests/browser/test_
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -97,7 +98,7 @@ def test_an_unverified_email_does_not_name_an_operator():
 
 
 def test_operator_claim_defaults_to_email_and_refuses_other_claims_in_one_line(tmp_path):
-    no_file = tmp_path / "none.toml"
+    no_file = os.devnull  # no settings file
     assert load_settings({}, no_file).operator_claim == "email"
     assert load_settings({"BACKFILL_OPERATOR_CLAIM": "sub"}, no_file).operator_claim == "sub"
     with pytest.raises(BadInput) as refusal:

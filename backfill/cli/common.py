@@ -129,11 +129,12 @@ def resolve_range(
 
 def open_warehouse(ctx: Context) -> Warehouse:
     """The configured warehouse; a DuckDB file must exist (a typo must not create an empty one)."""
-    from backfill.warehouse import connect, parse_url
+    from backfill.warehouse import adapter_class, connect, parse_url
 
     kind, location = parse_url(ctx.settings.warehouse)
-    if kind == "duckdb" and location != ":memory:" and not Path(location).is_file():
-        if ctx.settings.warehouse == DEFAULT_WAREHOUSE and not Path(location).exists():
+    file = adapter_class(kind).local_file(location)
+    if file is not None and not Path(file).is_file():
+        if ctx.settings.warehouse == DEFAULT_WAREHOUSE and not Path(file).exists():
             # First start (SPEC 4.8): the default warehouse is created with demo data.
             from backfill.demo import ensure_demo
 

@@ -62,18 +62,19 @@ def add_demo(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace, ctx: Context) -> int:
-    from backfill.warehouse import parse_url
+    from backfill.warehouse import adapter_class, parse_url
 
     if not 1 <= args.seasons <= MAX_DEMO_SEASONS:
         raise BadInput(f"--seasons must be between 1 and {MAX_DEMO_SEASONS}, got {args.seasons}")
     if args.seed < 0:
         raise BadInput(f"--seed must be 0 or more, got {args.seed}")
     kind, location = parse_url(ctx.settings.warehouse)
-    # A DuckDB file is built beside its path and moved into place whole; any other warehouse
-    # (BigQuery) is built in its own datasets, guarded by build_demo_in_place.
-    in_a_file = kind == "duckdb"
-    if in_a_file and location == ":memory:":
-        raise BadInput("the demo needs a DuckDB file path, not :memory:")
+    adapter = adapter_class(kind)
+    # A warehouse in a local file (DuckDB) is built beside its path and moved into place whole; any
+    # other (BigQuery) is built in its own datasets, guarded by build_demo_in_place.
+    in_a_file = adapter.IN_LOCAL_FILES
+    if in_a_file and adapter.local_file(location) is None:
+        raise BadInput(f"the demo needs a file path, not {location}")
     if in_a_file and Path(location).is_dir():
         raise BadInput(f"warehouse path {location!r} is a directory")
 

@@ -54,6 +54,9 @@ class JobFailed(BackfillError):
 class Processor:
     """Backfills one stage for a batch of dates; subclasses implement :meth:`run`."""
 
+    plan_action = "replace"
+    """What the dry run says the processor will do to a date."""
+
     holds_warehouse = True
     """Whether the work runs through this process's warehouse connection (False: another process
     writes, so the runner releases an embedded warehouse file while it works)."""

@@ -38,6 +38,7 @@ PYTHON_NAMES = ("python", "python3")
 class CommandProcessor(Processor):
     """Run the stage's command for a batch of dates, streaming its output to the run's log."""
 
+    plan_action = "run the command"
     holds_warehouse = False
 
     def argv(self, dates: list[dt.date], dates_file: str) -> list[str]:

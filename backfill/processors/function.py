@@ -20,6 +20,8 @@ from backfill.processors.base import BatchResult, JobContext, Processor
 class FunctionProcessor(Processor):
     """Call the stage's Python function for a batch of dates."""
 
+    plan_action = "call the function"
+
     def function(self):
         module_name, name = self.config.function.split(":")
         folder = str(self.pipeline.folder)

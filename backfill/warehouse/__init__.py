@@ -1,63 +1,65 @@
 """Warehouse adapters behind one interface, and the factory that picks one from a URL.
 
-``BACKFILL_WAREHOUSE`` names the warehouse: a DuckDB file path (``data/warehouse.duckdb``,
-optionally ``duckdb:///path``), ``:memory:``, or ``bigquery://PROJECT``.
+``BACKFILL_WAREHOUSE`` names the warehouse by URL: the scheme picks the adapter from
+:data:`ADAPTERS` (``bigquery://PROJECT``; ``duckdb:///PATH``), a URL without a scheme is a path for
+:data:`DEFAULT_ADAPTER` (a DuckDB file, or ``:memory:``), and the adapter class itself reads the rest
+of the URL (``parse_location``). Adding a warehouse is one module (its adapter class), one line
+here and its tests.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backfill.config import Settings
 from backfill.errors import BadInput
-from backfill.validate import check_project
 
-if TYPE_CHECKING:  # the adapters import pandas and sqlglot; parse_url must stay instant
+if TYPE_CHECKING:  # the adapters import pandas and their engine's client: imported only when used
     from backfill.warehouse.base import Warehouse
 
 ADAPTERS = {
     "duckdb": "backfill.warehouse.duckdb:DuckDBWarehouse",
     "bigquery": "backfill.warehouse.bigquery:BigQueryWarehouse",
 }
-"""Adapter class of each warehouse kind, imported only when used."""
+"""Adapter class of each URL scheme, imported only when a URL of that scheme is used."""
+
+DEFAULT_ADAPTER = "duckdb"
+"""The adapter of a URL without a scheme (a file path)."""
 
 
-def _adapter(kind: str) -> type[Warehouse]:
+def adapter_class(kind: str) -> type[Warehouse]:
+    """The adapter class of a URL scheme (imports its module)."""
     module, name = ADAPTERS[kind].split(":")
     return getattr(importlib.import_module(module), name)
 
 
-def parse_url(url: str) -> tuple[str, str]:
-    """(kind, location) of a warehouse URL; raises BadInput for a malformed one."""
+def scheme(url: str) -> str:
+    """The adapter kind a URL names by its scheme (no import); raises BadInput for an unknown one."""
     url = (url or "").strip()
     if not url:
         raise BadInput("warehouse URL is empty")
-    if url.startswith("bigquery://"):
-        project = url.removeprefix("bigquery://").strip("/")
-        if not project or "/" in project:
-            raise BadInput(f"malformed warehouse URL {url!r} (expected bigquery://PROJECT)")
-        return "bigquery", check_project(project)
-    if url.startswith("duckdb://"):
-        path = url.removeprefix("duckdb://")
-        path = path[1:] if path.startswith("//") else path
-        if not path:
-            raise BadInput(f"malformed warehouse URL {url!r} (expected duckdb:///PATH)")
-        return "duckdb", path
-    if "://" in url:
-        raise BadInput(f"malformed warehouse URL {url!r} (a DuckDB path or bigquery://PROJECT)")
-    return "duckdb", url
+    if "://" not in url:
+        return DEFAULT_ADAPTER
+    kind = url.split("://", 1)[0]
+    if kind not in ADAPTERS:
+        known = " or ".join(f"{name}://..." for name in ADAPTERS)
+        raise BadInput(f"malformed warehouse URL {url!r} (a file path, {known})")
+    return kind
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """(kind, location) of a warehouse URL, read by its adapter class; raises BadInput for a malformed one."""
+    kind = scheme(url)
+    return kind, adapter_class(kind).parse_location(url.strip())
 
 
 def connect(settings: Settings, url: str | None = None) -> Warehouse:
-    """The adapter for ``url`` (default: the configured warehouse); a DuckDB file must exist."""
+    """The adapter for ``url`` (default: the configured warehouse); its target must exist."""
     kind, location = parse_url(url or settings.warehouse)
-    if kind == "duckdb" and location != ":memory:" and not Path(location).is_file():
-        raise BadInput(
-            f"DuckDB warehouse {location} does not exist (create a demo with: python -m backfill demo --warehouse {location})"
-        )
-    return _adapter(kind)(settings, location)
+    adapter = adapter_class(kind)
+    adapter.check_exists(location)
+    return adapter(settings, location)
 
 
 def __getattr__(name: str):
@@ -68,4 +70,4 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["ADAPTERS", "Warehouse", "connect", "parse_url"]
+__all__ = ["ADAPTERS", "DEFAULT_ADAPTER", "Warehouse", "adapter_class", "connect", "parse_url", "scheme"]

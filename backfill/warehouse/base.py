@@ -12,16 +12,18 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-import pandas as pd
-
+from backfill import faults
 from backfill.config import Settings
+from backfill.crashpoints import IN_TRANSACTION, crash_point
+from backfill.errors import WarehouseRefused
 from backfill.validate import check_identifier
-from backfill.warehouse import sql as sqlmod
 from backfill.warehouse.schema import SQL_ALIASES, TABLES, Table
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas and sqlglot load when first used: reading a URL stays instant
+    import pandas as pd
+
     from backfill.pipeline import Stage
 
 Params = Mapping[str, Any]
@@ -32,6 +34,28 @@ _PARAM = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 def param_names(googlesql: str) -> set[str]:
     """Names of the ``@parameters`` a GoogleSQL statement uses."""
     return set(_PARAM.findall(googlesql))
+
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+"""Outcomes of a readiness check (``python -m backfill doctor``)."""
+
+
+class Check(NamedTuple):
+    """One readiness check: its name, its outcome, and one line (what to fix when not ok)."""
+
+    name: str
+    status: str
+    detail: str
+
+
+TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})
+"""First words of the statements that open and close a transaction in a script."""
+
+
+def keyword(statement: str) -> str:
+    """The first word of a statement, upper-cased (``BEGIN``, ``DELETE``, ...), comments skipped."""
+    words = [line for line in statement.splitlines() if not line.lstrip().startswith("--")]
+    return " ".join(words).split(None, 1)[0].upper() if words else ""
 
 
 class Warehouse(ABC):
@@ -45,6 +69,35 @@ class Warehouse(ABC):
 
     SUPPORTS_DRY_RUN: ClassVar[bool] = False
     """Whether :meth:`estimate_bytes` can ask the warehouse what a query would scan."""
+
+    IN_LOCAL_FILES: ClassVar[bool] = False
+    """Whether its warehouses live in local files (see :meth:`local_file`)."""
+
+    ERRORS: ClassVar[faults.EngineErrors | None] = None
+    """What this engine's errors mean (classes, reasons, messages), as data: registered with
+    :mod:`backfill.faults` when the class is defined, which alone decides transient or permanent."""
+
+    @classmethod
+    @abstractmethod
+    def parse_location(cls, url: str) -> str:
+        """Where a URL of this adapter's scheme points (a path, a project); BadInput if malformed."""
+
+    @classmethod
+    def local_file(cls, location: str) -> str | None:
+        """The local file the warehouse lives in, if it is one (the demo is then built beside it and
+        moved into place whole, and a missing file may be created with the demo on first start)."""
+        return None
+
+    @classmethod
+    def check_exists(cls, location: str) -> None:
+        """Refuse (BadInput) a target that must exist before it is opened (a typo must not create
+        an empty warehouse); remote warehouses say so at their first request instead."""
+        return None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("ERRORS") is not None:
+            faults.register(cls.ERRORS)
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -86,17 +139,21 @@ class Warehouse(ABC):
 
     def prepare(self, template: str) -> tuple[str, ...]:
         """Render a template's table names and translate it to this warehouse's dialect."""
+        from backfill.warehouse import sql as sqlmod
+
         return sqlmod.translate(sqlmod.render(template, self.table_refs()), self.dialect)
 
     def query(self, template: str, params: Params | None = None, **options: Any) -> pd.DataFrame:
         """Run one SELECT and return its rows; DATE columns come back as ``datetime.date``."""
         self._count()
-        return self._query(self.prepare(template), dict(params or {}), **self._labelled(options))
+        with _refusals_explained():
+            return self._query(self.prepare(template), dict(params or {}), **self._labelled(options))
 
     def execute(self, template: str, params: Params | None = None, **options: Any) -> None:
         """Run a statement, or a script of statements in one transaction, as one request."""
         self._count()
-        self._execute(self.prepare(template), dict(params or {}), **self._labelled(options))
+        with _refusals_explained():
+            self._execute(self.prepare(template), dict(params or {}), **self._labelled(options))
 
     @contextlib.contextmanager
     def labels(self, **labels: str) -> Iterator[None]:
@@ -195,6 +252,16 @@ class Warehouse(ABC):
         """Hold whatever a series of requests can share (DuckDB: the open database) for a block."""
         yield
 
+    def demo_table_columns(self) -> dict[str, dict[str, str] | None]:
+        """Columns (name: GoogleSQL type) of each of the three tables as the warehouse has them, by
+        table name; None for a table that does not exist. Reads metadata only."""
+        raise NotImplementedError(f"{self.describe()} cannot list its columns")
+
+    def health_checks(self) -> Iterator[Check]:
+        """The engine's own readiness checks (credentials, location, layout, permissions), reading
+        only; the tables' columns are checked by :mod:`backfill.doctor` for every engine."""
+        return iter(())
+
     def estimate_bytes(self, template: str, params: Params | None = None) -> int | None:
         """Bytes a query would process, where the warehouse can tell without running it."""
         return None
@@ -206,9 +273,44 @@ class Warehouse(ABC):
         with self._lock:
             self._statements_issued += 1
 
+    def _run_script(self, statements: tuple[str, ...], run_one, roll_back) -> None:
+        """Run a script's statements in order with ``run_one(number, statement)``; if one fails
+        inside a transaction the script opened, ``roll_back()`` before the error goes on.
+
+        The one transaction loop of every adapter: it also holds the crash point where tests kill a
+        backfill between a replace's DELETE and its INSERT (crash-and-resume, SPEC 5)."""
+        in_transaction = False
+        try:
+            for number, statement in enumerate(statements):
+                word = keyword(statement)
+                run_one(number, statement)
+                if word in TRANSACTION_CONTROL:
+                    in_transaction = word == "BEGIN"
+                elif in_transaction and word == "DELETE":
+                    crash_point(IN_TRANSACTION)
+        except BaseException:
+            if in_transaction:
+                roll_back()
+            raise
+
+
+@contextlib.contextmanager
+def _refusals_explained() -> Iterator[None]:
+    """A refusal that a setting or a permission must fix (the bytes-billed cap, a used-up quota,
+    billing, access) goes on as one line that says what to change, the engine's error as its cause."""
+    try:
+        yield
+    except Exception as exc:
+        hint = faults.explain(exc)
+        if hint is None or isinstance(exc, WarehouseRefused):
+            raise
+        raise WarehouseRefused(hint) from exc
+
 
 def dates_to_python(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Make the named DATE columns hold plain ``datetime.date`` values, as every adapter returns."""
+    import pandas as pd
+
     for column in columns:
         frame[column] = pd.to_datetime(frame[column]).dt.date
     return frame

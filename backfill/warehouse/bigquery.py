@@ -4,10 +4,18 @@ Google libraries are imported here only, so DuckDB users and tests need no cloud
 Credentials come from Application Default Credentials; when ``BIGQUERY_EMULATOR_HOST`` (host:port)
 is set, anonymous credentials and that endpoint are used instead, which is how the tests run offline.
 
-Retries live at one level only, in :mod:`backfill.retry`: the client's own ``retry`` and
-``job_retry`` defaults would otherwise re-send API calls and re-run failed jobs underneath ours
-(up to 10 minutes each), and its uploads retry 6 times by default; all of that is turned off here,
-so every attempt is one the run ledger sees.
+Two retry layers, as in the client's own ``google/cloud/bigquery/retry.py`` (``DEFAULT_RETRY`` for
+API calls, ``DEFAULT_JOB_RETRY`` for failed jobs), each kept at one level only:
+
+- *API calls* (inserting a job, polling it, reading its rows, getting a dataset) keep the client's
+  bounded ``DEFAULT_RETRY``: a dropped poll is retried underneath in seconds, and re-polling never
+  re-runs anything. A job is inserted under a job id of our own, so a retried insert that finds the
+  job already there (409) picks it up instead of starting a second one (the client does that).
+- *Jobs* are never re-run by the client (``job_retry=None``): a failed job is a failed attempt of
+  :mod:`backfill.retry`, which runs the statement again as a new job with a new id, and the run
+  ledger sees every attempt. A failure while *waiting* for a job (the poll gave up, the connection
+  dropped) re-attaches to the same job (``client.get_job``, then ``result`` again) instead of
+  sending it again: waiting is not an attempt.
 
 Scripts. A multi-statement script (the replace transaction, the stale-row deletion) normally runs
 as one job: BigQuery binds its ``@parameters`` and rolls the transaction back if any statement
@@ -25,17 +33,32 @@ import datetime as dt
 import io
 import logging
 import os
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-from google.api_core.exceptions import NotFound
+import tenacity
+from google.api_core.exceptions import Forbidden, GoogleAPICallError, NotFound
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from backfill.config import Settings
-from backfill.crashpoints import IN_TRANSACTION, crash_point
 from backfill.errors import BadInput
+from backfill.faults import EngineErrors, explain, is_transient
 from backfill.validate import check_project
-from backfill.warehouse.base import Warehouse, dates_to_python, param_names
+from backfill.warehouse.base import (
+    FAIL,
+    OK,
+    TRANSACTION_CONTROL,
+    WARN,
+    Check,
+    Warehouse,
+    dates_to_python,
+    keyword,
+    param_names,
+)
 from backfill.warehouse.schema import TABLES, Table
 from backfill.warehouse.sql import split_statements
 
@@ -48,10 +71,98 @@ JOB_LABELS = {"app": "nba-backfill"}
 """Labels on every job this adapter sends, so billing exports and INFORMATION_SCHEMA.JOBS can
 attribute the cost; callers add their own (a backfill adds its run id and stage)."""
 
-UPLOAD_RETRIES = 0
-"""``load_table_from_file`` retries an upload 6 times by default; ours is the only retry level."""
+API_RETRY = DEFAULT_RETRY
+"""The client's own bounded retry of one API call (10 minutes at most, reasons and transport errors
+of ``google.cloud.bigquery.retry._should_retry``): a different layer from ours, which re-runs
+whole statements; it never re-runs a job (``job_retry=None`` everywhere)."""
 
-_TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK"}
+REATTACH_ATTEMPTS = 5
+"""How many times waiting for one job may fail (the poll gave up) before the attempt fails."""
+
+DEFAULT_DATASET_LOCATION = "US"
+"""Where the demo makes datasets when no location is configured and none exists yet."""
+
+_API = "google.api_core.exceptions."
+
+BIGQUERY_ERRORS = EngineErrors(
+    engine="bigquery",
+    label="BigQuery",
+    # google/cloud/bigquery/retry.py: _RETRYABLE_REASONS (API errors worth retrying) and
+    # job_retry_reasons (jobs that failed for reasons a new job may not meet).
+    transient_reasons=frozenset(
+        {
+            "rateLimitExceeded",  # reported as 403: the status alone would say permanent
+            "backendError",
+            "internalError",
+            "badGateway",
+            "jobBackendError",
+            "jobInternalError",
+            "jobRateLimitExceeded",
+        }
+    ),
+    # Reasons where the quota, the cap or the account is the answer: another attempt bills or fails
+    # the same way. See https://cloud.google.com/bigquery/docs/error-messages.
+    permanent_reasons={
+        "bytesBilledLimitExceeded": (
+            "the query would bill more bytes than the cap allows: raise maximum_bytes_billed "
+            "(BACKFILL_MAXIMUM_BYTES_BILLED; 0 = no cap) or backfill fewer dates per batch (batch_size)"
+        ),
+        "quotaExceeded": (
+            "a BigQuery quota is used up (often a daily one): wait until it resets, or ask for a higher "
+            "quota in the Cloud console (IAM & Admin > Quotas)"
+        ),
+        "billingNotEnabled": (
+            "billing is not enabled on the project: enable it in the Cloud console, or point "
+            "BACKFILL_WAREHOUSE at a project that has it"
+        ),
+        "billingTierLimitExceeded": (
+            "the query needs a higher billing tier: move the project to on-demand or capacity pricing"
+        ),
+        "accessDenied": (
+            "the account lacks a permission: grant roles/bigquery.jobUser on the project, "
+            "dataViewer on the analytics dataset and dataEditor on the written ones (README, IAM roles)"
+        ),
+        "resourcesExceeded": "the query ran out of resources: lower batch_size so each job covers fewer dates",
+        "responseTooLarge": "the result is too large to return: narrow the date range",
+    },
+    # google/cloud/bigquery/retry.py: _UNSTRUCTURED_RETRYABLE_TYPES, which decide when an error has
+    # no structured reason. GatewayTimeout (504) and DeadlineExceeded are added: a timeout in
+    # front of the API says the answer was lost, not that the request was wrong (the team's
+    # "timeout"/"deadline" keywords, SPEC 1); the client turns its own wait timeout into
+    # concurrent.futures.TimeoutError, which backfill.faults treats as transient for every engine.
+    transient_types=frozenset(
+        {
+            _API + "TooManyRequests",
+            _API + "InternalServerError",
+            _API + "BadGateway",
+            _API + "ServiceUnavailable",
+            _API + "GatewayTimeout",
+            _API + "DeadlineExceeded",
+            "requests.exceptions.ConnectionError",
+            "requests.exceptions.ChunkedEncodingError",
+            "requests.exceptions.Timeout",
+            "google.auth.exceptions.TransportError",
+        }
+    ),
+    # _UNSTRUCTURED_NON_RETRYABLE_TYPES: a TLS failure is configuration, not weather.
+    never_transient_types=frozenset({"requests.exceptions.SSLError"}),
+    permanent_types=frozenset(
+        {
+            _API + "ClientError",
+            "google.auth.exceptions.DefaultCredentialsError",
+            "google.auth.exceptions.RefreshError",
+        }
+    ),
+    # Two writers met on the same table (another replace, the pipeline's own MERGE): BigQuery
+    # aborts one with reason invalidQuery (400), and its docs say to retry it. See
+    # https://cloud.google.com/bigquery/docs/troubleshoot-queries (concurrent update) and
+    # https://cloud.google.com/bigquery/docs/transactions#transaction_concurrency.
+    conflict_messages=(
+        (_API + "GoogleAPICallError", "could not serialize access to table"),
+        (_API + "GoogleAPICallError", "due to concurrent update"),
+    ),
+)
+"""What BigQuery's errors mean, for :mod:`backfill.faults`."""
 
 
 def query_parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
@@ -84,10 +195,18 @@ def used_params(statement: str, params: dict) -> dict:
     return {name: value for name, value in params.items() if name in used}
 
 
-def _keyword(statement: str) -> str:
-    """The first word of a statement, upper-cased (``BEGIN``, ``DELETE``, ...)."""
-    words = [line for line in statement.splitlines() if not line.lstrip().startswith("--")]
-    return " ".join(words).split(None, 1)[0].upper() if words else ""
+def job_id(labels: dict | None) -> str:
+    """A new job id for one attempt: ``backfill_<run id>_<uuid>`` in a run, else ``backfill_<uuid>``.
+
+    Each attempt gets its own, so a re-run is a new job; an id of our own lets the client recognise
+    its own job when a retried insert meets it (409) instead of sending a second one."""
+    run = _label(dict(labels or {}).get("backfill_run", "")).replace("-", "_")
+    return "_".join(part for part in ("backfill", run, uuid.uuid4().hex) if part)
+
+
+def job_failed(job: Any) -> bool:
+    """Whether the job itself is known to have finished with an error (not merely a failed poll)."""
+    return getattr(job, "state", None) == "DONE" and getattr(job, "error_result", None) is not None
 
 
 class BigQueryWarehouse(Warehouse):
@@ -101,6 +220,15 @@ class BigQueryWarehouse(Warehouse):
     kind = "bigquery"
     dialect = "bigquery"
     SUPPORTS_DRY_RUN = True
+    ERRORS = BIGQUERY_ERRORS
+
+    @classmethod
+    def parse_location(cls, url: str) -> str:
+        """The project of ``bigquery://PROJECT``."""
+        project = url.removeprefix("bigquery://").strip("/")
+        if not project or "/" in project:
+            raise BadInput(f"malformed warehouse URL {url!r} (expected bigquery://PROJECT)")
+        return check_project(project)
 
     def __init__(
         self,
@@ -109,9 +237,14 @@ class BigQueryWarehouse(Warehouse):
         client: bigquery.Client | None = None,
         *,
         scripts_bind_parameters: bool | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         super().__init__(settings)
         self.project = check_project(project)
+        self.sleep = sleep
+        """Waits between re-attaching to a job (injectable, so tests never really sleep)."""
+        self._location: str | None = settings.bigquery_location or None
+        self._location_known = self._location is not None
         self.emulator_host = os.environ.get(EMULATOR_ENV) or None
         self.client = client or self._make_client()
         if scripts_bind_parameters is None:
@@ -128,12 +261,12 @@ class BigQueryWarehouse(Warehouse):
                 project=self.project,
                 credentials=AnonymousCredentials(),
                 client_options=ClientOptions(api_endpoint=f"http://{self.emulator_host}"),
-                location=self.settings.bigquery_location,
+                location=self._location,
             )
         from google.auth.exceptions import DefaultCredentialsError
 
         try:
-            return bigquery.Client(project=self.project, location=self.settings.bigquery_location)
+            return bigquery.Client(project=self.project, location=self._location)
         except DefaultCredentialsError as exc:
             raise BadInput(
                 "no Google credentials for BigQuery (Application Default Credentials): run "
@@ -162,6 +295,27 @@ class BigQueryWarehouse(Warehouse):
 
     def _table_id(self, table: Table) -> str:
         return f"{self.project}.{self.dataset(table)}.{table.name}"
+
+    @property
+    def location(self) -> str | None:
+        """Where jobs run: the configured ``bigquery_location``, else the analytics dataset's own
+        location (read once from its metadata), else None while that dataset does not exist yet.
+
+        A job sent to another location than its tables' fails as "not found", so a fixed default
+        ("US") would fail every job on datasets elsewhere. Read once (a missing dataset too: only
+        the demo builder goes on without one, and it sets the location as it makes the datasets)."""
+        if not self._location_known:
+            try:
+                dataset = self.client.get_dataset(
+                    f"{self.project}.{self.settings.analytics_dataset}",
+                    retry=API_RETRY,
+                    timeout=self.settings.query_timeout_s,
+                )
+                self._location = dataset.location or None
+            except NotFound:
+                self._location = None
+            self._location_known = True
+        return self._location
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -195,15 +349,59 @@ class BigQueryWarehouse(Warehouse):
         return bigquery.QueryJobConfig(**options)
 
     def _job(self, statement: str, params: dict, labels: dict | None, **session: Any):
-        """Send one job and wait for it; no client-level retry of the call or of the job."""
+        """Send one job (a new job id) and wait for it; the client retries API calls, never the job."""
         job = self.client.query(
             statement,
             job_config=self.job_config(used_params(statement, params), labels, **session),
-            retry=None,
+            job_id=job_id(labels),
+            location=self.location,
+            retry=API_RETRY,
             job_retry=None,
             timeout=self.settings.query_timeout_s,
         )
-        return job, job.result(retry=None, timeout=self.settings.query_timeout_s)
+        return self._wait(job)
+
+    def _wait(self, job, *, query: bool = True):
+        """Wait for a job; if waiting fails (not the job), re-attach to the same job and wait again.
+
+        (job, rows). The job's own failure, or the wait running out of time (the job is then
+        stopped by BigQuery at ``job_timeout_ms``), ends the attempt: that is the retry policy's
+        to judge. Re-attaching is tenacity too, bounded by :data:`REATTACH_ATTEMPTS`."""
+        current = job
+        waits = 0
+
+        def waited():
+            nonlocal current, waits
+            if waits:  # the last wait failed: ask for the same job again
+                current = self.client.get_job(
+                    current.job_id,
+                    project=current.project,
+                    location=current.location,
+                    retry=API_RETRY,
+                    timeout=self.settings.query_timeout_s,
+                )
+            waits += 1
+            # Only query jobs take job_retry (load jobs are never re-run by the client anyway).
+            never_rerun = {"job_retry": None} if query else {}
+            return current.result(retry=API_RETRY, timeout=self.settings.query_timeout_s, **never_rerun)
+
+        def poll_failed(exc: BaseException) -> bool:
+            return not isinstance(exc, TimeoutError) and not job_failed(current) and is_transient(exc)
+
+        def tell(state: tenacity.RetryCallState) -> None:
+            log.warning(
+                "waiting for job %s failed (%s); re-attaching", current.job_id, state.outcome.exception()
+            )
+
+        rows = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(REATTACH_ATTEMPTS),
+            wait=tenacity.wait_exponential(multiplier=1, max=30),
+            retry=tenacity.retry_if_exception(poll_failed),
+            sleep=self.sleep,
+            before_sleep=tell,
+            reraise=True,
+        )(waited)
+        return current, rows
 
     def _query(self, statements, params, labels: dict | None = None, **options: Any) -> pd.DataFrame:
         (statement,) = statements
@@ -228,24 +426,21 @@ class BigQueryWarehouse(Warehouse):
         bills and what a run's statement count reports).
         """
         session_id: str | None = None
-        in_transaction = False
-        try:
-            for number, statement in enumerate(statements):
-                if number:
-                    self._count()
-                job, _ = self._job(
-                    statement, params, labels, session_id=session_id, create_session=session_id is None
-                )
-                session_id = session_id or _session_id(job)
-                keyword = _keyword(statement)
-                if keyword in _TRANSACTION_CONTROL:
-                    in_transaction = keyword == "BEGIN"
-                elif in_transaction and keyword == "DELETE":
-                    crash_point(IN_TRANSACTION)
-        except BaseException:
-            if in_transaction and session_id:
+
+        def run_one(number: int, statement: str) -> None:
+            nonlocal session_id
+            if number:
+                self._count()
+            job, _ = self._job(
+                statement, params, labels, session_id=session_id, create_session=session_id is None
+            )
+            session_id = session_id or _session_id(job)
+
+        def roll_back() -> None:
+            if session_id:
                 self._roll_back(session_id, labels)
-            raise
+
+        self._run_script(statements, run_one, roll_back)
 
     def _roll_back(self, session_id: str, labels: dict | None) -> None:
         """Abandon the session's open transaction; if even that fails, abort the whole session
@@ -267,13 +462,14 @@ class BigQueryWarehouse(Warehouse):
         params = dict(params or {})
         total = 0
         for statement in split_statements(self.prepare(template)[0]):
-            if _keyword(statement) in _TRANSACTION_CONTROL:
+            if keyword(statement) in TRANSACTION_CONTROL:
                 continue
             self._count()
             job = self.client.query(
                 statement,
                 job_config=self.job_config(used_params(statement, params), dry_run=True),
-                retry=None,
+                location=self.location,
+                retry=API_RETRY,
                 job_retry=None,
                 timeout=self.settings.query_timeout_s,
             )
@@ -285,8 +481,11 @@ class BigQueryWarehouse(Warehouse):
     def _create_dataset(self, dataset: str) -> None:
         self._count()
         target = bigquery.Dataset(f"{self.project}.{dataset}")
-        target.location = self.settings.bigquery_location
-        self.client.create_dataset(target, exists_ok=True, retry=None, timeout=self.settings.query_timeout_s)
+        target.location = self.location or DEFAULT_DATASET_LOCATION
+        self._location = target.location
+        self.client.create_dataset(
+            target, exists_ok=True, retry=API_RETRY, timeout=self.settings.query_timeout_s
+        )
 
     def _table_options(self, table: Table) -> str:
         return " PARTITION BY game_date CLUSTER BY player_lookup"
@@ -300,19 +499,133 @@ class BigQueryWarehouse(Warehouse):
         for table in TABLES.values():
             try:
                 remote = self.client.get_table(
-                    self._table_id(table), retry=None, timeout=self.settings.query_timeout_s
+                    self._table_id(table), retry=API_RETRY, timeout=self.settings.query_timeout_s
                 )
             except NotFound:
                 continue
             found[table.name] = dict(remote.labels or {})
         return found
 
+    def demo_table_columns(self) -> dict[str, dict[str, str] | None]:
+        found: dict[str, dict[str, str] | None] = {}
+        for table in TABLES.values():
+            try:
+                remote = self.client.get_table(
+                    self._table_id(table), retry=API_RETRY, timeout=self.settings.query_timeout_s
+                )
+            except NotFound:
+                found[table.name] = None
+                continue
+            found[table.name] = {
+                field.name: _TYPE_NAMES.get(field.field_type, field.field_type) for field in remote.schema
+            }
+        return found
+
+    def health_checks(self):
+        """Datasets and their location, the tables' partitioning and clustering, permissions by dry
+        runs (free: nothing runs, nothing is billed). Reads only."""
+        locations: dict[str, str | None] = {}
+        for role, dataset in self.settings.datasets.items():
+            name = f"{self.project}.{dataset}"
+            try:
+                found = self.client.get_dataset(name, retry=API_RETRY, timeout=self.settings.query_timeout_s)
+            except NotFound:
+                yield Check(
+                    f"dataset {dataset}",
+                    FAIL,
+                    f"{name} does not exist: set BACKFILL_{role.upper()}_DATASET to the pipeline's dataset",
+                )
+                continue
+            except (Forbidden, GoogleAPICallError) as exc:
+                yield Check(f"dataset {dataset}", FAIL, explain(exc) or _one_line(exc))
+                continue
+            locations[dataset] = found.location
+            yield Check(f"dataset {dataset}", OK, f"{name} in {found.location or 'an unnamed location'}")
+        yield from self._location_checks(locations)
+        for table in TABLES.values():
+            yield from self._layout_checks(table)
+        yield from self._permission_checks()
+
+    def _location_checks(self, locations: dict[str, str | None]):
+        where = sorted({location or "?" for location in locations.values()})
+        configured = self.settings.bigquery_location
+        if len(where) > 1:
+            listed = ", ".join(f"{dataset} in {location}" for dataset, location in locations.items())
+            yield Check(
+                "location",
+                FAIL,
+                f"the datasets are in different locations ({listed}): queries join them, so move them to one",
+            )
+        elif configured and where and configured.lower() != where[0].lower():
+            yield Check(
+                "location",
+                FAIL,
+                f"jobs are configured to run in {configured} but the datasets are in {where[0]}: "
+                "set bigquery_location to theirs, or leave it empty to follow them",
+            )
+        elif where:
+            how = "configured" if configured else "from the datasets' metadata"
+            yield Check("location", OK, f"jobs run in {self.location or where[0]} ({how})")
+
+    def _layout_checks(self, table: Table):
+        try:
+            remote = self.client.get_table(
+                self._table_id(table), retry=API_RETRY, timeout=self.settings.query_timeout_s
+            )
+        except NotFound:
+            return  # reported with the columns
+        partitioned = getattr(remote.time_partitioning, "field", None) if remote.time_partitioning else None
+        clustered = list(remote.clustering_fields or [])
+        if partitioned != "game_date":
+            yield Check(
+                f"partitioning {table.name}",
+                WARN,
+                f"{self._table_id(table)} is not partitioned by game_date: every date's replace and "
+                "coverage read scans the whole table (recreate it with PARTITION BY game_date)",
+            )
+        elif "player_lookup" not in clustered:
+            yield Check(
+                f"partitioning {table.name}",
+                WARN,
+                f"{self._table_id(table)} is not clustered by player_lookup (CLUSTER BY player_lookup lowers the bytes read)",
+            )
+        else:
+            yield Check(
+                f"partitioning {table.name}", OK, "partitioned by game_date, clustered by player_lookup"
+            )
+
+    def _permission_checks(self):
+        """Dry runs of a read of every table and of a delete on the tables the backfill writes."""
+        pipeline = self.settings.pipeline
+        probes = [
+            (
+                f"read {stage.table}",
+                f"SELECT COUNT(*) AS n FROM {{{stage.name}}} WHERE {stage.date_column} = @d",
+            )
+            for stage in pipeline.stages
+        ]
+        probes += [
+            (f"write {stage.table}", f"DELETE FROM {{{stage.name}}} WHERE {stage.date_column} = @d")
+            for stage in pipeline.backfillable
+        ]
+        for name, template in probes:
+            try:
+                self.estimate_bytes(template, {"d": dt.date(2000, 1, 1)})
+            except NotFound:
+                continue  # the table is missing: reported with the columns
+            except GoogleAPICallError as exc:
+                yield Check(f"permission to {name}", FAIL, explain(exc) or _one_line(exc))
+            else:
+                yield Check(f"permission to {name}", OK, "a dry run is accepted")
+
     def label_tables(self, labels: dict[str, str]) -> None:
         """Set labels on the three tables (which must exist)."""
         for table in TABLES.values():
             target = bigquery.Table(self._table_id(table))
             target.labels = {key: _label(value) for key, value in labels.items()}
-            self.client.update_table(target, ["labels"], retry=None, timeout=self.settings.query_timeout_s)
+            self.client.update_table(
+                target, ["labels"], retry=API_RETRY, timeout=self.settings.query_timeout_s
+            )
 
     def load_frame(self, table: Table, frame: pd.DataFrame) -> None:
         self._count()
@@ -324,17 +637,27 @@ class BigQueryWarehouse(Warehouse):
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             labels=dict(JOB_LABELS),
         )
+        # The upload keeps the client's own bounded retries of its requests (an API-call layer).
         job = self.client.load_table_from_file(
             buffer,
             self._table_id(table),
             job_config=config,
-            num_retries=UPLOAD_RETRIES,
+            job_id=job_id(None),
+            location=self.location,
             timeout=self.settings.query_timeout_s,
         )
-        job.result(retry=None, timeout=self.settings.query_timeout_s)
+        self._wait(job, query=False)
 
     def close(self) -> None:
         self.client.close()
+
+
+_TYPE_NAMES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
+"""Legacy type names the API reports for the schema's GoogleSQL types."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(getattr(exc, "message", None) or exc).split())[:300]
 
 
 def _session_id(job) -> str:

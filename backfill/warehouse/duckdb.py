@@ -17,22 +17,33 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pandas as pd
 import tenacity
 
 from backfill.config import Settings
-from backfill.crashpoints import IN_TRANSACTION, crash_point
 from backfill.errors import BadInput
-from backfill.faults import is_lock_conflict
+from backfill.faults import EngineErrors, is_lock_conflict
 from backfill.warehouse.base import Warehouse, dates_to_python
-from backfill.warehouse.schema import Table
+from backfill.warehouse.schema import TABLES, Table
+
+if TYPE_CHECKING:  # duckdb and pandas load when the database is first opened
+    import duckdb
+    import pandas as pd
 
 _DOLLAR_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 log = logging.getLogger(__name__)
+
+GOOGLESQL_TYPES = {
+    "VARCHAR": "STRING",
+    "DOUBLE": "FLOAT64",
+    "BIGINT": "INT64",
+    "BOOLEAN": "BOOL",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+    "DATE": "DATE",
+}
+"""DuckDB's names of the column types the schema uses, as GoogleSQL names them."""
 
 IDLE_CLOSE_S = 1.0
 """Seconds the database stays open after its last use, unless a session holds it."""
@@ -41,11 +52,59 @@ LOCK_WAIT_S = 30.0
 """How long opening waits for another process to release the file before giving up."""
 
 
+def _duckdb(*names: str) -> frozenset[str]:
+    """DuckDB's exception classes live in ``_duckdb`` (re-exported by ``duckdb``); both spellings."""
+    return frozenset(f"{module}.{name}" for name in names for module in ("_duckdb", "duckdb"))
+
+
+DUCKDB_ERRORS = EngineErrors(
+    engine="duckdb",
+    label="DuckDB",
+    permanent_types=_duckdb(
+        "ParserException", "BinderException", "CatalogException", "ConversionException", "ConstraintException"
+    ),
+    # Another process holds the file (at open or at any statement), or a concurrent transaction of
+    # this process wrote the same rows: both are waited out, not reported (SPEC 5, 8.3).
+    lock_messages=tuple(
+        (name, words)
+        for name in _duckdb("IOException")
+        for words in ("could not set lock", "conflicting lock", "database is locked")
+    ),
+    conflict_messages=tuple((name, "conflict") for name in _duckdb("TransactionException")),
+)
+"""What DuckDB's errors mean, for :mod:`backfill.faults`."""
+
+
 class DuckDBWarehouse(Warehouse):
     """A DuckDB database file (or ``:memory:``, for tests that need no file)."""
 
     kind = "duckdb"
     dialect = "duckdb"
+    IN_LOCAL_FILES = True
+    ERRORS = DUCKDB_ERRORS
+
+    @classmethod
+    def parse_location(cls, url: str) -> str:
+        """A file path, ``duckdb:///PATH`` or ``:memory:``."""
+        if not url.startswith("duckdb://"):
+            return url
+        path = url.removeprefix("duckdb://")
+        path = path[1:] if path.startswith("//") else path
+        if not path:
+            raise BadInput(f"malformed warehouse URL {url!r} (expected duckdb:///PATH)")
+        return path
+
+    @classmethod
+    def local_file(cls, location: str) -> str | None:
+        return None if location == ":memory:" else location
+
+    @classmethod
+    def check_exists(cls, location: str) -> None:
+        if location != ":memory:" and not Path(location).is_file():
+            raise BadInput(
+                f"DuckDB warehouse {location} does not exist "
+                f"(create a demo with: python -m backfill demo --warehouse {location})"
+            )
 
     def __init__(
         self,
@@ -154,6 +213,8 @@ class DuckDBWarehouse(Warehouse):
             before_sleep=tell_once,
             reraise=True,
         )
+        import duckdb
+
         database = opener(duckdb.connect, self.path)
         database.execute("SET TimeZone = 'UTC'")
         if not self._closes_at_exit:
@@ -172,20 +233,32 @@ class DuckDBWarehouse(Warehouse):
 
     def _execute(self, statements: tuple[str, ...], params: dict, **options: Any) -> None:
         with self._cursor() as connection:
-            in_transaction = False
-            try:
-                for statement in statements:
-                    keyword = statement.strip().split(None, 1)[0].upper()
-                    if keyword in {"BEGIN", "COMMIT", "ROLLBACK"}:
-                        in_transaction = keyword == "BEGIN"
-                    connection.execute(statement, _bind(statement, params))
-                    if in_transaction and keyword == "DELETE":
-                        crash_point(IN_TRANSACTION)
-            except BaseException:
-                if in_transaction:
-                    with contextlib.suppress(duckdb.Error):
-                        connection.execute("ROLLBACK")
-                raise
+
+            def run_one(number: int, statement: str) -> None:
+                connection.execute(statement, _bind(statement, params))
+
+            def roll_back() -> None:
+                import duckdb
+
+                with contextlib.suppress(duckdb.Error):
+                    connection.execute("ROLLBACK")
+
+            self._run_script(statements, run_one, roll_back)
+
+    def demo_table_columns(self) -> dict[str, dict[str, str] | None]:
+        found: dict[str, dict[str, str] | None] = {name: None for name in TABLES}
+        with self._cursor() as connection:
+            rows = connection.execute(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "ORDER BY table_schema, table_name, ordinal_position"
+            ).fetchall()
+        for schema, table_name, column, data_type in rows:
+            table = TABLES.get(table_name)
+            if table is not None and schema == self.dataset(table):
+                columns = found[table_name] if found[table_name] is not None else {}
+                columns[column] = GOOGLESQL_TYPES.get(data_type.upper(), data_type.upper())
+                found[table_name] = columns
+        return found
 
     def _create_dataset(self, dataset: str) -> None:
         self._count()

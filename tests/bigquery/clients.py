@@ -29,6 +29,33 @@ class Fault:
 
 
 @dataclass
+class PollFault:
+    """Raise ``error`` from the first ``result()`` (the wait) of the first job whose SQL ``matches``;
+    the job itself runs to the end on the server."""
+
+    matches: Callable[[str], bool]
+    error: BaseException
+    fired: bool = False
+
+
+class _FlakyWait:
+    """A real job whose first wait fails; everything else is the job's own."""
+
+    def __init__(self, job, fault: PollFault):
+        self._job = job
+        self._fault = fault
+
+    def result(self, *args, **kwargs):
+        if not self._fault.fired:
+            self._fault.fired = True
+            raise self._fault.error
+        return self._job.result(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._job, name)
+
+
+@dataclass
 class FaultyClient:
     """The real client, except that some ``query`` calls fail; records every statement it is given."""
 
@@ -37,6 +64,13 @@ class FaultyClient:
     rewrite: Callable[[str], str] | None = None
     """Applied to each statement before it is sent (to make the server itself reject one)."""
     sent: list[str] = field(default_factory=list)
+    poll_faults: list[PollFault] = field(default_factory=list)
+    reattached: list[str] = field(default_factory=list)
+    """Job ids that the adapter asked for again (``get_job``)."""
+
+    def get_job(self, job_id, *args, **kwargs):
+        self.reattached.append(getattr(job_id, "job_id", job_id))
+        return self.client.get_job(job_id, *args, **kwargs)
 
     def query(self, sql: str, *args, **kwargs):
         if self.rewrite is not None:
@@ -51,7 +85,8 @@ class FaultyClient:
             job.result(retry=None)  # the job did run; only its answer is lost
             fault.fired = True
             raise fault.error
-        return job
+        poll = next((f for f in self.poll_faults if not f.fired and f.matches(sql)), None)
+        return _FlakyWait(job, poll) if poll is not None else job
 
     def __getattr__(self, name: str):
         return getattr(self.client, name)

@@ -1,0 +1,100 @@
+"""``python -m backfill doctor`` against the emulator: every check passes on the demo, and a table
+lacking a required column fails with a line that says what to add (exit 1). Nothing is written."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from google.cloud import bigquery
+from google.cloud._http import JSONConnection
+
+from backfill.cli.main import main
+from backfill.warehouse.bigquery import EMULATOR_ENV
+from backfill.warehouse.schema import ML_FEATURE_STORE
+from tests.bigquery.conftest import PROJECT
+
+
+def run_doctor(bigquery_emulator, settings, monkeypatch, **overrides) -> tuple[int, str, str]:
+    monkeypatch.setenv(EMULATOR_ENV, bigquery_emulator)
+    environ = {
+        "BACKFILL_CONFIG": os.devnull,
+        "BACKFILL_WAREHOUSE": f"bigquery://{PROJECT}",
+        "BACKFILL_ANALYTICS_DATASET": settings.analytics_dataset,
+        "BACKFILL_PRECOMPUTE_DATASET": settings.precompute_dataset,
+        "BACKFILL_PREDICTIONS_DATASET": settings.predictions_dataset,
+        **overrides,
+    }
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    code = main(["doctor"], environ=environ)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_doctor_passes_on_the_demo_and_writes_nothing(
+    emulator_demo, emulator_settings, bigquery_emulator, monkeypatch
+):
+    # Every REST request of any client (the doctor makes its own): the wire, the outer boundary.
+    sent: list[dict] = []
+    real_api_request = JSONConnection.api_request
+
+    def api_request(self, method, path, **kwargs):
+        sent.append({"method": method, "path": path, **kwargs})
+        return real_api_request(self, method, path, **kwargs)
+
+    monkeypatch.setattr(JSONConnection, "api_request", api_request)
+    code, out, err = run_doctor(bigquery_emulator, emulator_settings, monkeypatch)
+    assert (code, err) == (0, ""), out
+    lines = out.splitlines()
+    assert lines[-1] == "ready: no check failed"
+    names = {line.split(":", 1)[0].split(None, 1)[1] for line in lines[:-1]}
+    assert {"warehouse", "location", f"dataset {emulator_settings.analytics_dataset}"} <= names
+    assert {
+        f"table {name}" for name in ("player_game_summary", "ml_feature_store", "player_prop_predictions")
+    } <= names
+    assert any(name.startswith("permission to write") for name in names)
+    assert not [line for line in lines if line.startswith("FAIL")]
+    # Only reads and dry runs reached the emulator: no job that runs, no change to anything.
+    assert sent and {call["method"] for call in sent} <= {"GET", "POST"}
+    jobs = [call["data"] for call in sent if call["method"] == "POST"]
+    assert jobs and all(job["configuration"]["dryRun"] for job in jobs)
+
+
+def test_a_table_lacking_a_required_column_fails_with_what_to_add(
+    emulator_demo, emulator_settings, bigquery_emulator, monkeypatch
+):
+    dataset = f"{emulator_settings.precompute_dataset}_lacking"
+    client = emulator_demo.client
+    client.create_dataset(bigquery.Dataset(f"{PROJECT}.{dataset}"), exists_ok=True)
+    kinds = {"FLOAT64": "FLOAT", "INT64": "INTEGER"}
+    schema = [
+        bigquery.SchemaField(name, kinds.get(kind, kind))
+        for name, kind in ML_FEATURE_STORE.columns
+        if name != "feature_version"
+    ]
+    client.create_table(bigquery.Table(f"{PROJECT}.{dataset}.ml_feature_store", schema=schema))
+
+    code, out, err = run_doctor(
+        bigquery_emulator, emulator_settings, monkeypatch, BACKFILL_PRECOMPUTE_DATASET=dataset
+    )
+    assert code == 1, out
+    (line,) = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert line == (
+        f"FAIL  table ml_feature_store: {dataset}.ml_feature_store lacks column feature_version STRING "
+        f"(required): add it with ALTER TABLE {dataset}.ml_feature_store ADD COLUMN feature_version STRING"
+    )
+    assert out.splitlines()[-1] == "1 check(s) failed"
+
+
+@pytest.mark.parametrize("location", ["asia-northeast1"])
+def test_a_configured_location_other_than_the_datasets_fails(
+    emulator_demo, emulator_settings, bigquery_emulator, monkeypatch, location
+):
+    code, out, _ = run_doctor(
+        bigquery_emulator, emulator_settings, monkeypatch, BACKFILL_BIGQUERY_LOCATION=location
+    )
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("FAIL  location")]
+    assert f"configured to run in {location}" in line and "leave it empty" in line
