@@ -290,6 +290,7 @@ class Runner:
     def _replace(self, stage: str, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
         """Replace the dates' rows in one transaction; split the batch on a permanent failure."""
         crash_point(BEFORE_REPLACE)
+        self.ledger.check_lease(self.run_id, stage, dates)  # LeaseLost: stop, another run may hold them
         params = replace_params(stage, dates, self.settings, self.clock())
         try:
             _, attempts = self._retried(
