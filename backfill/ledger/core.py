@@ -103,9 +103,11 @@ class Ledger:
         location: str | Path,
         clock: Callable[[], dt.datetime] = now_utc,
         heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
+        process: Callable[[], Holder] = this_process,
     ):
         self.path = str(location)
         self.clock = clock
+        self.process = process  # who "this process" is: injectable, so tests can be another machine
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.postgresql = database.is_postgresql(self.path)
         if self.postgresql:
@@ -199,7 +201,7 @@ class Ledger:
         The claim is one conditional UPDATE, so of two processes starting the same run (a worker
         and a hand-typed resume) exactly one gets it.
         """
-        me, now = this_process(), self._now()
+        me, now = self.process(), self._now()
         with self._begin(write=True) as connection:
             claimed = connection.execute(
                 runs.update()
@@ -217,9 +219,8 @@ class Ledger:
             ).rowcount
         if not claimed:
             run = self.get_run(run_id)
-            raise IllegalTransition(
-                f"run {run_id} is {run.status} (process {run.pid} on {run.host}); not starting it again"
-            )
+            where = f" (process {run.pid} on {run.host})" if run.status == RunStatus.RUNNING else ""
+            raise IllegalTransition(f"run {run_id} is {run.status}{where}; not starting it again")
 
     def requeue(self, run_id: str) -> None:
         """Queue an interrupted run again for a new worker process, which does only its unfinished items."""
@@ -244,7 +245,7 @@ class Ledger:
 
     def _transition(self, run_id: str, target: RunStatus, **values: Any) -> None:
         """Change a run's status if the transition is legal (and, from running, made by its holder)."""
-        me = this_process()
+        me = self.process()
         not_held_elsewhere = sa.or_(
             runs.c.status != RunStatus.RUNNING.value, sa.and_(runs.c.host == me.host, runs.c.pid == me.pid)
         )
@@ -273,7 +274,7 @@ class Ledger:
             return bool(self._beat(connection, run_id, statements))
 
     def _beat(self, connection: sa.Connection, run_id: str, statements: int | None = None) -> int:
-        me = this_process()
+        me = self.process()
         return connection.execute(
             runs.update()
             .where(
@@ -313,7 +314,7 @@ class Ledger:
         if run.status == RunStatus.QUEUED and run.pid is None:
             # Waiting for its worker since it was created, or requeued (heartbeat_at) for a resume.
             return self._age(run.heartbeat_at or run.created_at) < self.heartbeat_timeout_s
-        if run.holder is not None and run.holder.on_this_host():
+        if run.holder is not None and run.holder.host == self.process().host:
             return run.holder.alive()
         return run.heartbeat_at is not None and self._age(run.heartbeat_at) < self.heartbeat_timeout_s
 

@@ -57,13 +57,25 @@ def describe(location: str) -> str:
     return location
 
 
+def _key(location: str) -> str:
+    return str(postgresql_url(location)) if is_postgresql(location) else str(Path(location).resolve())
+
+
 def engine_for(location: str) -> sa.Engine:
     """The process's engine of a ledger location (made on first use)."""
-    key = str(postgresql_url(location)) if is_postgresql(location) else str(Path(location).resolve())
+    key = _key(location)
     with _engines_guard:
         if key not in _engines:
             _engines[key] = _postgresql_engine(location) if is_postgresql(location) else _sqlite_engine(key)
         return _engines[key]
+
+
+def dispose(location: str) -> None:
+    """Close this process's connections to a ledger (for example before its database is dropped)."""
+    with _engines_guard:
+        engine = _engines.pop(_key(location), None)
+    if engine is not None:
+        engine.dispose()
 
 
 def empty_engine() -> sa.Engine:

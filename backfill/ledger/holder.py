@@ -16,9 +16,6 @@ class Holder:
     pid: int
     started: int | None = None
 
-    def on_this_host(self) -> bool:
-        return self.host == socket.gethostname()
-
     def alive(self) -> bool:
         """Whether this process (on this host) still exists; a stopped process does, a zombie does not."""
         try:

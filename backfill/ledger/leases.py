@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from backfill.errors import BackfillError
-from backfill.ledger.holder import this_process
 from backfill.ledger.status import RunStatus
 from backfill.ledger.tables import leases, runs
 
@@ -63,7 +62,7 @@ def _acquire_once(ledger: Ledger, run_id: str, wanted: set[tuple[str, str]]) -> 
     from backfill.ledger.core import _run
 
     with ledger._begin(write=True) as connection:
-        run = _held_run(connection, run_id, lock=True)
+        run = _held_run(ledger, connection, run_id)
         held = connection.execute(
             sa.select(leases.c.stage, leases.c.game_date, leases.c.run_id)
             .where(
@@ -105,7 +104,7 @@ def check(ledger: Ledger, run_id: str, stage: str, dates: Iterable[dt.date]) -> 
     """Raise LeaseLost unless this process holds the run and its leases of ``dates``; beats if it does."""
     days = sorted({day.isoformat() for day in dates})
     with ledger._begin(write=True) as connection:
-        run = _held_run(connection, run_id, lock=True)
+        run = _held_run(ledger, connection, run_id)
         ledger._beat(connection, run_id)
         ours = set(
             connection.execute(
@@ -131,14 +130,13 @@ def check(ledger: Ledger, run_id: str, stage: str, dates: Iterable[dt.date]) -> 
         raise LeaseLost(f"run {run_id} no longer holds {stage} {missing[0]} ({now}); stopping before writing")
 
 
-def _held_run(connection: sa.Connection, run_id: str, lock: bool = False):
+def _held_run(ledger: Ledger, connection: sa.Connection, run_id: str):
     """The run, if it is running in this process (its row locked for the transaction); else LeaseLost."""
     from backfill.ledger.core import _get_run
 
-    if lock:
-        connection.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
+    connection.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
     run = _get_run(connection, run_id)
-    me = this_process()
+    me = ledger.process()
     if run.status != RunStatus.RUNNING or (run.host, run.pid) != (me.host, me.pid):
         where = f"process {run.pid} on {run.host}" if run.pid is not None else "no process"
         raise LeaseLost(f"run {run_id} is {run.status} ({where}), not running in this process")
