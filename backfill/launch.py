@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from backfill.access import require_operator
-from backfill.config import Settings
+from backfill.config import DEFAULT_LEDGER, Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.ledger import Ledger, Run
+from backfill.ledger.database import is_postgresql
 from backfill.request import BackfillRequest
 from backfill.runner import RunResult, create_run, execute_run
 from backfill.warehouse import Warehouse, connect
@@ -43,8 +44,8 @@ def submit(
 
 
 def spawn_worker(settings: Settings, run_id: str) -> subprocess.Popen:
-    """Start ``python -m backfill worker RUN_ID`` in its own session, logging beside the ledger."""
-    log_dir = Path(settings.ledger).parent / "runs"
+    """Start ``python -m backfill worker RUN_ID`` in its own session, logging beside the ledger (or in data/)."""
+    log_dir = Path(DEFAULT_LEDGER if is_postgresql(settings.ledger) else settings.ledger).parent / "runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, BACKFILL_WAREHOUSE=settings.warehouse, BACKFILL_LEDGER=settings.ledger)
     project_root = str(Path(__file__).resolve().parent.parent)

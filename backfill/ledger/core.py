@@ -112,7 +112,7 @@ class Ledger:
         self.postgresql = database.is_postgresql(self.path)
         if self.postgresql:
             database.postgresql_url(self.path)  # a malformed URL is bad input, found now
-        self._upgraded = False
+        self._upgraded: sa.Engine | None = None  # the engine, once the schema is known to be current
 
     def __repr__(self) -> str:
         return f"Ledger({database.describe(self.path)!r})"
@@ -137,8 +137,8 @@ class Ledger:
             if current != migrations.LATEST:
                 with database.transaction(engine, self.path, write=True) as connection:
                     migrations.upgrade(connection, self._now())
-            self._upgraded = True
-        with database.transaction(database.engine_for(self.path), self.path, write) as connection:
+            self._upgraded = engine
+        with database.transaction(self._upgraded, self.path, write) as connection:
             yield connection
 
     def _now(self) -> str:
