@@ -31,12 +31,11 @@ import sqlalchemy as sa
 from backfill.errors import BackfillError
 from backfill.ledger import database, migrations, tables
 from backfill.ledger.holder import Holder, this_process
+from backfill.ledger.items import guarded_update
 from backfill.ledger.status import (
     RUN_ACTIVE,
     IllegalTransition,
     RunStatus,
-    item_sources,
-    item_status,
     run_sources,
     run_status,
 )
@@ -112,7 +111,7 @@ class Ledger:
         self.postgresql = database.is_postgresql(self.path)
         if self.postgresql:
             database.postgresql_url(self.path)  # a malformed URL is bad input, found now
-        self._upgraded: sa.Engine | None = None  # the engine, once the schema is known to be current
+        self._engine: sa.Engine | None = None  # the engine, once the schema is known to be current
 
     def __repr__(self) -> str:
         return f"Ledger({database.describe(self.path)!r})"
@@ -124,7 +123,7 @@ class Ledger:
     @contextlib.contextmanager
     def _begin(self, write: bool = False) -> Iterator[sa.Connection]:
         """One short transaction; the first one of this object creates or upgrades the schema."""
-        if not self._upgraded:
+        if not self._engine:
             if not (write or self.exists()):
                 with database.transaction(database.empty_engine(), ":empty:", write=False) as connection:
                     yield connection
@@ -137,8 +136,8 @@ class Ledger:
             if current != migrations.LATEST:
                 with database.transaction(engine, self.path, write=True) as connection:
                     migrations.upgrade(connection, self._now())
-            self._upgraded = engine
-        with database.transaction(self._upgraded, self.path, write) as connection:
+            self._engine = engine
+        with database.transaction(self._engine, self.path, write) as connection:
             yield connection
 
     def _now(self) -> str:
@@ -367,36 +366,13 @@ class Ledger:
         if not days:
             return
         with self._begin(write=True) as connection:
-            self._update_items(connection, run_id, stage, days, values)
+            guarded_update(connection, run_id, stage, days, values)
 
     def record_items(self, run_id: str, stage: str, outcomes: dict[dt.date, dict[str, Any]]) -> None:
         """Set per-item fields (outcome of a batch) in one transaction."""
         with self._begin(write=True) as connection:
             for day, values in outcomes.items():
-                self._update_items(connection, run_id, stage, [day.isoformat()], values)
-
-    def _update_items(
-        self, connection: sa.Connection, run_id: str, stage: str, days: list[str], values: dict[str, Any]
-    ) -> None:
-        """One guarded UPDATE: items whose status may not become ``values['status']`` raise."""
-        unknown = set(values) - set(items.c.keys()) | set(values) & {"run_id", "stage", "game_date"}
-        if unknown:
-            raise BackfillError(f"items have no settable field {', '.join(sorted(unknown))}")
-        where = [items.c.run_id == run_id, items.c.stage == stage, items.c.game_date.in_(days)]
-        if "status" in values:
-            target = item_status(values["status"])
-            values = values | {"status": target.value}
-            where.append(items.c.status.in_(item_sources(target)))
-        changed = connection.execute(items.update().where(*where).values(**values)).rowcount
-        if changed != len(days):
-            found = connection.execute(
-                sa.select(items.c.game_date, items.c.status).where(*where[:3]).order_by(items.c.game_date)
-            ).all()
-            if len(found) < len(days):
-                missing = sorted(set(days) - {day for day, _ in found})
-                raise BackfillError(f"run {run_id} has no {stage} item for {', '.join(missing[:3])}")
-            stuck = [f"{day} is {status}" for day, status in found if status not in item_sources(target)]
-            raise IllegalTransition(f"run {run_id} {stage}: {'; '.join(stuck[:3])}; cannot become {target}")
+                guarded_update(connection, run_id, stage, [day.isoformat()], values)
 
     def item_counts(self, run_id: str) -> dict[str, int]:
         query = (
