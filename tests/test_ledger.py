@@ -182,6 +182,13 @@ def test_a_finished_run_cannot_run_again_nor_change_its_ending(ledger):
     assert (ledger.get_run(run_id).status, ledger.get_run(run_id).message) == ("succeeded", "4 done")
 
 
+def test_a_queued_run_cannot_succeed_without_running(ledger):
+    run_id = new_run(ledger)
+    with pytest.raises(IllegalTransition, match="is queued; it cannot become succeeded"):
+        ledger.finish_run(run_id, "succeeded")
+    ledger.finish_run(run_id, "failed", "its worker could not start")  # failing before running is legal
+
+
 def test_only_the_process_running_a_run_can_end_it(location, clock):
     elsewhere = Ledger(location, clock=clock, process=lambda: WORKER_7)
     run_id = running(elsewhere)
@@ -397,7 +404,7 @@ def test_a_truncated_sqlite_ledger_is_a_one_line_error_naming_the_file(tmp_path)
         Ledger(path).list_runs()
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith(f"run ledger {path} is not a readable SQLite database")
+    assert message.startswith(f"run ledger {path} cannot be read as a SQLite database")
     assert "move it aside" in message
 
 

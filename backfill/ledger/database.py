@@ -158,7 +158,7 @@ def _unavailable(location: str, exc: sa.exc.DBAPIError) -> LedgerUnavailable:
             "check that the server is up and BACKFILL_LEDGER is right"
         )
     return LedgerUnavailable(
-        f"run ledger {location} is not a readable SQLite database ({_reason(exc)}); move it aside "
+        f"run ledger {location} cannot be read as a SQLite database ({_reason(exc)}); move it aside "
         "(a new ledger starts with the next run) or restore it from a backup"
     )
 

@@ -49,12 +49,22 @@ def acquire(ledger: Ledger, run_id: str, pairs: Iterable[tuple[str, dt.date]]) -
     for _ in range(ACQUIRE_ATTEMPTS):
         try:
             conflict = _acquire_once(ledger, run_id, wanted)
-        except sa.exc.IntegrityError:
-            continue  # another run inserted one of these leases meanwhile: look again
+        except sa.exc.DBAPIError as exc:
+            if _raced(exc):
+                continue  # another run took one of these leases meanwhile: look again
+            raise
         if conflict is not None:
             raise conflict
         return
     raise BackfillError(f"run {run_id}: the leases kept changing under it; try again")
+
+
+RACE_SQLSTATES = frozenset({"23505", "40001", "40P01"})
+"""PostgreSQL's unique violation, serialization failure and deadlock: a race with another run, not a fault."""
+
+
+def _raced(exc: sa.exc.DBAPIError) -> bool:
+    return isinstance(exc, sa.exc.IntegrityError) or getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
 
 
 def _acquire_once(ledger: Ledger, run_id: str, wanted: set[tuple[str, str]]) -> LeaseConflict | None:

@@ -58,7 +58,7 @@ _RUN_ENDINGS = {
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     # A queued run ends without running when its worker never starts, is refused or is cancelled.
     RunStatus.QUEUED: frozenset(
-        {RunStatus.RUNNING, RunStatus.INTERRUPTED} | _RUN_ENDINGS - {RunStatus.SUCCEEDED}
+        {RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.REFUSED}
     ),
     RunStatus.RUNNING: frozenset({RunStatus.INTERRUPTED} | _RUN_ENDINGS),
     # The only way back: resume in this process (running) or in a new worker (queued); or give it up.
