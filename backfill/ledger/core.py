@@ -22,16 +22,16 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from backfill.errors import BackfillError
 from backfill.ledger import database, migrations, tables
 from backfill.ledger.holder import Holder, this_process
 from backfill.ledger.items import guarded_update
+from backfill.ledger.leases import acquire, check
+from backfill.ledger.records import Run, get_run, run_from_row
 from backfill.ledger.status import (
     RUN_ACTIVE,
     IllegalTransition,
@@ -61,37 +61,6 @@ def iso(moment: dt.datetime | None) -> str | None:
 def new_run_id(clock=now_utc) -> str:
     """Sortable, readable and unique: ``20211207-101500-ab12cd``."""
     return f"{clock():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-@dataclass(frozen=True)
-class Run:
-    """A run as recorded (immutable; re-read the ledger for fresh state)."""
-
-    run_id: str
-    kind: str
-    created_at: str
-    created_by: str
-    status: RunStatus
-    params: dict
-    warehouse: str
-    parent_run_id: str | None
-    host: str | None
-    pid: int | None
-    started_at: str | None
-    heartbeat_at: str | None
-    finished_at: str | None
-    cancel_requested: bool
-    statements: int
-    message: str | None
-    pid_started: int | None = None
-
-    @property
-    def holder(self) -> Holder | None:
-        """The process that claimed the run, if one did."""
-        return Holder(self.host, self.pid, self.pid_started) if self.pid is not None else None
-
-
-_RUN_FIELDS = [f.name for f in fields(Run)]
 
 
 class Ledger:
@@ -178,16 +147,16 @@ class Ledger:
 
     def get_run(self, run_id: str) -> Run:
         with self._begin() as connection:
-            return _get_run(connection, run_id)
+            return get_run(connection, run_id)
 
     def list_runs(self, limit: int = 20) -> list[Run]:
         query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
         with self._begin() as connection:
-            return [_run(row) for row in connection.execute(query)]
+            return [run_from_row(row) for row in connection.execute(query)]
 
     def list_active(self) -> list[Run]:
         with self._begin() as connection:
-            return [_run(row) for row in connection.execute(sa.select(runs).where(_active()))]
+            return [run_from_row(row) for row in connection.execute(sa.select(runs).where(_active()))]
 
     def active_runs_on(self, warehouse: str) -> list[Run]:
         """Runs queued or running on a warehouse whose process is alive (after detecting the dead)."""
@@ -257,7 +226,7 @@ class Ledger:
             if changed and target not in RUN_ACTIVE:
                 connection.execute(leases.delete().where(leases.c.run_id == run_id))
             if not changed:
-                run = _get_run(connection, run_id)
+                run = get_run(connection, run_id)
         if changed:
             return
         if run.status in run_sources(target):
@@ -292,7 +261,7 @@ class Ledger:
                 runs.update().where(runs.c.run_id == run_id, _active()).values(cancel_requested=1)
             ).rowcount
             if not asked:
-                run = _get_run(connection, run_id)
+                run = get_run(connection, run_id)
         if not asked:
             raise IllegalTransition(
                 f"run {run_id} is {run.status}; only queued or running runs can be cancelled"
@@ -326,7 +295,7 @@ class Ledger:
             return [run.run_id for run in self._interrupt_dead(connection, self._runs(connection, _active()))]
 
     def _runs(self, connection: sa.Connection, *where) -> list[Run]:
-        return [_run(row) for row in connection.execute(sa.select(runs).where(*where))]
+        return [run_from_row(row) for row in connection.execute(sa.select(runs).where(*where))]
 
     def _interrupt_dead(self, connection: sa.Connection, candidates: Iterable[Run]) -> list[Run]:
         """Interrupt those of ``candidates`` that are dead, unless they changed since they were read."""
@@ -387,14 +356,10 @@ class Ledger:
 
     def acquire_leases(self, run_id: str, pairs: Iterable[tuple[str, dt.date]]) -> None:
         """Take every (stage, date) of the run's warehouse for it, or none: LeaseConflict names the holder."""
-        from backfill.ledger.leases import acquire
-
         acquire(self, run_id, pairs)
 
     def check_lease(self, run_id: str, stage: str, dates: Iterable[dt.date]) -> None:
         """Call immediately before writing: raises LeaseLost unless this process still holds them all."""
-        from backfill.ledger.leases import check
-
         check(self, run_id, stage, dates)
 
     # -- events and actions -----------------------------------------------------------------
@@ -434,18 +399,3 @@ class Ledger:
 
 def _active():
     return runs.c.status.in_([str(status) for status in RUN_ACTIVE])
-
-
-def _get_run(connection: sa.Connection, run_id: str) -> Run:
-    row = connection.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
-    if row is None:
-        raise BackfillError(f"no run {run_id!r} in the ledger")
-    return _run(row)
-
-
-def _run(row: sa.Row) -> Run:
-    values = {name: row._mapping[name] for name in _RUN_FIELDS}
-    values["status"] = run_status(values["status"])
-    values["params"] = json.loads(values["params"])
-    values["cancel_requested"] = bool(values["cancel_requested"])
-    return Run(**values)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from backfill.errors import BackfillError
+from backfill.ledger.records import Run, get_run, run_from_row
 from backfill.ledger.status import RunStatus
 from backfill.ledger.tables import leases, runs
 
@@ -69,8 +70,6 @@ def _raced(exc: sa.exc.DBAPIError) -> bool:
 
 def _acquire_once(ledger: Ledger, run_id: str, wanted: set[tuple[str, str]]) -> LeaseConflict | None:
     """One transaction; dead holders are interrupted (and that is kept) even when live ones conflict."""
-    from backfill.ledger.core import _run
-
     with ledger._begin(write=True) as connection:
         run = _held_run(ledger, connection, run_id)
         held = connection.execute(
@@ -84,7 +83,9 @@ def _acquire_once(ledger: Ledger, run_id: str, wanted: set[tuple[str, str]]) -> 
         ).all()
         held = [(stage, day, holder) for stage, day, holder in held if (stage, day) in wanted]
         others = {holder for _, _, holder in held if holder != run_id}
-        holders = [_run(row) for row in connection.execute(sa.select(runs).where(runs.c.run_id.in_(others)))]
+        holders = [
+            run_from_row(row) for row in connection.execute(sa.select(runs).where(runs.c.run_id.in_(others)))
+        ]
         dead = {r.run_id for r in ledger._interrupt_dead(connection, holders)}
         by_id = {r.run_id: r for r in holders}
         live = sorted(
@@ -140,12 +141,10 @@ def check(ledger: Ledger, run_id: str, stage: str, dates: Iterable[dt.date]) -> 
         raise LeaseLost(f"run {run_id} no longer holds {stage} {missing[0]} ({now}); stopping before writing")
 
 
-def _held_run(ledger: Ledger, connection: sa.Connection, run_id: str):
+def _held_run(ledger: Ledger, connection: sa.Connection, run_id: str) -> Run:
     """The run, if it is running in this process (its row locked for the transaction); else LeaseLost."""
-    from backfill.ledger.core import _get_run
-
     connection.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
-    run = _get_run(connection, run_id)
+    run = get_run(connection, run_id)
     me = ledger.process()
     if run.status != RunStatus.RUNNING or (run.host, run.pid) != (me.host, me.pid):
         where = f"process {run.pid} on {run.host}" if run.pid is not None else "no process"
