@@ -363,6 +363,42 @@ def test_of_many_runs_racing_for_the_same_dates_exactly_one_gets_them(location):
             assert f"held by run {winner}" in str(outcome)
 
 
+def test_a_lease_taken_between_a_look_and_an_insert_is_seen_on_the_second_look(postgres_ledger):
+    # SQLite cannot interleave like this (a writer holds the whole file); PostgreSQL relies on the key.
+    first, second = Ledger(postgres_ledger), Ledger(postgres_ledger)
+    slow, fast = new_run(first, "alice", dates=(DEC_7,)), new_run(second, "bob", dates=(DEC_7,))
+    first.start_run(slow)
+    second.start_run(fast)
+    looked, may_insert = threading.Event(), threading.Event()
+    look = first._interrupt_dead  # called after the look at the leases, before the insert
+
+    def look_then_wait(connection, candidates):
+        if not looked.is_set():
+            looked.set()
+            assert may_insert.wait(timeout=30)
+        return look(connection, candidates)
+
+    first._interrupt_dead = look_then_wait
+    outcome: list[BaseException | None] = []
+
+    def acquire() -> None:
+        try:
+            first.acquire_leases(slow, [("mlfs", DEC_7)])
+            outcome.append(None)
+        except LeaseConflict as conflict:
+            outcome.append(conflict)
+
+    thread = threading.Thread(target=acquire)
+    thread.start()
+    assert looked.wait(timeout=30)
+    second.acquire_leases(fast, [("mlfs", DEC_7)])  # while the first one waits between look and insert
+    may_insert.set()
+    thread.join(timeout=60)
+    (conflict,) = outcome
+    assert isinstance(conflict, LeaseConflict) and f"held by run {fast}" in str(conflict)
+    second.check_lease(fast, "mlfs", [DEC_7])
+
+
 def test_active_runs_on_a_warehouse(ledger):
     live = running(ledger, dates=(DEC_7,))
     new_run(ledger, "bob", warehouse="BigQuery project nba-prod")
