@@ -42,27 +42,24 @@ def test_two_runs_started_together_on_overlapping_dates_one_runs_and_one_is_refu
     ledger = (
         str(tmp_path / "ledger.sqlite") if kind == "sqlite" else request.getfixturevalue("postgres_ledger")
     )
-    # Both name the same warehouse (the same file, by its absolute path): that is what the leases are of.
-    env = os.environ | {
-        "PYTHONPATH": str(ROOT),
-        "BACKFILL_WAREHOUSE": str(demo_copy.resolve()),
-        "BACKFILL_LEDGER": ledger,
-        "BACKFILL_RETRY_DELAYS": "0,0,0",
-    }
+    # Both name the same warehouse file, which is what the leases are of: one by a path relative to its
+    # working directory, the other by its absolute path.
+    env = os.environ | {"PYTHONPATH": str(ROOT), "BACKFILL_LEDGER": ledger, "BACKFILL_RETRY_DELAYS": "0,0,0"}
     workdirs = [tmp_path / "cli-a", tmp_path / "cli-b"]
     for workdir in workdirs:
         workdir.mkdir()
+    warehouses = [os.path.relpath(demo_copy, workdirs[0]), str(demo_copy.resolve())]
     for round_ in range(ROUNDS):
         processes = [
             subprocess.Popen(
                 [sys.executable, "-c", STARTER, "run", *dates],
                 cwd=workdir,
-                env=env,
+                env=env | {"BACKFILL_WAREHOUSE": warehouse},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for workdir, dates in zip(workdirs, OVERLAPPING)
+            for workdir, warehouse, dates in zip(workdirs, warehouses, OVERLAPPING)
         ]
         for process in processes:
             assert process.stdout.readline() == "ready\n", process.communicate(timeout=60)
