@@ -442,6 +442,10 @@ def test_a_truncated_sqlite_ledger_is_a_one_line_error_naming_the_file(tmp_path)
     assert "\n" not in message
     assert message.startswith(f"run ledger {path} cannot be read as a SQLite database")
     assert "move it aside" in message
+    # What the message says to do works: moved aside, a new ledger starts with the next run.
+    path.rename(tmp_path / "ledger.sqlite.broken")
+    run_id = new_run(Ledger(path))
+    assert [run.run_id for run in Ledger(path).list_runs()] == [run_id]
 
 
 def test_an_unreachable_postgresql_ledger_is_a_one_line_error():
