@@ -291,11 +291,11 @@ class Ledger:
 
     def detect_interrupted(self) -> list[str]:
         """Mark active runs whose process is gone as interrupted (releasing their leases); returns their ids."""
+        dead = [run for run in self.list_active() if not self.is_alive(run)]
+        if not dead:  # the common case, every few seconds from every console: no write lock taken
+            return []
         with self._begin(write=True) as connection:
-            return [run.run_id for run in self._interrupt_dead(connection, self._runs(connection, _active()))]
-
-    def _runs(self, connection: sa.Connection, *where) -> list[Run]:
-        return [run_from_row(row) for row in connection.execute(sa.select(runs).where(*where))]
+            return [run.run_id for run in self._interrupt_dead(connection, dead)]
 
     def _interrupt_dead(self, connection: sa.Connection, candidates: Iterable[Run]) -> list[Run]:
         """Interrupt those of ``candidates`` that are dead, unless they changed since they were read."""
