@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from backfill.access import require_operator
-from backfill.config import Settings
+from backfill.config import DEFAULT_LEDGER, Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.ledger import Ledger, Run
+from backfill.ledger.database import is_postgresql
 from backfill.pipeline import Pipeline
 from backfill.processors import processor_for
 from backfill.replay import settings_for_run
@@ -39,15 +40,15 @@ def submit(
     """Record a run and hand it to a detached worker process; returns the run id at once."""
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
-    preflight(settings, warehouse, request)
     run_id = create_run(Ledger(settings.ledger), warehouse, request, who, parent_run_id=parent_run_id)
     spawn_worker(settings, run_id)
     return run_id
 
 
 def preflight(settings: Settings, warehouse: Warehouse, request: BackfillRequest) -> list[str]:
-    """Every check that can refuse a run before it is recorded (BadInput: nothing is written);
-    returns the warnings a dry run shows (for example columns a replace leaves NULL)."""
+    """What the stages' processors check before any write (a run does the same once it holds its
+    dates): BadInput for what stops a run; else the warnings a dry run shows (for example columns
+    a replace leaves NULL)."""
     warnings = []
     for name in request.stages:
         warnings += processor_for(settings.pipeline.stage(name), settings.pipeline).preflight(warehouse)
@@ -55,8 +56,8 @@ def preflight(settings: Settings, warehouse: Warehouse, request: BackfillRequest
 
 
 def spawn_worker(settings: Settings, run_id: str) -> subprocess.Popen:
-    """Start ``python -m backfill worker RUN_ID`` in its own session, logging beside the ledger."""
-    log_dir = Path(settings.ledger).parent / "runs"
+    """Start ``python -m backfill worker RUN_ID`` in its own session, logging beside the ledger (or in data/)."""
+    log_dir = Path(DEFAULT_LEDGER if is_postgresql(settings.ledger) else settings.ledger).parent / "runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, BACKFILL_WAREHOUSE=settings.warehouse, BACKFILL_LEDGER=settings.ledger)
     env["BACKFILL_PIPELINE"] = settings.pipeline.path
@@ -86,7 +87,6 @@ def run_here(
     """Record a run and execute it in this process until it ends."""
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
-    preflight(settings, warehouse, request)
     ledger = Ledger(settings.ledger)
     run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
     return execute_run(run_id, warehouse, settings, ledger, **options)

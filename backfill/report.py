@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES, daily_coverage, monthly_coverage
-from backfill.errors import BackfillError, BadInput
+from backfill.errors import BadInput
 from backfill.ledger import Ledger
 from backfill.pipeline import Pipeline
 from backfill.stale import stale_counts
@@ -349,17 +348,17 @@ def runs_table(
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"first_date": object, "last_date": object})
 
 
-def ledger_runs(path: str | Path, start: dt.date, end: dt.date, stages: Iterable[str]) -> pd.DataFrame | None:
-    """The runs table of the ledger file at ``path``, or None when there is no such file.
+def ledger_runs(
+    location: str | Path, start: dt.date, end: dt.date, stages: Iterable[str]
+) -> pd.DataFrame | None:
+    """The runs table of the ledger at ``location``, or None when there is no such (SQLite) file.
 
-    Only an existing ledger is opened: a report never creates one (a mistyped path stays absent).
+    A report never creates a ledger (a mistyped path stays absent); an unreadable one is a one-line error.
     """
-    if not Path(path).is_file():
+    ledger = Ledger(location)
+    if not ledger.exists():
         return None
-    try:
-        return runs_table(Ledger(path), start, end, stages)
-    except sqlite3.DatabaseError as exc:
-        raise BackfillError(f"run ledger {str(path)!r} cannot be read: {exc}") from None
+    return runs_table(ledger, start, end, stages)
 
 
 # -- writers --------------------------------------------------------------------------------------

@@ -17,21 +17,23 @@ commit the ledger missed is harmless. However the run ends, no item is left pend
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backfill import coverage, replay, stale
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
+from backfill.errors import BadInput
 from backfill.faults import PERMANENT, classify
 from backfill.gates import judge
-from backfill.ledger import ITEM_OPEN, LeaseConflict, Ledger, now_utc
-from backfill.processors import JobContext, JobFailed, Processor, processor_for
+from backfill.ledger import ITEM_OPEN, LeaseConflict, LeaseLost, Ledger, now_utc
+from backfill.processors import BatchResult, JobContext, JobFailed, Processor, processor_for
 from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
 
@@ -53,10 +55,15 @@ class RunResult:
     counts: dict[str, int]
     statements: int
     message: str | None = None
+    bad_input: bool = False
+    """The run stopped before any write because a setting or the warehouse's tables do not fit."""
 
     @property
     def exit_code(self) -> int:
-        """0 when every date is done (or had no games), 1 otherwise."""
+        """0 when every date is done (or had no games), 2 for a bad setting found before any write,
+        1 otherwise."""
+        if self.bad_input:
+            return 2
         return 0 if self.status == "succeeded" else 1
 
 
@@ -124,15 +131,10 @@ class Runner:
     def execute(self) -> RunResult:
         """Do every unfinished item of the run; returns how it ended."""
         open_items = self.ledger.items(self.run_id, ITEM_OPEN)
+        if self.ledger.get_run(self.run_id).cancel_requested:
+            # Cancelled while it waited for its worker: it never starts.
+            return self._cancel(before_start=True)
         self.ledger.start_run(self.run_id)
-        try:
-            for processor in self.processors.values():
-                for warning in self._retried(lambda p=processor: p.preflight(self.warehouse), "preflight")[0]:
-                    self._log(warning, "warning")
-        except Exception as exc:  # noqa: BLE001 - a run that cannot start ends with every item failed
-            self._fail_open(exc, "stopped before any write")
-            self._finish("failed", f"stopped before any write: {_one_line(exc)}")
-            return self._result()
         try:
             self.ledger.acquire_leases(self.run_id, [(i["stage"], _date(i["game_date"])) for i in open_items])
         except LeaseConflict as conflict:
@@ -149,6 +151,16 @@ class Runner:
             self.ledger.finish_run(self.run_id, "refused", f"refused: {conflict}")
             self._log(f"refused: {conflict}", "error")
             return self._result()
+        try:
+            # Leases first (the ledger only), then what the warehouse must have: a run refused for
+            # its dates never waits on the warehouse, and a bad setting stops it before any write.
+            for processor in self.processors.values():
+                for warning in self._retried(lambda p=processor: p.preflight(self.warehouse), "preflight")[0]:
+                    self._log(warning, "warning")
+        except Exception as exc:  # noqa: BLE001 - a run that cannot start ends with every item failed
+            self._fail_open(exc, "stopped before any write")
+            self._finish("failed", f"stopped before any write: {_one_line(exc)}")
+            return replace(self._result(), bad_input=isinstance(exc, BadInput))
         self._log(f"started: {len(open_items)} open items on {self.warehouse.describe()}")
         heartbeat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.run_id}", daemon=True)
         heartbeat.start()
@@ -163,9 +175,16 @@ class Runner:
                 # Between windows the embedded warehouse file is free, so readers get in.
                 self.warehouse.close()
             self._finish(self._final_status())
+        except LeaseLost as lost:
+            # Another process declared this run dead and took its dates: it is interrupted, and its
+            # unfinished items are the resume's to do. Nothing more is written here.
+            self._log(f"stopped before writing: {lost}", "error")
+            return self._result()
         except BaseException as exc:
-            self._fail_open(exc, "the run stopped")
-            self._finish("failed", f"stopped by {type(exc).__name__}: {_one_line(exc)}")
+            # The cleanup must not hide why the run stopped.
+            with contextlib.suppress(Exception):
+                self._fail_open(exc, "the run stopped")
+                self._finish("failed", f"stopped by {type(exc).__name__}: {_one_line(exc)}")
             raise
         finally:
             self._stop_heartbeat.set()
@@ -214,7 +233,8 @@ class Runner:
         self.ledger.finish_run(self.run_id, status, message or summary)
         self._log(f"{status}: {summary}; {self._statements()} warehouse statements")
 
-    def _cancel(self) -> RunResult:
+    def _cancel(self, before_start: bool = False) -> RunResult:
+        when = "cancelled before the run started" if before_start else "cancelled before this batch started"
         for stage in self.request.stages:
             open_dates = [
                 _date(i["game_date"])
@@ -223,9 +243,13 @@ class Runner:
             ]
             self.ledger.update_items(
                 self.run_id, stage, open_dates, status="cancelled", error_class="cancelled",
-                error_message="cancelled before this batch started",
+                error_message=when, finished_at=self.clock().isoformat(),
             )  # fmt: skip
-        self._finish("cancelled")
+        if before_start:
+            self.ledger.finish_run(self.run_id, "cancelled", when)
+            self._log(when, "warning")
+        else:
+            self._finish("cancelled")
         return self._result()
 
     def _result(self) -> RunResult:
@@ -387,10 +411,16 @@ class Runner:
             now=self.clock(),
             log=lambda line: self._log(f"{stage} job: {line}"[:1000]),
         )
+
+        def attempt() -> BatchResult:
+            # Right before each write: LeaseLost stops the run, another run may hold these dates now.
+            self.ledger.check_lease(self.run_id, stage, dates)
+            return processor.run(dates, context)
+
         try:
-            result, attempts = self._retried(
-                lambda: processor.run(dates, context), what=f"{stage} {dates[0]}..{dates[-1]}"
-            )
+            result, attempts = self._retried(attempt, what=f"{stage} {dates[0]}..{dates[-1]}")
+        except LeaseLost:
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, the run goes on
             attempts = getattr(exc, "attempts", 1)
             if classify(exc) == PERMANENT and len(dates) > 1:

@@ -10,6 +10,7 @@ import pytest
 from backfill.config import Settings
 from backfill.demo import build_demo_file
 from backfill.warehouse.duckdb import DuckDBWarehouse
+from tests.postgres import postgres_ledger, postgres_server  # noqa: F401 - fixtures for every test module
 
 DEMO_SEED = 7
 

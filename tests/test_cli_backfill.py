@@ -124,7 +124,7 @@ def test_bad_run_input_exits_2_with_one_line_and_writes_nothing(env, settings, a
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert Path(settings.warehouse).read_bytes() == before
-    assert Ledger(settings.ledger).list_runs() == []
+    assert not Path(settings.ledger).exists()  # not even an empty ledger file
 
 
 def test_only_operators_may_run_when_operators_are_configured(env, settings, capsys):
@@ -159,3 +159,26 @@ def test_a_detached_run_goes_on_in_its_own_process_and_reports_through_the_ledge
     assert (figures["expected_coverage_pct"] == 100.0).all()
     log = Path(settings.ledger).parent / "runs" / f"{run.run_id}.log"
     assert "succeeded" in log.read_text()
+
+
+@pytest.mark.slow
+def test_a_detached_run_reports_through_a_postgresql_ledger(env, postgres_ledger, tmp_path):
+    env = os.environ | env | {"BACKFILL_LEDGER": postgres_ledger, "PYTHONPATH": str(ROOT)}
+    started = subprocess.run(
+        [sys.executable, "-m", "backfill", "run", "--dates", "2021-12-07", "--detach"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert started.returncode == 0, started.stderr
+    ledger = Ledger(postgres_ledger)
+    (run,) = ledger.list_runs()
+    deadline = time.monotonic() + 60
+    while ledger.get_run(run.run_id).status in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    finished = ledger.get_run(run.run_id)
+    assert finished.status == "succeeded", finished.message
+    assert finished.pid != os.getpid()
+    assert "succeeded" in (tmp_path / "data" / "runs" / f"{run.run_id}.log").read_text()

@@ -234,6 +234,7 @@ def record_run(ledger, at, who, dates, stages, outcomes, *, status, parent=None,
         parent_run_id=parent,
         run_id=f"{at:%Y%m%d-%H%M%S}-{who[:3]}",
     )
+    ledger.start_run(run_id)
     for stage in stages:
         ledger.record_items(run_id, stage, {day: outcomes[(stage, day)] for day in dates})
     ledger.finish_run(run_id, status, message)

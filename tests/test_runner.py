@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,6 +21,7 @@ from backfill.runner import create_run, execute_run
 from backfill.warehouse.duckdb import DuckDBWarehouse
 from tests.faulty import FaultyWarehouse
 
+ROOT = Path(__file__).resolve().parent.parent
 DEC_1, DEC_7, DEC_9, DEC_15, DEC_31 = (dt.date(2021, 12, day) for day in (1, 7, 9, 15, 31))
 TODAY = lambda: dt.date(2026, 11, 27)  # noqa: E731
 
@@ -220,10 +225,16 @@ def test_a_second_run_is_refused_the_dates_another_run_holds(demo, settings):
 def test_a_lease_of_a_dead_run_is_released_as_interrupted(demo, settings):
     ledger = Ledger(settings.ledger)
     crashed = create_run(ledger, demo, december(settings), "alice")
-    ledger.start_run(crashed)
-    ledger.acquire_leases(crashed, december(settings).items())
-    with ledger._connect() as connection:  # the process is gone: a pid that cannot exist
-        connection.execute("UPDATE runs SET pid = 999999999 WHERE run_id = ?", (crashed,))
+    # Another process claims the run, takes its leases and ends without finishing it.
+    claim = (
+        "import datetime as dt, sys; from backfill.ledger import Ledger\n"
+        "ledger, run_id = Ledger(sys.argv[1]), sys.argv[2]; ledger.start_run(run_id)\n"
+        "pairs = [(i['stage'], dt.date.fromisoformat(i['game_date'])) for i in ledger.items(run_id)]\n"
+        "ledger.acquire_leases(run_id, pairs)"
+    )
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", claim, settings.ledger, crashed], env=env, check=True, timeout=60)
+    assert len(ledger.items(crashed)) == 62 and ledger.get_run(crashed).status == "running"
     result, _ = run(demo, settings, BackfillRequest.build(settings, dates=[DEC_7], today=TODAY))
     assert result.status == "succeeded"
     assert ledger.get_run(crashed).status == "interrupted"

@@ -125,7 +125,8 @@ class DuckDBWarehouse(Warehouse):
         self._closes_at_exit = False
 
     def describe(self) -> str:
-        return f"DuckDB file {self.path}"
+        # Absolute: runs lease (warehouse, stage, date), so one file must have one name from any directory.
+        return f"DuckDB file {self.path if self.path == ':memory:' else Path(self.path).resolve()}"
 
     @property
     def url(self) -> str:
