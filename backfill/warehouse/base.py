@@ -184,8 +184,10 @@ class Warehouse(ABC):
     def create_table(self, stage: Stage) -> None:
         """Create a pipeline stage's table from its declared ``columns`` if it is missing."""
         columns = ", ".join(f"{name} {kind}" for name, kind in stage.columns)
+        # The stage's own reference, not its {name}: the demo builder's adapter knows only the
+        # built-in pipeline's stages, and a team's extra stage is not among them.
         self.execute(
-            f"CREATE TABLE IF NOT EXISTS {{{stage.name}}} ({columns}){self._stage_table_options(stage)}"
+            f"CREATE TABLE IF NOT EXISTS {self.stage_ref(stage)} ({columns}){self._stage_table_options(stage)}"
         )
 
     def _stage_table_options(self, stage: Stage) -> str:
