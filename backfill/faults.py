@@ -9,6 +9,7 @@ Google exception classes are recognised by name so this module needs no Google i
 from __future__ import annotations
 
 import concurrent.futures
+import urllib.error
 from collections.abc import Iterator
 
 from backfill.errors import BadInput
@@ -46,6 +47,10 @@ TRANSIENT_REASONS = frozenset(
     }
 )
 """BigQuery error reasons worth retrying whatever the HTTP status says."""
+
+TRANSIENT_HTTP_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""HTTP answers of a plain HTTP receiver (an alert webhook) that a later attempt may not meet;
+any other error status (400, 403, 404...) fails the same way again."""
 
 PERMANENT_API_ERRORS = frozenset({"BadRequest", "NotFound", "Forbidden", "Unauthorized", "Conflict"})
 """Client errors that will fail the same way again, unless their reason says otherwise."""
@@ -94,7 +99,11 @@ def classify(exc: BaseException) -> str:
             return TRANSIENT
         if _duckdb_conflict(link):
             return TRANSIENT
+        if isinstance(link, urllib.error.HTTPError) and link.code in TRANSIENT_HTTP_STATUSES:
+            return TRANSIENT
     for link in chain:
+        if isinstance(link, urllib.error.HTTPError):
+            return PERMANENT
         if isinstance(link, BadInput) or _class_names(link, "google.api_core") & PERMANENT_API_ERRORS:
             return PERMANENT
         if (_class_names(link, "duckdb") | _class_names(link, "_duckdb")) & PERMANENT_DUCKDB_ERRORS:
