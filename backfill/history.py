@@ -86,6 +86,14 @@ class HistoryStore:
     def of(cls, settings: Settings) -> HistoryStore:
         return cls(settings.ledger)
 
+    @classmethod
+    def existing(cls, settings: Settings) -> HistoryStore | None:
+        """The store, or None when the ledger is a SQLite file not made yet (readers create nothing)."""
+        url = database_url(settings.ledger)
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+            return None
+        return cls(settings.ledger)
+
     # -- checks ---------------------------------------------------------------------------
 
     def record_check(self, check: dict[str, Any], findings: Iterable[dict[str, Any]]) -> None:

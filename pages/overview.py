@@ -3,7 +3,7 @@
 import streamlit as st
 
 from backfill.seasons import season_of
-from ui import data, tables
+from ui import data, history, tables
 from ui.format import pct_text, seasons_text
 from ui.shell import open_console, require_data_range
 
@@ -49,6 +49,15 @@ stale_col.metric(
     f"{int(stale['rows'].sum()):,}",
     help="Counted per category and table; a row in two categories counts twice.",
     border=True,
+)
+
+last_check = history.last_check(settings)
+st.page_link(
+    "pages/history.py",
+    label=f"Last check: {history.check_summary(last_check)}"
+    if last_check
+    else "No scheduled check has run yet",
+    icon=":material/monitor_heart:",
 )
 
 st.subheader("Monthly coverage")
