@@ -108,10 +108,14 @@ st.subheader("Coverage over time")
 if snapshots.empty:
     st.caption("No snapshot yet: every check and every finished run keeps one.")
 else:
+    st.caption(
+        "Player-game coverage of the dates that checks and runs have measured, as it stood after each "
+        "snapshot (each date counts with its latest figures so far)."
+    )
     by = st.segmented_control(
         "Over time, by", ["month", "stage"], default="month", key="history_by", format_func=str.capitalize
     )
-    stages = sorted(snapshots["stage"].unique())
+    stages = list(dict.fromkeys(snapshots["stage"]))  # pipeline order, as measured; the last is downstream
     series = coverage_over_time(snapshots, by="stage" if by == "stage" else "period")
     if by == "stage":
         chart_data, color = series, "stage"

@@ -57,6 +57,12 @@ def fresh_console(tmp_path_factory):
         yield url
 
 
+@pytest.fixture
+def fresh_console_and_settings(tmp_path_factory):
+    """A console server of its own, for a journey that changes its data: (base URL, settings)."""
+    yield from _serve(tmp_path_factory)
+
+
 def _serve(tmp_path_factory):
     data = tmp_path_factory.mktemp("journey-data")
     settings = Settings(warehouse=str(data / "warehouse.duckdb"), ledger=str(data / "ledger.sqlite"))
