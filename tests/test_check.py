@@ -425,3 +425,19 @@ def test_coverage_over_time_adds_up_the_latest_snapshot_of_each_date():
     assert list(series["gap_dates"]) == [0, 1, 0]
     episodes = gap_episodes(snapshots)
     assert list(episodes["fixed_by"]) == ["check 4"]
+
+
+def test_a_snapshot_keeps_only_the_dates_whose_figures_changed(demo, settings):
+    secrets = AlertSecrets()
+    run_check(settings, demo, *WEEK, who="cron", secrets=secrets)
+    store = HistoryStore.of(settings)
+    first = store.snapshots(settings.warehouse)
+    assert len(first) == 7 * first["stage"].nunique()  # every date of the week, once per stage
+    run_check(settings, demo, *WEEK, who="cron", secrets=secrets)
+    assert len(store.snapshots(settings.warehouse)) == len(first)  # nothing changed, nothing stored
+    _delete_predictions(demo, DAY)
+    run_check(settings, demo, *WEEK, who="cron", secrets=secrets)
+    latest = store.snapshots(settings.warehouse).iloc[len(first) :]
+    assert list(zip(latest["game_date"], latest["stage"], latest["status"])) == [
+        (DAY, "predictions", "missing")
+    ]
