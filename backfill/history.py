@@ -73,6 +73,8 @@ class PreviousState:
     findings: dict[tuple[str, dt.date, str], dict[str, Any]]
     covered_dates: frozenset[dt.date]
     check_ids: tuple[str, ...]
+    undelivered: frozenset[str] = frozenset()
+    """Checks among them whose alert reached no channel: what they announced was never heard."""
 
 
 class HistoryStore:
@@ -140,12 +142,27 @@ class HistoryStore:
                 if used
                 else []
             )
+            undelivered = self._undelivered(connection, used)
         findings = {
             (row["kind"], row["game_date"], row["subject"]): dict(row)
             for row in rows
             if owner.get(row["game_date"]) == row["check_id"]
         }
-        return PreviousState(findings, frozenset(owner), used)
+        return PreviousState(findings, frozenset(owner), used, undelivered)
+
+    @staticmethod
+    def _undelivered(connection, check_ids: tuple[str, ...]) -> frozenset[str]:
+        """Checks that tried to alert and reached no channel."""
+        if not check_ids:
+            return frozenset()
+        sent = sa.func.sum(sa.case((alerts.c.status == "sent", 1), else_=0))
+        rows = connection.execute(
+            sa.select(alerts.c.check_id)
+            .where(alerts.c.check_id.in_(check_ids))
+            .group_by(alerts.c.check_id)
+            .having(sent == 0)
+        ).all()
+        return frozenset(row[0] for row in rows)
 
     def list_checks(self, warehouse: str | None = None, limit: int = 20) -> pd.DataFrame:
         """The latest checks, newest first, with how many alerts each sent and failed."""

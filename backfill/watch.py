@@ -11,7 +11,8 @@ its problems: every (date, stage) whose status is a gap (missing, blocked, parti
 - ``recovered``: seen open before, gone now.
 
 New, changed and recovered findings make one alert (sent only then, so a gap already reported is
-not reported again, and its recovery is). The check, its findings, a coverage snapshot and every
+not reported again, and its recovery is). A new or changed problem whose alert reached no channel
+(every delivery failed) was never heard, so the next check counts it as new again and re-sends it. The check, its findings, a coverage snapshot and every
 delivery are recorded in the ledger database (:mod:`backfill.history`).
 """
 
@@ -172,8 +173,12 @@ def compare(
     current: dict[tuple[str, dt.date, str], Finding],
     previous: dict[tuple[str, dt.date, str], dict[str, Any]],
     daily: pd.DataFrame,
+    undelivered: frozenset[str] = frozenset(),
 ) -> list[Finding]:
-    """Each current problem marked new, changed or open, plus the previous ones that recovered."""
+    """Each current problem marked new, changed or open, plus the previous ones that recovered.
+
+    ``undelivered``: checks whose alert reached nobody; what they found new is still news.
+    """
     findings = []
     for key, finding in current.items():
         before = previous.get(key)
@@ -181,6 +186,8 @@ def compare(
             change, was = "new", None
         elif finding.kind == "gap" and before["status"] != finding.status:
             change, was = "changed", before["status"]
+        elif before["change"] in ("new", "changed") and before.get("check_id") in undelivered:
+            change, was = before["change"], before["previous_status"]
         else:
             change, was = "open", before["status"]
         findings.append(_replace(finding, change=change, previous_status=was))
@@ -288,7 +295,7 @@ def run_check(
     store = HistoryStore.of(settings)
     key = settings.warehouse
     previous = store.previous_state(key, start, end)
-    findings = compare(current_problems(daily, stale), previous.findings, daily)
+    findings = compare(current_problems(daily, stale), previous.findings, daily, previous.undelivered)
     finished_at = now()
     check_id = new_check_id(finished_at)
     result = CheckResult(check_id, key, started_at, finished_at, start, end, fail_on, tuple(findings))

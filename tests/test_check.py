@@ -212,6 +212,14 @@ def test_a_delivery_that_keeps_failing_is_recorded_without_the_secret_and_never_
     assert "503" in rows[0]["error"]
     assert TOKEN not in dumped  # nowhere in the ledger database
 
+    # Nobody heard of the gap, so the next check sends it again, and only once.
+    working = receiver()
+    check(*_week(), webhook=working.url)
+    (alert,) = working.delivered
+    assert f"New:\n- {DAY} predictions missing" in alert["text"]
+    check(*_week(), webhook=working.url)
+    assert len(working.requests) == 1
+
 
 def test_a_404_is_not_retried(receiver, demo, settings):
     hook = receiver(statuses=[404])
