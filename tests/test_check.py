@@ -270,8 +270,10 @@ def test_a_stage_newly_blocked_is_reported_as_a_change(receiver, demo, settings)
 
 def test_fail_on_new_exits_0_while_a_reported_problem_stays_open(check, demo):
     _delete_predictions(demo, DAY)
-    assert check(*_week("--fail-on", "new"))[0] == 1
-    assert check(*_week("--fail-on", "new"))[0] == 0
+    code, _, err = check(*_week("--fail-on", "new"))
+    assert code == 1 and "no alert channel is configured" in err
+    code, _, err = check(*_week("--fail-on", "new"))
+    assert code == 0 and err == ""  # nothing new: nothing to tell
     assert check(*_week("--fail-on", "open"))[0] == 1
 
 

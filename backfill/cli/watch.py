@@ -149,6 +149,12 @@ def _run_check(args: argparse.Namespace, ctx: Context) -> int:
         )
     finally:
         warehouse.close()
+    if result.alert is not None and not result.deliveries:
+        print(
+            "note: there is news to tell but no alert channel is configured "
+            "(BACKFILL_ALERT_WEBHOOK_URL, or alert_email_to and smtp_host)",
+            file=ctx.err,
+        )
     if args.format == "json":
         print(_json(result, ctx.settings), file=ctx.out)
     elif args.format == "markdown":
