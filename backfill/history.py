@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from backfill.config import Settings
-from backfill.coverage import GAP_STATUSES, daily_coverage, pct_column
+from backfill.coverage import GAP_STATUSES, STATUSES, daily_coverage, pct_column
 from backfill.history_schema import alerts, check_findings, checks, coverage_snapshots, metadata
 from backfill.warehouse import Warehouse
 
@@ -43,16 +43,10 @@ def database_url(ledger: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _engine(url: str) -> sa.Engine:
-    """One engine (a connection pool) per database, with the tables created when missing."""
+    """One engine (a connection pool) per database."""
     if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-    else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine, checkfirst=True)
-    return engine
+        return sa.create_engine(url, connect_args={"timeout": 30})
+    return sa.create_engine(url, pool_pre_ping=True)
 
 
 def now_utc() -> dt.datetime:
@@ -82,7 +76,11 @@ class HistoryStore:
 
     def __init__(self, ledger: str):
         self.url = database_url(ledger)
+        if self.url.startswith("sqlite:///") and self.url != "sqlite:///:memory:":
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = _engine(self.url)
+        # Every time, like the ledger's own schema: cheap, and a ledger file made anew gets its tables.
+        metadata.create_all(self.engine, checkfirst=True)
 
     @classmethod
     def of(cls, settings: Settings) -> HistoryStore:
@@ -407,8 +405,6 @@ def gap_episodes(snapshots: pd.DataFrame) -> pd.DataFrame:
     ]
     if snapshots.empty:
         return pd.DataFrame(columns=columns)
-    from backfill.coverage import STATUSES
-
     episodes = []
     ordered = snapshots.sort_values("snapshot_id")
     for (day, stage), rows in ordered.groupby(["game_date", "stage"], sort=False):
