@@ -76,13 +76,19 @@ def test_history_page_shows_when_the_gap_appeared_and_which_run_fixed_it(sequenc
     assert not at.exception
 
 
-def test_a_date_link_narrows_the_gaps_to_that_date(sequence, app):
+@pytest.mark.parametrize(("day", "gaps"), [("2022-01-05", 1), ("2022-01-04", 0)])
+def test_a_date_link_narrows_the_gaps_to_that_date(sequence, app, day, gaps):
     app.run()
-    app.query_params["date"] = "2022-01-04"
+    app.query_params["date"] = day
     at = app.switch_page("pages/history.py").run()
     assert not at.exception
-    assert not [df for df in at.dataframe if "Seen first by" in df.value.columns]
-    assert any("No gap seen" in caption.value for caption in at.caption)
+    tables = [df.value for df in at.dataframe if "Seen first by" in df.value.columns]
+    if gaps:
+        (table,) = tables
+        assert [str(value) for value in table["Date"]] == [day]
+    else:
+        assert not tables
+        assert any("No gap seen" in caption.value for caption in at.caption)
 
 
 def test_overview_shows_the_last_checks_time_and_result(sequence, app):
