@@ -70,7 +70,7 @@ _COLUMNS = [
     ("date", "game_date"),
     ("what", "what"),
     ("status", "status"),
-    ("covered", "covered"),
+    ("covered", "covered_text"),
     ("expected %", "expected_pct"),
     ("link", "link"),
 ]
@@ -85,7 +85,7 @@ def _rows(result, settings) -> list[dict[str, Any]]:
         row["what"] = ("stale " if finding.kind == "stale" else "") + finding.subject
         if finding.change == "changed":
             row["status"] = f"{finding.status} (was {finding.previous_status})"
-        row["covered"] = (
+        row["covered_text"] = (
             f"{finding.covered}/{finding.total}"
             if finding.total is not None
             else (f"{finding.stale_rows} rows" if finding.kind == "stale" and finding.stale_rows else "-")
@@ -96,9 +96,16 @@ def _rows(result, settings) -> list[dict[str, Any]]:
 
 
 def _json(result, settings) -> str:
-    rows = _rows(result, settings)
-    for row in rows:
-        row["game_date"] = row["game_date"].isoformat()
+    from backfill.watch import date_link
+
+    rows = [
+        {
+            **finding.row(),
+            "game_date": finding.game_date.isoformat(),
+            "link": date_link(settings, finding.game_date),
+        }
+        for finding in result.findings
+    ]
     return json.dumps(
         {
             "check_id": result.check_id,
@@ -126,7 +133,7 @@ def _markdown(result, settings) -> str:
             pct = "-" if row["expected_pct"] is None else f"{row['expected_pct']:.1f}"
             lines.append(
                 f"| {row['change']} | [{row['game_date']}]({row['link']}) | {row['what']} | {row['status']} "
-                f"| {row['covered']} | {pct} |"
+                f"| {row['covered_text']} | {pct} |"
             )
         lines.append("")
     for delivery in result.deliveries:
