@@ -317,6 +317,8 @@ def test_json_and_markdown_output(check, demo):
         "predictions",
         "new",
     )
+    assert (finding["covered"], finding["total"]) == (0, _players(demo, DAY))
+    assert finding["link"].endswith(f"/coverage?date={DAY}")
     code, out, _ = check(*_week("--format", "markdown"))
     assert out.startswith("## Coverage check") and f"| open | [{DAY}](" in out
 
