@@ -26,8 +26,12 @@ if raw:
     except BadInput:
         st.warning(f"Ignored the link's date {raw[:40]!r}: expected YYYY-MM-DD.", icon=":material/link_off:")
 
-checks = history.checks(settings)
-snapshots = history.snapshots(settings)
+try:
+    checks = history.checks(settings)
+    snapshots = history.snapshots(settings)
+except history.HistoryUnavailable as exc:
+    st.error(f"{exc} (ledger setting: BACKFILL_LEDGER)", icon=":material/error:")
+    st.stop()
 
 st.subheader("Last checks")
 if checks.empty:
@@ -45,7 +49,11 @@ else:
         ),
         key="history_check",
     )
-    findings, alerts = history.check_details(settings, chosen)
+    try:
+        findings, alerts = history.check_details(settings, chosen)
+    except history.HistoryUnavailable as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
     findings_col, alerts_col = st.columns([3, 2])
     with findings_col:
         st.markdown("**What it found**")

@@ -51,14 +51,12 @@ stale_col.metric(
     border=True,
 )
 
-last_check = history.last_check(settings)
-st.page_link(
-    "pages/history.py",
-    label=f"Last check: {history.check_summary(last_check)}"
-    if last_check
-    else "No scheduled check has run yet",
-    icon=":material/monitor_heart:",
-)
+try:
+    last_check = history.last_check(settings)
+    check_label = f"Last check: {history.check_summary(last_check)}" if last_check else "No check has run yet"
+except history.HistoryUnavailable as exc:
+    check_label = f"Last check unknown: {exc}"
+st.page_link("pages/history.py", label=check_label, icon=":material/monitor_heart:")
 
 st.subheader("Monthly coverage")
 st.caption(

@@ -7,7 +7,11 @@ reads as empty and is not created.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pandas as pd
+import sqlalchemy as sa
 import streamlit as st
 
 from backfill.config import Settings
@@ -42,10 +46,25 @@ EPISODE_COLUMNS = {
 }
 
 
+class HistoryUnavailable(Exception):
+    """The ledger database cannot be read now (a PostgreSQL ledger down, its driver missing)."""
+
+
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """Turn a database failure into one line a page can show instead of a traceback."""
+    try:
+        yield
+    except (sa.exc.SQLAlchemyError, OSError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HistoryUnavailable(f"the check history cannot be read: {first[:200]}") from exc
+
+
 @st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)
 def _checks(settings: Settings, limit: int, period: int) -> pd.DataFrame:
-    store = HistoryStore.existing(settings)
-    return pd.DataFrame() if store is None else store.list_checks(settings.warehouse, limit)
+    with _reading():
+        store = HistoryStore.existing(settings)
+        return pd.DataFrame() if store is None else store.list_checks(settings.warehouse, limit)
 
 
 def checks(settings: Settings, limit: int = CHECKS_SHOWN) -> pd.DataFrame:
@@ -60,10 +79,11 @@ def last_check(settings: Settings) -> dict | None:
 
 @st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)
 def _check_details(settings: Settings, check_id: str, period: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    store = HistoryStore.existing(settings)
-    if store is None:
-        return pd.DataFrame(), pd.DataFrame()
-    return store.findings(check_id), store.alerts(check_id)
+    with _reading():
+        store = HistoryStore.existing(settings)
+        if store is None:
+            return pd.DataFrame(), pd.DataFrame()
+        return store.findings(check_id), store.alerts(check_id)
 
 
 def check_details(settings: Settings, check_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -73,8 +93,9 @@ def check_details(settings: Settings, check_id: str) -> tuple[pd.DataFrame, pd.D
 
 @st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)
 def _snapshots(settings: Settings, period: int) -> pd.DataFrame:
-    store = HistoryStore.existing(settings)
-    return pd.DataFrame() if store is None else store.snapshots(settings.warehouse)
+    with _reading():
+        store = HistoryStore.existing(settings)
+        return pd.DataFrame() if store is None else store.snapshots(settings.warehouse)
 
 
 def snapshots(settings: Settings) -> pd.DataFrame:
