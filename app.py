@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/gaps.py", title="Gaps & stale rows", icon=":material/rule:"),
     st.Page("pages/backfill.py", title="Backfill", icon=":material/play_circle:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("pages/history.py", title="History", icon=":material/monitor_heart:"),
 ]  # in menu order; a new page is one more entry here
 
 page = st.navigation(PAGES)

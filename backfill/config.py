@@ -66,6 +66,19 @@ class Settings:
     operator_claim: str = "email"
     cache_ttl_s: int = 60
 
+    # The watch (``python -m backfill check``) and its alerts. Secrets are not settings: the webhook
+    # URL and the SMTP password come from the environment or .streamlit/secrets.toml (backfill.alerts).
+    console_url: str = "http://localhost:8501"
+    alert_webhook_format: str = "slack"
+    alert_email_to: tuple[str, ...] = ()
+    alert_email_from: str = "backfill-console@localhost"
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_starttls: bool = True
+    alert_retry_delays: tuple[float, ...] = (5.0, 15.0, 30.0)
+    alert_timeout_s: float = 10.0
+
     pipeline: Pipeline = field(default_factory=builtin_pipeline, compare=False)
     """The stages and their rules (:mod:`backfill.pipeline`); not a plain setting, read from its file."""
 

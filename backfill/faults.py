@@ -27,6 +27,7 @@ and, for anything no rule knows, the team's message keywords as the fallback (SP
 from __future__ import annotations
 
 import concurrent.futures
+import urllib.error
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -124,10 +125,17 @@ def _matches(rules: tuple[tuple[str, str], ...], names: frozenset[str], message:
     return any(fragment in message and (not cls or cls in names) for cls, fragment in rules)
 
 
+TRANSIENT_HTTP_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""HTTP answers of a plain HTTP receiver (an alert webhook) that a later attempt may not meet;
+any other error status (400, 403, 404...) fails the same way again."""
+
+
 def _verdict(exc: BaseException) -> str | None:
     """Transient, permanent, or None when no rule speaks about this one exception."""
     if isinstance(exc, (BadInput, WarehouseRefused)):
         return PERMANENT
+    if isinstance(exc, urllib.error.HTTPError):  # a plain HTTP receiver (an alert webhook)
+        return TRANSIENT if exc.code in TRANSIENT_HTTP_STATUSES else PERMANENT
     names = type_names(exc)
     message = str(exc).lower()
     known = engines()

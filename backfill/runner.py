@@ -26,6 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+import pandas as pd
+
 from backfill import coverage, replay, stale
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
@@ -125,6 +127,7 @@ class Runner:
         self._statements_at_start = warehouse.statements_issued
         self._statements_recorded = ledger.get_run(run_id).statements  # a resume keeps counting
         self._stop_heartbeat = threading.Event()
+        self._measured: Measurement = {}  # the latest coverage of each (date, stage): the run's snapshot
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -226,12 +229,31 @@ class Runner:
             return "succeeded"
         return "failed" if counts.get("failed") or counts.get("cancelled") else "blocked"
 
+    def _record_snapshot(self) -> None:
+        """Keep the coverage the run left in the coverage history (the watch's), from what it measured."""
+        if not self._measured:
+            return
+        try:
+            from backfill import history
+
+            daily = pd.DataFrame(list(self._measured.values()))
+            history.record_run_snapshot(
+                self.settings,
+                self.run_id,
+                self.warehouse,
+                sorted({day for day, _ in self._measured}),
+                daily=daily,
+            )
+        except Exception as exc:  # noqa: BLE001 - history is a record of the run, never its outcome
+            self._log(f"coverage history not recorded: {_one_line(exc)[:200]}", "warning")
+
     def _finish(self, status: str, message: str | None = None) -> None:
         counts = self.ledger.item_counts(self.run_id)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         self.ledger.heartbeat(self.run_id, self._statements())
         self.ledger.finish_run(self.run_id, status, message or summary)
         self._log(f"{status}: {summary}; {self._statements()} warehouse statements")
+        self._record_snapshot()
 
     def _cancel(self, before_start: bool = False) -> RunResult:
         when = "cancelled before the run started" if before_start else "cancelled before this batch started"
@@ -294,6 +316,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001
             self._fail_stage(stage, runnable, exc, "verifying coverage after the work")
             return None
+        self._measured |= {key: row for key, row in after.items() if key[0] in dates}
         elapsed = self.monotonic() - started
         for day in runnable:
             outcome = results[day]

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from backfill.seasons import season_of
-from ui import data, stages, tables
+from ui import data, history, stages, tables
 from ui.format import pct_text, seasons_text
 from ui.shell import open_console, require_data_range
 
@@ -53,6 +53,13 @@ stale_col.metric(
     help="Counted per category and table; a row in two categories counts twice.",
     border=True,
 )
+
+try:
+    last_check = history.last_check(settings)
+    check_label = f"Last check: {history.check_summary(last_check)}" if last_check else "No check has run yet"
+except history.HistoryUnavailable as exc:
+    check_label = f"Last check unknown: {exc}"
+st.page_link("pages/history.py", label=check_label, icon=":material/monitor_heart:")
 
 st.subheader("Monthly coverage")
 st.caption(

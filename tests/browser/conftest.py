@@ -61,6 +61,12 @@ def fresh_console(tmp_path_factory):
         yield url
 
 
+@pytest.fixture
+def fresh_console_and_settings(tmp_path_factory):
+    """A console server of its own, for a journey that changes its data: (base URL, settings)."""
+    yield from _serve(tmp_path_factory)
+
+
 def _wait_until(ready, what: str, log: Path, timeout_s: float = 60) -> None:
     """Poll ``ready()`` until it is true or the deadline passes (then fail, naming the log)."""
     deadline = time.monotonic() + timeout_s

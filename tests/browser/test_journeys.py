@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 
@@ -146,3 +147,42 @@ def test_download_the_markdown_and_csv_gap_reports(journey, fresh_console):
         journey.check(day in markdown, f"markdown names {day}")
         journey.check(day in csv, f"csv lists {day}")
     journey.check("## Gaps" in markdown or "Gaps" in markdown, "markdown reads like the hand-off note")
+
+
+def test_the_overview_links_the_last_check_and_history_shows_the_gap_and_the_run_that_fixed_it(
+    journey, fresh_console_and_settings
+):
+    from backfill.alerts import AlertSecrets
+    from backfill.history import record_run_snapshot
+    from backfill.launch import run_here
+    from backfill.request import BackfillRequest
+    from backfill.warehouse.duckdb import DuckDBWarehouse
+    from backfill.watch import run_check
+
+    url, settings = fresh_console_and_settings
+    week, day = ("2022-01-03", "2022-01-09"), "2022-01-05"
+    window = tuple(dt.date.fromisoformat(d) for d in week)
+    warehouse = DuckDBWarehouse(settings, settings.warehouse)
+    try:  # what cron and an operator did before anyone looked: check, lose a date, check, backfill, check
+        run_check(settings, warehouse, *window, who="cron", secrets=AlertSecrets())
+        warehouse.execute("DELETE FROM {pred} WHERE game_date = @d", {"d": dt.date.fromisoformat(day)})
+        run_check(settings, warehouse, *window, who="cron", secrets=AlertSecrets())
+        request = BackfillRequest.build(settings, dates=[day], stages="predictions")
+        run = run_here(settings, request, "operator", warehouse=warehouse)
+        record_run_snapshot(settings, run.run_id, warehouse, [dt.date.fromisoformat(day)])
+        run_check(settings, warehouse, *window, who="cron", secrets=AlertSecrets())
+    finally:
+        warehouse.close()
+
+    _open(journey, url, "", "Monthly coverage")
+    last = journey.page.get_by_text("Last check:")
+    journey.check(last.count() > 0, "overview names the last check")
+    journey.check("1 recovered" in last.first.inner_text(), "last check result", last.first.inner_text())
+    last.first.click()
+    journey.page.get_by_text("Gaps: when they appeared").wait_for()
+    journey.settle()
+    cells = journey.grid_text(f"run {run.run_id}")
+    journey.check("problems" in cells, "the check that found the gap is listed", str(cells[:30]))
+    journey.check(
+        day in cells and f"run {run.run_id}" in cells, "the gap and the run that fixed it", str(cells[-12:])
+    )
