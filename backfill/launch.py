@@ -186,6 +186,20 @@ def cancel(settings: Settings, run_id: str, who: str) -> Run:
     return ledger.get_run(run_id)
 
 
+def refuse_if_active(settings: Settings, warehouse_url: str, what: str) -> None:
+    """BadInput when a run is queued or running on the warehouse (``what`` would pull it from under it)."""
+    ledger = Ledger(settings.ledger)
+    if not ledger.exists():  # no ledger yet: no run either (and a check never creates one)
+        return
+    active = ledger.active_runs_on(warehouse_url)
+    if active:
+        run = active[0]
+        raise BadInput(
+            f"run {run.run_id} (started by {run.created_by}) is {run.status} on {warehouse_url}; "
+            f"{what} would pull the warehouse from under it (wait for it or cancel it first)"
+        )
+
+
 def delete_stale_rows(
     settings: Settings, start, end, who: str, *, warehouse: Warehouse | None = None, stages=None
 ):

@@ -433,6 +433,8 @@ class Runner:
             stage=stage,
             now=self.clock(),
             log=lambda line: self._log(f"{stage} job: {line}"[:1000]),
+            gate_pct=self.request.gate_pct(processor.stage.gate_min_upstream_pct),
+            skip_gates=self.request.skip_gates,
         )
 
         def attempt() -> BatchResult:
@@ -500,9 +502,7 @@ class Runner:
 
         def on_retry(number: int, error: BaseException, delay: float) -> None:
             self._log(
-                f"{what}: attempt {number} failed ({type(error).__name__}: {str(error)[:200]}); "
-                f"retrying in {delay:.1f}s",
-                "warning",
+                f"{what}: attempt {number} failed ({_gist(error)}); retrying in {delay:.1f}s", "warning"
             )
 
         try:
@@ -535,6 +535,15 @@ def _pct_text(value: float | None) -> str:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _gist(exc: BaseException) -> str:
+    """An error in one short line: its kind and first line and, for a job, its last output line
+    (where a job's own error usually is)."""
+    lines = [line.strip() for line in _message(exc).split(" | ") if line.strip()]
+    if len(lines) > 2:
+        lines = [lines[0], "...", lines[-1]]
+    return " | ".join(line[:200] for line in lines)
 
 
 def _message(exc: BaseException) -> str:

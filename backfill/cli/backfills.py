@@ -220,6 +220,9 @@ def _report_result(result, ctx: Context, seconds: float | None = None) -> int:
 
 # -- runs -----------------------------------------------------------------------------------------
 
+MAX_LISTED_RUNS = 10_000
+"""More runs than anyone reads in a terminal; a larger --limit is a typo (and overflows SQLite)."""
+
 
 def add_runs(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
@@ -277,8 +280,8 @@ def _run_runs(args: argparse.Namespace, ctx: Context) -> int:
     ledger = Ledger(ctx.settings.ledger)
     ledger.detect_interrupted()
     if args.runs_action is None:
-        if args.limit < 1:
-            raise BadInput(f"--limit must be 1 or more, got {args.limit}")
+        if not 1 <= args.limit <= MAX_LISTED_RUNS:
+            raise BadInput(f"--limit must be between 1 and {MAX_LISTED_RUNS}, got {args.limit}")
         runs = ledger.list_runs(args.limit)
         if not runs:
             print("No runs recorded yet.", file=ctx.out)
@@ -345,7 +348,16 @@ def _show_run(ledger, run_id: str, ctx: Context) -> int:
         error = item["error_message"] or ""
         item["error"] = f"[{item['error_class']}] {error}" if item["error_class"] else error
     print(text_table(items, _ITEM_COLUMNS), file=ctx.out)
+    events = ledger.events(run_id, SHOWN_LOG_LINES)
+    if events:
+        print(f"Log (last {len(events)} lines, jobs' output included):", file=ctx.out)
+        for event in events:
+            print(f"  {event['at'][11:19]} {event['level']:<7} {event['message']}", file=ctx.out)
     return EXIT_OK
+
+
+SHOWN_LOG_LINES = 40
+"""Log lines ``runs show`` prints under the items (the console shows them live)."""
 
 
 # -- stale ----------------------------------------------------------------------------------------

@@ -144,7 +144,26 @@ def open_warehouse(ctx: Context) -> Warehouse:
             raise BadInput(
                 f"warehouse file {location!r} does not exist (build it: python -m backfill demo --warehouse {location})"
             )
-    return connect(ctx.settings)
+    warehouse = connect(ctx.settings)
+    check_stage_tables(warehouse)
+    return warehouse
+
+
+def check_stage_tables(warehouse: Warehouse) -> None:
+    """BadInput naming the first stage whose table the warehouse lacks (a metadata lookup per stage),
+    rather than a failing query later."""
+    pipeline = warehouse.settings.pipeline
+    for stage in pipeline.stages:
+        try:
+            warehouse.stage_columns(stage)
+        except BadInput as missing:
+            hint = (
+                f"create it (python -m backfill --pipeline {pipeline.path} demo creates the tables a "
+                "pipeline file declares with columns)"
+                if stage.columns
+                else "check the stage's table in the pipeline file"
+            )
+            raise BadInput(f"stage {stage.name}: {missing}; {hint}") from None
 
 
 def print_estimate(ctx: Context, compute: Callable[[], Any]) -> None:

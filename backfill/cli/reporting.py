@@ -79,8 +79,11 @@ def _run_demo(args: argparse.Namespace, ctx: Context) -> int:
         raise BadInput(f"warehouse path {location!r} is a directory")
 
     from backfill.demo import build_demo_file, build_demo_in_place
+    from backfill.launch import refuse_if_active
     from backfill.seasons import season_label
     from backfill.warehouse import connect
+
+    refuse_if_active(ctx.settings, adapter.url_of(location), "rebuilding the demo")
 
     began = time.perf_counter()
     if in_a_file:

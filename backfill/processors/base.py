@@ -25,6 +25,9 @@ class JobContext:
     stage: str
     now: dt.datetime
     log: Callable[[str], None] = field(default=lambda line: None, compare=False)
+    gate_pct: float | None = None
+    """The gate this run applies to the stage (None: ungated), for jobs that check it themselves."""
+    skip_gates: bool = False
 
     @property
     def warehouse_url(self) -> str:

@@ -6,7 +6,8 @@ The contract (SPEC 7.2), kept small so a job also works when launched by hand:
   the console's own Python. Placeholders: ``{dates}`` (comma-separated YYYY-MM-DD), ``{start}``,
   ``{end}``, ``{dates_file}`` (a file with one date a line).
 - The environment also carries ``BACKFILL_DATES``, ``BACKFILL_RUN_ID``, ``BACKFILL_STAGE`` and
-  ``BACKFILL_WAREHOUSE``.
+  ``BACKFILL_WAREHOUSE``; for a gated stage, ``BACKFILL_MIN_UPSTREAM_COVERAGE_PCT`` (the run's
+  threshold), and ``BACKFILL_SKIP_GATES=1`` when the operator skipped the gate.
 - Exit 0 means the attempt finished; another exit, a timeout (the process group is killed) or a
   signal is a failure, classified from the last lines of its output like any warehouse error.
 - A job may print JSON lines ``{"date": "YYYY-MM-DD", "status": "done"|"failed", "error": "..."}``;
@@ -62,6 +63,11 @@ class CommandProcessor(Processor):
             BACKFILL_STAGE=self.stage.name,
             BACKFILL_WAREHOUSE=context.warehouse_url,
         )
+        # The run's gate, for jobs that check their upstream themselves (the team's --skip-mlfs-check).
+        if context.skip_gates:
+            env["BACKFILL_SKIP_GATES"] = "1"
+        if context.gate_pct is not None:
+            env["BACKFILL_MIN_UPSTREAM_COVERAGE_PCT"] = f"{context.gate_pct:g}"
         return env
 
     def run(self, dates: list[dt.date], context: JobContext) -> BatchResult:

@@ -83,6 +83,11 @@ class Warehouse(ABC):
         """Where a URL of this adapter's scheme points (a path, a project); BadInput if malformed."""
 
     @classmethod
+    def url_of(cls, location: str) -> str:
+        """The URL a run records for the warehouse at ``location`` (the same from any directory)."""
+        raise NotImplementedError(f"{cls.__name__} names no URL")
+
+    @classmethod
     def local_file(cls, location: str) -> str | None:
         """The local file the warehouse lives in, if it is one (the demo is then built beside it and
         moved into place whole, and a missing file may be created with the demo on first start)."""

@@ -277,9 +277,13 @@ class BigQueryWarehouse(Warehouse):
         where = f" (emulator at {self.emulator_host})" if self.emulator_host else ""
         return f"BigQuery project {self.project}{where}"
 
+    @classmethod
+    def url_of(cls, location: str) -> str:
+        return f"bigquery://{location}"
+
     @property
     def url(self) -> str:
-        return f"bigquery://{self.project}"
+        return self.url_of(self.project)
 
     def name_ref(self, dataset: str, table: str) -> str:
         return f"`{self.project}.{dataset}.{table}`"

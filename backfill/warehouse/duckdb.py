@@ -95,6 +95,10 @@ class DuckDBWarehouse(Warehouse):
         return path
 
     @classmethod
+    def url_of(cls, location: str) -> str:
+        return location if location == ":memory:" else str(Path(location).resolve())
+
+    @classmethod
     def local_file(cls, location: str) -> str | None:
         return None if location == ":memory:" else location
 
@@ -130,7 +134,7 @@ class DuckDBWarehouse(Warehouse):
 
     @property
     def url(self) -> str:
-        return self.path if self.path == ":memory:" else str(Path(self.path).resolve())
+        return self.url_of(self.path)
 
     def name_ref(self, dataset: str, table: str) -> str:
         return f"`{dataset}`.`{table}`"
