@@ -47,8 +47,10 @@ def environment(settings, **extra) -> dict:
     )
 
 
-def snapshot(path: str) -> dict[tuple[str, dt.date], pd.DataFrame]:
-    """Rows of every December date of both stages, keyed by (table, date)."""
+def snapshot(
+    path: str, first: dt.date = DEC_1, last: dt.date = DEC_31
+) -> dict[tuple[str, dt.date], pd.DataFrame]:
+    """Rows of every date of both stages (December unless told), keyed by (table, date)."""
     connection = duckdb.connect(path, read_only=True)
     try:
         tables = {
@@ -57,7 +59,7 @@ def snapshot(path: str) -> dict[tuple[str, dt.date], pd.DataFrame]:
         }
         result = {}
         for name, sql in tables.items():
-            frame = connection.execute(f"{sql} WHERE game_date BETWEEN ? AND ?", [DEC_1, DEC_31]).df()
+            frame = connection.execute(f"{sql} WHERE game_date BETWEEN ? AND ?", [first, last]).df()
             frame["game_date"] = pd.to_datetime(frame["game_date"]).dt.date
             for day, rows in frame.groupby("game_date"):
                 result[(name, day)] = rows.sort_values(list(rows.columns)[:3]).reset_index(drop=True)
@@ -154,3 +156,58 @@ def test_a_warehouse_lock_held_by_another_process_is_waited_out(settings):
     items = ledger.items(run.run_id)
     assert {item["status"] for item in items} <= {"done", "skipped"}
     assert not any(item["error_class"] for item in items)  # waited out, not a failure
+
+
+BACKFILL_MONTHS = """
+import sys
+from backfill.config import load_settings
+from backfill.launch import run_here
+from backfill.request import BackfillRequest
+settings = load_settings()
+print("started", flush=True)
+request = BackfillRequest.build(settings, start=sys.argv[1], end=sys.argv[2])
+print(run_here(settings, request, "tester").status)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_of_a_multi_month_backfill_then_resume_leaves_old_or_new(settings):
+    import random
+
+    first, last = "2021-12-01", "2022-01-31"
+    rng = random.Random(20211207)
+    ledger = Ledger(settings.ledger)
+    killed = 0
+    for _ in range(20):
+        before = snapshot(settings.warehouse, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+        started = pd.Timestamp.now(tz="UTC")
+        process = subprocess.Popen(
+            [sys.executable, "-c", BACKFILL_MONTHS, first, last],
+            env=environment(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout.readline() == "started\n"
+        time.sleep(rng.uniform(0.0, 1.5))  # the fault: a kill at a random moment of the run
+        process.kill()
+        process.communicate(timeout=60)
+        killed += process.returncode == -9
+        after = snapshot(settings.warehouse, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+        assert_each_date_as_before_or_fully_replaced(before, after, started)
+        ledger.detect_interrupted()
+        for run in ledger.list_runs(limit=5):
+            if run.status in ("interrupted", "queued"):
+                result = launch.resume(settings, run.run_id, "tester", sleep=lambda seconds: None)
+                assert result.status == "succeeded", result
+                assert not ledger.items(run.run_id, ["pending", "running"])
+    assert killed >= 10  # most kills landed while the run was still working
+
+    from backfill.warehouse.duckdb import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(settings, settings.warehouse)
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    figures = coverage.daily_coverage(warehouse, settings, start, end)
+    assert set(figures["status"]) <= {"ok", "bootstrap", "no_games"}
+    assert stale.stale_counts(warehouse, settings, start, end).empty
+    warehouse.close()
