@@ -1,7 +1,7 @@
 """Coverage history: what each check found and sent, and snapshots of coverage over time.
 
 Stored in the ledger's database (``settings.ledger``: a SQLite path, or a ``postgresql://`` URL)
-through SQLAlchemy Core, in the tables of :mod:`backfill.history_schema`, created when missing.
+through SQLAlchemy Core, in the ledger's own tables (:mod:`backfill.ledger.tables`, schema version 4).
 
 Besides the store, two pure readings of the snapshots for the console: coverage of a month or a
 stage over time (:func:`coverage_over_time`), and when each gap appeared and when, and by which
@@ -11,10 +11,8 @@ check or run, it was fixed (:func:`gap_episodes`).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,31 +20,15 @@ import sqlalchemy as sa
 
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES, STATUSES, daily_coverage, pct_column
-from backfill.history_schema import alerts, check_findings, checks, coverage_snapshots, metadata
+from backfill.ledger import Ledger
+from backfill.ledger.database import engine_for
+from backfill.ledger.tables import alerts, check_findings, checks, coverage_snapshots
 from backfill.warehouse import Warehouse
 
 UTC = dt.UTC
 
 SNAPSHOT_FIELDS = ("status", "covered", "total", "expected_pct")
 """What a snapshot keeps of a (date, stage); a new row is stored only when one of these changed."""
-
-
-def database_url(ledger: str) -> str:
-    """The SQLAlchemy URL of the ledger setting: a SQLite file path, or a PostgreSQL URL (psycopg)."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if ledger.startswith(prefix):
-            return "postgresql+psycopg://" + ledger[len(prefix) :]
-    if "://" in ledger:
-        return ledger  # already a SQLAlchemy URL (sqlite:///..., for one)
-    return f"sqlite:///{ledger}"
-
-
-@functools.lru_cache(maxsize=8)
-def _engine(url: str) -> sa.Engine:
-    """One engine (a connection pool) per database."""
-    if url.startswith("sqlite:///"):
-        return sa.create_engine(url, connect_args={"timeout": 30})
-    return sa.create_engine(url, pool_pre_ping=True)
 
 
 def now_utc() -> dt.datetime:
@@ -75,12 +57,10 @@ class HistoryStore:
     """Checks, findings, alerts and coverage snapshots in the ledger's database."""
 
     def __init__(self, ledger: str):
-        self.url = database_url(ledger)
-        if self.url.startswith("sqlite:///") and self.url != "sqlite:///:memory:":
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = _engine(self.url)
-        # Every time, like the ledger's own schema: cheap, and a ledger file made anew gets its tables.
-        metadata.create_all(self.engine, checkfirst=True)
+        # The watch's tables are the ledger's (schema version 4 on): the ledger creates or upgrades
+        # the schema, and the store shares its engine.
+        Ledger(ledger).ensure_schema()
+        self.engine = engine_for(ledger)
 
     @classmethod
     def of(cls, settings: Settings) -> HistoryStore:
@@ -89,8 +69,7 @@ class HistoryStore:
     @classmethod
     def existing(cls, settings: Settings) -> HistoryStore | None:
         """The store, or None when the ledger is a SQLite file not made yet (readers create nothing)."""
-        url = database_url(settings.ledger)
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        if not Ledger(settings.ledger).exists():
             return None
         return cls(settings.ledger)
 

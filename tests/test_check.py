@@ -23,8 +23,8 @@ from backfill import cli
 from backfill.alerts import AlertSecrets, load_secrets
 from backfill.faults import is_transient
 from backfill.history import HistoryStore, coverage_over_time, gap_episodes
-from backfill.history_schema import alerts as alerts_table
 from backfill.launch import run_here
+from backfill.ledger.tables import alerts as alerts_table
 from backfill.request import BackfillRequest
 from backfill.watch import run_check
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from backfill.config import Settings
+from backfill.errors import BackfillError
 from backfill.history import HistoryStore
 from ui.data import MAX_ENTRIES, MEMORY_TTL, cache_period
 
@@ -55,7 +56,7 @@ def _reading() -> Iterator[None]:
     """Turn a database failure into one line a page can show instead of a traceback."""
     try:
         yield
-    except (sa.exc.SQLAlchemyError, OSError, ImportError) as exc:
+    except (sa.exc.SQLAlchemyError, OSError, ImportError, BackfillError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HistoryUnavailable(f"the check history cannot be read: {first[:200]}") from exc
 

@@ -85,6 +85,11 @@ class Ledger:
     def __repr__(self) -> str:
         return f"Ledger({database.describe(self.path)!r})"
 
+    def ensure_schema(self) -> None:
+        """Create or upgrade the ledger's schema now (the first write would do it anyway)."""
+        with self._begin(write=True):
+            pass
+
     def exists(self) -> bool:
         """Whether there is a ledger to read (a SQLite file is only created by the first write)."""
         return self.postgresql or Path(self.path).is_file()

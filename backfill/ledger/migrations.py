@@ -22,6 +22,8 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    tables: tuple[str, ...] = ()
+    """Tables of the ledger's metadata this step creates as defined there (after its statements)."""
 
 
 FIRST = Migration(1, "the first ledger: runs, items, leases by (stage, date), events, actions", ())
@@ -48,6 +50,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "items count the stale rows a stage's clean-up deleted after its job (clean_stale)",
         ("ALTER TABLE items ADD COLUMN stale_rows_deleted INTEGER",),
+    ),
+    Migration(
+        4,
+        "the watch: checks, their findings and alerts, coverage snapshots (backfill.history)",
+        (),
+        ("checks", "check_findings", "alerts", "coverage_snapshots"),
     ),
 )
 
@@ -85,6 +93,10 @@ def upgrade(connection: sa.Connection, now: str) -> int | None:
     for step in pending:
         for statement in step.statements:
             connection.exec_driver_sql(statement)
+        if step.tables:
+            metadata.create_all(
+                connection, tables=[metadata.tables[name] for name in step.tables], checkfirst=True
+            )
     _stamp(connection, pending, now)
     return found
 

@@ -98,3 +98,92 @@ schema_versions = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
 )
 """One row per schema version applied; the ledger is at the highest."""
+
+
+# -- the watch (python -m backfill check, backfill.history) ---------------------------------------
+#
+# - ``checks``: one row per ``python -m backfill check``: when, which window, what it found.
+# - ``check_findings``: every problem a check saw (a gap of a (date, stage), stale rows of a
+#   (date, table, category)) and how it compares with the check before: new, changed, open or
+#   recovered. The open findings of the latest check that covered a date are the watch's memory.
+# - ``alerts``: every delivery of an alert (webhook or e-mail): sent or failed, attempts, error.
+#   Never the webhook URL or a password: the target is the receiver's host or the mail recipients.
+# - ``coverage_snapshots``: a date's coverage per stage as a check or a finished run measured it,
+#   stored only when it differs from the latest snapshot of that (warehouse, date, stage).
+
+checks = sa.Table(
+    "checks",
+    metadata,
+    sa.Column("check_id", sa.String(40), primary_key=True),
+    sa.Column("warehouse", sa.String(400), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("checked_by", sa.String(200), nullable=False),
+    sa.Column("window_start", sa.Date, nullable=False),
+    sa.Column("window_end", sa.Date, nullable=False),
+    sa.Column("fail_on", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # ok | problems
+    sa.Column("exit_code", sa.Integer, nullable=False),
+    sa.Column("new_problems", sa.Integer, nullable=False),
+    sa.Column("open_problems", sa.Integer, nullable=False),
+    sa.Column("recovered", sa.Integer, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+)
+sa.Index("checks_by_time", checks.c.warehouse, checks.c.finished_at)
+
+check_findings = sa.Table(
+    "check_findings",
+    metadata,
+    sa.Column("check_id", sa.String(40), sa.ForeignKey("checks.check_id"), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),  # gap | stale
+    sa.Column("game_date", sa.Date, primary_key=True),
+    sa.Column("subject", sa.String(200), primary_key=True),  # the stage, or table.category
+    sa.Column("change", sa.String(16), nullable=False),  # new | changed | open | recovered
+    sa.Column("status", sa.String(32), nullable=False),  # coverage status now, or "stale"
+    sa.Column("previous_status", sa.String(32)),
+    sa.Column("covered", sa.Integer),
+    sa.Column("total", sa.Integer),
+    sa.Column("expected_pct", sa.Float),
+    sa.Column("stale_rows", sa.Integer),
+)
+sa.Index("findings_by_date", check_findings.c.game_date, check_findings.c.subject)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("alert_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("check_id", sa.String(40), sa.ForeignKey("checks.check_id"), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),  # webhook | email
+    sa.Column("target", sa.String(400), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("new_problems", sa.Integer, nullable=False),
+    sa.Column("resolved", sa.Integer, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+sa.Index("alerts_by_check", alerts.c.check_id)
+
+coverage_snapshots = sa.Table(
+    "coverage_snapshots",
+    metadata,
+    sa.Column("snapshot_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("warehouse", sa.String(400), nullable=False),
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # check | run
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("game_date", sa.Date, nullable=False),
+    sa.Column("stage", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("covered", sa.Integer, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("expected_pct", sa.Float),
+)
+sa.Index(
+    "snapshots_by_date",
+    coverage_snapshots.c.warehouse,
+    coverage_snapshots.c.game_date,
+    coverage_snapshots.c.stage,
+    coverage_snapshots.c.taken_at,
+)
