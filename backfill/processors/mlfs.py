@@ -10,23 +10,11 @@ player_game_summary row included, which is how outdated rows are recognised late
 from typing import Any
 
 from backfill.seasons import SEASON_SQL
+from backfill.warehouse.schema import ML_FEATURE_STORE
 
-COLUMNS = (
-    "game_date",
-    "player_lookup",
-    "team_abbr",
-    "points_avg_last_5",
-    "points_avg_last_10",
-    "minutes_avg_last_5",
-    "minutes_avg_last_10",
-    "points_avg_season",
-    "rest_days",
-    "history_games",
-    "feature_version",
-    "source_processed_at",
-    "processed_at",
-)
-"""The columns this statement writes (a target table's other columns are checked before a run)."""
+COLUMNS = ML_FEATURE_STORE.column_names
+"""The columns this statement writes: every column of the demo's table (a production table's
+other columns are checked before a run)."""
 
 _PRIOR = "PARTITION BY player_lookup, season ORDER BY game_date ROWS BETWEEN {} PRECEDING AND 1 PRECEDING"
 

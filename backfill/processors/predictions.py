@@ -12,17 +12,11 @@ MLFS rows without a player_game_summary row (orphans), so a backfill never write
 from typing import Any
 
 from backfill.errors import BadInput
+from backfill.warehouse.schema import PLAYER_PROP_PREDICTIONS
 
-COLUMNS = (
-    "game_date",
-    "player_lookup",
-    "system_id",
-    "predicted_points",
-    "model_version",
-    "feature_processed_at",
-    "created_at",
-)
-"""The columns this statement writes (a target table's other columns are checked before a run)."""
+COLUMNS = PLAYER_PROP_PREDICTIONS.column_names
+"""The columns this statement writes: every column of the demo's table (a production table's
+other columns are checked before a run)."""
 
 SYSTEMS = {
     "weighted_form": "0.5 * f.points_avg_last_5 + 0.3 * f.points_avg_last_10 + 0.2 * f.points_avg_season",
