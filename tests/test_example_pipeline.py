@@ -230,3 +230,18 @@ def test_a_job_run_by_hand_merges_and_leaves_the_orphans_behind(demo_file, tmp_p
     assert result.returncode == 0, result.stdout + result.stderr
     assert before > 0
     assert _query(warehouse, orphans)[0][0] == before
+
+
+def test_the_consoles_skip_gate_reaches_the_teams_job_through_its_environment(demo_file, tmp_path, capsys):
+    warehouse, environ = _example_warehouse(demo_file, tmp_path)
+    count = "SELECT COUNT(*) FROM nba_predictions.player_prop_predictions WHERE game_date = DATE '2021-12-09'"
+    assert _query(warehouse, count) == [(0,)]  # the incident: Dec 9 has no predictions
+    code, out = _cli(capsys, environ, "run", "--dates", "2021-12-09", "--stages", "predictions")
+    assert code == 1 and "blocked" in out  # the console's gate: MLFS covers too few players
+    code, out = _cli(
+        capsys, environ, "run", "--dates", "2021-12-09", "--stages", "predictions", "--skip-mlfs-check"
+    )
+    # Past both gates (the console's and the job's own): predictions for the players MLFS has, and
+    # the date, still short of complete, is incomplete rather than done.
+    assert _query(warehouse, count)[0][0] > 0
+    assert code == 1 and "failed (incomplete)" in out

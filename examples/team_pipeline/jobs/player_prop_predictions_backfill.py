@@ -16,6 +16,8 @@ With ``TEAM_JOB_FLAKY_FIRST=1`` the first attempt at each batch dies with the te
 
 from __future__ import annotations
 
+import os
+
 import team_common as team
 
 JOB = "predictions"
@@ -64,15 +66,20 @@ WHERE f.history_games >= $min_history_games
 
 def main() -> int:
     parser = team.parser("Backfill player prop predictions for some game dates (the team's job).")
+    # Run by the console, the run's own gate arrives in the environment; by hand, as flags.
     parser.add_argument(
-        "--skip-mlfs-check", action="store_true", help="predict even where MLFS covers too few players"
+        "--skip-mlfs-check",
+        action="store_true",
+        default=os.environ.get("BACKFILL_SKIP_GATES") == "1",
+        help="predict even where MLFS covers too few players (default: BACKFILL_SKIP_GATES=1)",
     )
     parser.add_argument(
         "--min-mlfs-coverage",
         type=float,
-        default=90.0,
+        default=float(os.environ.get("BACKFILL_MIN_UPSTREAM_COVERAGE_PCT") or 90.0),
         metavar="PCT",
-        help="least MLFS coverage of a date's players, in percent (default: 90)",
+        help="least MLFS coverage of a date's players, in percent "
+        "(default: BACKFILL_MIN_UPSTREAM_COVERAGE_PCT, else 90)",
     )
     args = parser.parse_args()
     if not 0 <= args.min_mlfs_coverage <= 100:
