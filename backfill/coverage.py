@@ -66,14 +66,19 @@ def _has_row(stage: Stage, day: str = "@start AND @end") -> str:
     )
 
 
+def _expected(stage: Stage) -> str:
+    """The bootstrap rule, written once: a player is expected in a stage on a date (not a bootstrap
+    player) with at least the stage's ``bootstrap_min_history`` earlier games this season."""
+    return f"p.history_games >= @min_history_{stage.name}"
+
+
 @lru_cache(maxsize=16)
 def daily_sql(pipeline: Pipeline) -> str:
     """Per date: players, and per stage its bootstrap players, who has a row (semi-joins: a stage's
     duplicate rows never inflate a count) and its row count (rows written by a backfill)."""
     stages = pipeline.backfillable
     flags = ",\n    ".join(
-        f"p.history_games >= @min_history_{s.name} AS expected_{s.name}, {_has_row(s)} AS has_{s.name}"
-        for s in stages
+        f"{_expected(s)} AS expected_{s.name}, {_has_row(s)} AS has_{s.name}" for s in stages
     )
     counts = ",\n    ".join(
         f"COUNTIF(NOT expected_{s.name}) AS {s.name}_bootstrap, COUNTIF(has_{s.name}) AS {s.name}_covered, "
@@ -136,7 +141,8 @@ def date_players_sql(pipeline: Pipeline) -> str:
     """Every player of one date (``@end``) with their rows in each stage."""
     stages = pipeline.backfillable
     picks = ",\n  ".join(
-        f"COALESCE(r_{s.name}.n, 0) > 0 AS has_{s.name}, COALESCE(r_{s.name}.n, 0) AS rows_{s.name}"
+        f"COALESCE(r_{s.name}.n, 0) > 0 AS has_{s.name}, COALESCE(r_{s.name}.n, 0) AS rows_{s.name}, "
+        f"{_expected(s)} AS expected_{s.name}"
         for s in stages
     )
     joins = "\n".join(
@@ -364,7 +370,7 @@ def date_players(warehouse: Warehouse, settings: Settings, day: dt.date) -> pd.D
     for stage in pipeline.backfillable:
         upstream = pipeline.upstream(stage)
         missing = ~players[f"has_{stage.name}"] & (reasons == "")
-        bootstrap = players["history_games"] < stage.bootstrap_min_history
+        bootstrap = ~players[f"expected_{stage.name}"].astype(bool)
         reasons[missing & bootstrap] = (
             "bootstrap: " + players["history_games"].astype(str) + " earlier games this season"
         )

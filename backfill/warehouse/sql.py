@@ -1,6 +1,7 @@
 """SQL is written once, in GoogleSQL; this module renders table names and translates dialects.
 
-Templates name tables by alias (``{pgs}``, ``{mlfs}``, ``{pred}``) and take values only as
+Templates name tables by stage name (``{played}``, ``{mlfs}``; the demo's tables also by table name and
+short alias) and take values only as
 ``@parameters``. Rendering substitutes validated, quoted table references; translation to another
 dialect goes through sqlglot and is cached, so each distinct statement is translated once.
 """
