@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from backfill import coverage, demo, faults, stale
 from backfill.config import Settings
 from backfill.errors import BadInput
-from backfill.pipeline import builtin_pipeline
+from backfill.pipeline import Pipeline, Stage, builtin_pipeline
 from backfill.processors import JobContext, processor_for
 from backfill.seasons import season_start
 from backfill.validate import check_identifier
@@ -236,31 +236,41 @@ def _count(warehouse: Warehouse, sql: str, params: dict) -> int:
     return int(warehouse.query(sql, params).iloc[0]["n"])
 
 
+def played_sql(pipeline: Pipeline) -> str:
+    """Players of the reference on ``@d`` (a plain count, independent of the coverage SQL)."""
+    ref = pipeline.reference
+    return f"SELECT COUNT(DISTINCT {ref.player_column}) AS n FROM {{{ref.name}}} WHERE {ref.date_column} = @d"
+
+
+def rows_sql(stage: Stage) -> str:
+    """A stage table's rows on ``@d``."""
+    return f"SELECT COUNT(*) AS n FROM {{{stage.name}}} WHERE {stage.date_column} = @d"
+
+
+def eligible_sql(pipeline: Pipeline) -> str:
+    """Players of ``@d`` with at least ``@min_history`` earlier games since ``@season_start``."""
+    ref = pipeline.reference
+    d, p = ref.date_column, ref.player_column
+    return (
+        f"SELECT COUNT(*) AS n FROM (SELECT p.{p} FROM {{{ref.name}}} AS p "
+        f"JOIN {{{ref.name}}} AS q ON q.{p} = p.{p} AND q.{d} >= @season_start AND q.{d} < p.{d} "
+        f"WHERE p.{d} = @d GROUP BY p.{p} HAVING COUNT(*) >= @min_history)"
+    )
+
+
 def _row_counts(warehouse: Warehouse, settings: Settings, day: dt.date) -> Step:
     """Each stage's rows of the date against what plain counts of the reference say they must be."""
     pipeline = settings.pipeline
-    ref = pipeline.reference
     params = {"d": day, "season_start": season_start(day)}
-    played = _count(
-        warehouse,
-        f"SELECT COUNT(DISTINCT {ref.player_column}) AS n FROM {{{ref.name}}} WHERE {ref.date_column} = @d",
-        params,
-    )
+    played = _count(warehouse, played_sql(pipeline), params)
     found, wanted = [], []
     for stage in pipeline.backfillable:
-        rows = _count(
-            warehouse, f"SELECT COUNT(*) AS n FROM {{{stage.name}}} WHERE {stage.date_column} = @d", params
-        )
+        rows = _count(warehouse, rows_sql(stage), params)
         systems = stage.processor.systems if stage.processor else ()
         if systems:
             # A prediction per system for each player with enough earlier games this season.
             eligible = _count(
-                warehouse,
-                f"SELECT COUNT(*) AS n FROM (SELECT p.{ref.player_column} FROM {{{ref.name}}} AS p "
-                f"JOIN {{{ref.name}}} AS q ON q.{ref.player_column} = p.{ref.player_column} "
-                f"AND q.{ref.date_column} >= @season_start AND q.{ref.date_column} < p.{ref.date_column} "
-                f"WHERE p.{ref.date_column} = @d GROUP BY p.{ref.player_column} HAVING COUNT(*) >= @min_history)",
-                params | {"min_history": stage.bootstrap_min_history},
+                warehouse, eligible_sql(pipeline), params | {"min_history": stage.bootstrap_min_history}
             )
             expected, why = (
                 eligible * len(systems),

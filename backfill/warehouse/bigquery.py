@@ -330,14 +330,7 @@ class BigQueryWarehouse(Warehouse):
         if not by_table:
             return {}
         datasets = sorted({dataset for dataset, _ in by_table})
-        # Partition ids of daily partitions are YYYYMMDD; __NULL__ and __UNPARTITIONED__ sort after
-        # every digit string, so the range leaves them out.
-        template = "\nUNION ALL\n".join(
-            "SELECT table_schema, table_name, partition_id, last_modified_time "
-            f"FROM {self.name_ref(dataset, 'INFORMATION_SCHEMA.PARTITIONS')} "
-            f"WHERE table_name IN UNNEST(@tables_{number}) AND partition_id BETWEEN @first AND @last"
-            for number, dataset in enumerate(datasets)
-        )
+        template = self.partitions_sql(datasets)
         params: dict[str, Any] = {"first": f"{start:%Y%m%d}", "last": f"{end:%Y%m%d}"}
         for number, dataset in enumerate(datasets):
             params[f"tables_{number}"] = sorted({table for ds, table in by_table if ds == dataset})
@@ -350,6 +343,17 @@ class BigQueryWarehouse(Warehouse):
             for stage in by_table.get((dataset, table), ()):
                 times[(stage, day)] = pd.Timestamp(changed_at).to_pydatetime()
         return times
+
+    def partitions_sql(self, datasets: list[str]) -> str:
+        """One query of the datasets' PARTITIONS views: ``@tables_N`` are dataset N's table names,
+        ``@first`` and ``@last`` the range as partition ids (YYYYMMDD). ``__NULL__`` and
+        ``__UNPARTITIONED__`` sort after every digit string, so the range leaves them out."""
+        return "\nUNION ALL\n".join(
+            "SELECT table_schema, table_name, partition_id, last_modified_time "
+            f"FROM {self.name_ref(dataset, 'INFORMATION_SCHEMA.PARTITIONS')} "
+            f"WHERE table_name IN UNNEST(@tables_{number}) AND partition_id BETWEEN @first AND @last"
+            for number, dataset in enumerate(datasets)
+        )
 
     def scratch_dataset_labels(self, dataset: str) -> dict[str, str] | None:
         try:

@@ -11,6 +11,8 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from backfill.cli.main import main
+from backfill.errors import BadInput
+from backfill.smoke import SMOKE_LABELS
 from backfill.warehouse.bigquery import EMULATOR_ENV
 from tests.bigquery.conftest import PROJECT
 
@@ -92,6 +94,10 @@ def test_smoke_refuses_a_dataset_it_did_not_create_and_writes_nothing(
     )
     assert out == ""
     assert client.get_table(f"{PROJECT}.{theirs}.keep_me").schema[0].name == "x"
+    # The adapter's own drop asks again: it never drops a dataset without smoke's label.
+    with pytest.raises(BadInput, match="not labelled as made by this tool"):
+        emulator_warehouse.drop_scratch_dataset(theirs, SMOKE_LABELS)
+    assert exists(client, theirs)
     others = [name for name in scratch(emulator_settings, "_mine") if name != theirs]
     assert not any(exists(client, dataset) for dataset in others)
 
