@@ -259,8 +259,9 @@ class BigQueryWarehouse(Warehouse):
             scripts_bind_parameters = self.emulator_host is None
         self.scripts_bind_parameters = scripts_bind_parameters
         if partition_times_tracked is None:
-            # bqemulator 1.4.0 answers INFORMATION_SCHEMA.PARTITIONS with the table's creation time
-            # for every partition, and DML does not move it: no change would ever be seen.
+            # bqemulator 1.4.0 gives every partition in INFORMATION_SCHEMA.PARTITIONS the table's
+            # own last-modified time (storage/partition_state.py), which a DELETE does not move:
+            # changes would go unseen.
             partition_times_tracked = self.emulator_host is None
         self.partition_times_tracked = partition_times_tracked
 
