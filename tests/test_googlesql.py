@@ -325,3 +325,38 @@ def test_what_only_the_bigquery_adapter_sends_is_valid_googlesql(googlesql):
     assert len(client.sent) == len(TABLES) + len(checks)
     for sql, params in client.sent:
         googlesql.analyze_script(sql, params)
+
+
+PARTITIONS_VIEW = [
+    ("table_catalog", "STRING"),
+    ("table_schema", "STRING"),
+    ("table_name", "STRING"),
+    ("partition_id", "STRING"),
+    ("total_rows", "INT64"),
+    ("last_modified_time", "TIMESTAMP"),
+]
+"""The columns of BigQuery's INFORMATION_SCHEMA.PARTITIONS view that the adapter reads (and more)."""
+
+
+def test_the_partitions_metadata_query_is_valid_googlesql(googlesql, bigquery_warehouse):
+    datasets = sorted(set(bigquery_warehouse.settings.datasets.values()))
+    for dataset in datasets:
+        googlesql.tables[f"{PROJECT}.{dataset}.INFORMATION_SCHEMA.PARTITIONS"] = [
+            (name, _type(kind)) for name, kind in PARTITIONS_VIEW
+        ]
+    (sql,) = bigquery_warehouse.prepare(bigquery_warehouse.partitions_sql(datasets))
+    params = {"first": "20211201", "last": "20211231"} | {
+        f"tables_{number}": ["player_game_summary"] for number in range(len(datasets))
+    }
+    assert googlesql.analyze_script(sql, params) == ["ResolvedQueryStmt"]
+
+
+def test_smokes_independent_counts_are_valid_googlesql(googlesql, bigquery_warehouse):
+    from backfill import smoke
+
+    params = {"d": dt.date(2021, 12, 7), "season_start": dt.date(2021, 10, 19), "min_history": 3}
+    templates = [smoke.played_sql(PIPELINE), smoke.eligible_sql(PIPELINE)]
+    templates += [smoke.rows_sql(stage) for stage in PIPELINE.backfillable]
+    for template in templates:
+        (sql,) = bigquery_warehouse.prepare(template)
+        assert googlesql.analyze_script(sql, params) == ["ResolvedQueryStmt"], template

@@ -8,10 +8,11 @@ and overridden hooks, never ``if warehouse == ...`` in callers.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from backfill import faults
@@ -38,6 +39,18 @@ def param_names(googlesql: str) -> set[str]:
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 """Outcomes of a readiness check (``python -m backfill doctor``)."""
+
+
+class Column(NamedTuple):
+    """One column of a table as the warehouse has it: GoogleSQL type name, and whether REQUIRED."""
+
+    name: str
+    kind: str
+    required: bool
+
+
+PartitionKey = tuple[str, dt.date]
+"""(stage name, date): one date partition of a stage's table."""
 
 
 class Check(NamedTuple):
@@ -69,6 +82,9 @@ class Warehouse(ABC):
 
     SUPPORTS_DRY_RUN: ClassVar[bool] = False
     """Whether :meth:`estimate_bytes` can ask the warehouse what a query would scan."""
+
+    SUPPORTS_SCRATCH_DATASETS: ClassVar[bool] = False
+    """Whether :meth:`create_scratch_dataset` and :meth:`drop_scratch_dataset` exist (``smoke``)."""
 
     IN_LOCAL_FILES: ClassVar[bool] = False
     """Whether its warehouses live in local files (see :meth:`local_file`)."""
@@ -259,10 +275,41 @@ class Warehouse(ABC):
         """Hold whatever a series of requests can share (DuckDB: the open database) for a block."""
         yield
 
-    def demo_table_columns(self) -> dict[str, dict[str, str] | None]:
-        """Columns (name: GoogleSQL type) of each of the three tables as the warehouse has them, by
-        table name; None for a table that does not exist. Reads metadata only."""
+    def table_schema(self, dataset: str, table: str) -> list[Column] | None:
+        """Every column of a table (name, GoogleSQL type, required), or None when it does not
+        exist. Reads metadata only, not counted as a statement."""
         raise NotImplementedError(f"{self.describe()} cannot list its columns")
+
+    def partition_times(
+        self, stages: Iterable[Stage], start: dt.date, end: dt.date
+    ) -> dict[PartitionKey, dt.datetime] | None:
+        """When each date partition of the stages' tables in [start, end] last changed, from the
+        warehouse's own metadata (one cheap request), or None where the warehouse does not track
+        it per partition. A partition absent from the answer has no rows."""
+        return None
+
+    def changed_partitions(
+        self, stages: Iterable[Stage], since: dt.datetime | None, start: dt.date, end: dt.date
+    ) -> set[PartitionKey] | None:
+        """(stage, date) partitions of the range changed after ``since`` (all of them when None),
+        or None where :meth:`partition_times` is not supported. A partition emptied since then is
+        absent, not changed: callers compare the partitions present with those they knew."""
+        times = self.partition_times(stages, start, end)
+        if times is None:
+            return None
+        return {key for key, changed_at in times.items() if since is None or changed_at > since}
+
+    def scratch_dataset_labels(self, dataset: str) -> dict[str, str] | None:
+        """The labels of a dataset, or None when it does not exist (``smoke``'s ownership test)."""
+        raise NotImplementedError(f"{self.describe()} has no scratch datasets")
+
+    def create_scratch_dataset(self, dataset: str, labels: Mapping[str, str]) -> None:
+        """Create a new dataset with labels; fails if it exists (``smoke`` never adopts one)."""
+        raise NotImplementedError(f"{self.describe()} has no scratch datasets")
+
+    def drop_scratch_dataset(self, dataset: str, labels: Mapping[str, str]) -> None:
+        """Drop a dataset and its tables, only if it carries ``labels`` (BadInput otherwise)."""
+        raise NotImplementedError(f"{self.describe()} has no scratch datasets")
 
     def health_checks(self) -> Iterator[Check]:
         """The engine's own readiness checks (credentials, location, layout, permissions), reading
@@ -271,6 +318,13 @@ class Warehouse(ABC):
 
     def estimate_bytes(self, template: str, params: Params | None = None) -> int | None:
         """Bytes a query would process, where the warehouse can tell without running it."""
+        return None
+
+    def estimate_statements(
+        self, template: str, params: Params | None = None
+    ) -> list[tuple[str, int]] | None:
+        """(statement as sent, bytes it would process) for each statement of a template (a script's
+        transaction control left out), where the warehouse can tell without running it."""
         return None
 
     def close(self) -> None:  # noqa: B027 - adapters without connections have nothing to release

@@ -54,6 +54,8 @@ from backfill.warehouse.base import (
     TRANSACTION_CONTROL,
     WARN,
     Check,
+    Column,
+    PartitionKey,
     Warehouse,
     dates_to_python,
     keyword,
@@ -215,11 +217,15 @@ class BigQueryWarehouse(Warehouse):
     ``scripts_bind_parameters`` says whether the endpoint binds ``@parameters`` inside a
     multi-statement script: true of BigQuery, false of the emulator (see the module docstring);
     it picks how :meth:`execute` runs a parameterised script, and nothing else.
+    ``partition_times_tracked`` says whether ``INFORMATION_SCHEMA.PARTITIONS`` reports when each
+    partition last changed: true of BigQuery, false of the emulator (:meth:`partition_times` then
+    answers None, and callers measure as they would on any warehouse).
     """
 
     kind = "bigquery"
     dialect = "bigquery"
     SUPPORTS_DRY_RUN = True
+    SUPPORTS_SCRATCH_DATASETS = True
     ERRORS = BIGQUERY_ERRORS
 
     @classmethod
@@ -237,6 +243,7 @@ class BigQueryWarehouse(Warehouse):
         client: bigquery.Client | None = None,
         *,
         scripts_bind_parameters: bool | None = None,
+        partition_times_tracked: bool | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         super().__init__(settings)
@@ -251,6 +258,12 @@ class BigQueryWarehouse(Warehouse):
             # bqemulator 1.4.0 runs scripts without their parameters (tests/bigquery pins it).
             scripts_bind_parameters = self.emulator_host is None
         self.scripts_bind_parameters = scripts_bind_parameters
+        if partition_times_tracked is None:
+            # bqemulator 1.4.0 gives every partition in INFORMATION_SCHEMA.PARTITIONS the table's
+            # own last-modified time (storage/partition_state.py), which a DELETE does not move:
+            # changes would go unseen.
+            partition_times_tracked = self.emulator_host is None
+        self.partition_times_tracked = partition_times_tracked
 
     def _make_client(self) -> bigquery.Client:
         if self.emulator_host:
@@ -296,6 +309,93 @@ class BigQueryWarehouse(Warehouse):
         except NotFound:
             raise BadInput(f"table {dataset}.{table} does not exist in {self.describe()}") from None
         return [(field.name, field.mode == "REQUIRED") for field in remote.schema]
+
+    def table_schema(self, dataset: str, table: str) -> list[Column] | None:
+        try:
+            remote = self.client.get_table(
+                f"{self.project}.{dataset}.{table}", retry=API_RETRY, timeout=self.settings.query_timeout_s
+            )
+        except NotFound:
+            return None
+        return [
+            Column(field.name, _TYPE_NAMES.get(field.field_type, field.field_type), field.mode == "REQUIRED")
+            for field in remote.schema
+        ]
+
+    def partition_times(self, stages, start: dt.date, end: dt.date) -> dict[PartitionKey, dt.datetime] | None:
+        """LAST_MODIFIED_TIME of each date partition of the stages' tables in [start, end]: one query
+        of the datasets' ``INFORMATION_SCHEMA.PARTITIONS`` views (metadata, not the tables' rows)."""
+        if not self.partition_times_tracked:
+            return None
+        by_table: dict[tuple[str, str], list[str]] = {}
+        for stage in stages:
+            by_table.setdefault((self.settings.dataset_name(stage.dataset), stage.table), []).append(
+                stage.name
+            )
+        if not by_table:
+            return {}
+        datasets = sorted({dataset for dataset, _ in by_table})
+        template = self.partitions_sql(datasets)
+        params: dict[str, Any] = {"first": f"{start:%Y%m%d}", "last": f"{end:%Y%m%d}"}
+        for number, dataset in enumerate(datasets):
+            params[f"tables_{number}"] = sorted({table for ds, table in by_table if ds == dataset})
+        rows = self.query(template, params)
+        times: dict[PartitionKey, dt.datetime] = {}
+        for dataset, table, partition, changed_at in zip(
+            rows["table_schema"], rows["table_name"], rows["partition_id"], rows["last_modified_time"]
+        ):
+            day = dt.datetime.strptime(partition, "%Y%m%d").date()
+            for stage in by_table.get((dataset, table), ()):
+                times[(stage, day)] = pd.Timestamp(changed_at).to_pydatetime()
+        return times
+
+    def partitions_sql(self, datasets: list[str]) -> str:
+        """One query of the datasets' PARTITIONS views: ``@tables_N`` are dataset N's table names,
+        ``@first`` and ``@last`` the range as partition ids (YYYYMMDD). ``__NULL__`` and
+        ``__UNPARTITIONED__`` sort after every digit string, so the range leaves them out."""
+        return "\nUNION ALL\n".join(
+            "SELECT table_schema, table_name, partition_id, last_modified_time "
+            f"FROM {self.name_ref(dataset, 'INFORMATION_SCHEMA.PARTITIONS')} "
+            f"WHERE table_name IN UNNEST(@tables_{number}) AND partition_id BETWEEN @first AND @last"
+            for number, dataset in enumerate(datasets)
+        )
+
+    def scratch_dataset_labels(self, dataset: str) -> dict[str, str] | None:
+        try:
+            found = self.client.get_dataset(
+                f"{self.project}.{dataset}", retry=API_RETRY, timeout=self.settings.query_timeout_s
+            )
+        except NotFound:
+            return None
+        return dict(found.labels or {})
+
+    def create_scratch_dataset(self, dataset: str, labels) -> None:
+        self._count()
+        target = bigquery.Dataset(f"{self.project}.{dataset}")
+        target.location = self.location or DEFAULT_DATASET_LOCATION
+        target.labels = {key: _label(value) for key, value in labels.items()}
+        self._location = target.location
+        # exists_ok=False: a dataset of that name made meanwhile by someone else is never adopted.
+        self.client.create_dataset(
+            target, exists_ok=False, retry=API_RETRY, timeout=self.settings.query_timeout_s
+        )
+
+    def drop_scratch_dataset(self, dataset: str, labels) -> None:
+        found = self.scratch_dataset_labels(dataset)
+        if found is None:
+            return
+        if not {key: _label(value) for key, value in labels.items()}.items() <= found.items():
+            raise BadInput(
+                f"{self.project}.{dataset} is not labelled as made by this tool; it is left as it is"
+            )
+        self._count()
+        self.client.delete_dataset(
+            f"{self.project}.{dataset}",
+            delete_contents=True,
+            not_found_ok=True,
+            retry=API_RETRY,
+            timeout=self.settings.query_timeout_s,
+        )
 
     def _table_id(self, table: Table) -> str:
         return f"{self.project}.{self.dataset(table)}.{table.name}"
@@ -463,8 +563,12 @@ class BigQueryWarehouse(Warehouse):
         Transaction control is skipped; a statement that reads a temporary table made earlier in
         the same script cannot be estimated on its own.
         """
+        return sum(size for _, size in self.estimate_statements(template, params))
+
+    def estimate_statements(self, template: str, params: dict | None = None) -> list[tuple[str, int]]:
+        """A dry run of each statement of the template (transaction control left out)."""
         params = dict(params or {})
-        total = 0
+        sizes = []
         for statement in split_statements(self.prepare(template)[0]):
             if keyword(statement) in TRANSACTION_CONTROL:
                 continue
@@ -477,8 +581,8 @@ class BigQueryWarehouse(Warehouse):
                 job_retry=None,
                 timeout=self.settings.query_timeout_s,
             )
-            total += int(job.total_bytes_processed or 0)
-        return total
+            sizes.append((statement, int(job.total_bytes_processed or 0)))
+        return sizes
 
     # -- datasets, tables, loads --------------------------------------------------------------
 
@@ -510,21 +614,6 @@ class BigQueryWarehouse(Warehouse):
             found[table.name] = dict(remote.labels or {})
         return found
 
-    def demo_table_columns(self) -> dict[str, dict[str, str] | None]:
-        found: dict[str, dict[str, str] | None] = {}
-        for table in TABLES.values():
-            try:
-                remote = self.client.get_table(
-                    self._table_id(table), retry=API_RETRY, timeout=self.settings.query_timeout_s
-                )
-            except NotFound:
-                found[table.name] = None
-                continue
-            found[table.name] = {
-                field.name: _TYPE_NAMES.get(field.field_type, field.field_type) for field in remote.schema
-            }
-        return found
-
     def health_checks(self):
         """Datasets and their location, the tables' partitioning and clustering, permissions by dry
         runs (free: nothing runs, nothing is billed). Reads only."""
@@ -546,8 +635,8 @@ class BigQueryWarehouse(Warehouse):
             locations[dataset] = found.location
             yield Check(f"dataset {dataset}", OK, f"{name} in {found.location or 'an unnamed location'}")
         yield from self._location_checks(locations)
-        for table in TABLES.values():
-            yield from self._layout_checks(table)
+        for stage in self.settings.pipeline.stages:
+            yield from self._layout_checks(stage)
         yield from self._permission_checks()
 
     def _location_checks(self, locations: dict[str, str | None]):
@@ -571,32 +660,31 @@ class BigQueryWarehouse(Warehouse):
             how = "configured" if configured else "from the datasets' metadata"
             yield Check("location", OK, f"jobs run in {self.location or where[0]} ({how})")
 
-    def _layout_checks(self, table: Table):
+    def _layout_checks(self, stage):
+        """A stage's table partitioned by its date column and clustered by its player column."""
+        table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
         try:
-            remote = self.client.get_table(
-                self._table_id(table), retry=API_RETRY, timeout=self.settings.query_timeout_s
-            )
+            remote = self.client.get_table(table_id, retry=API_RETRY, timeout=self.settings.query_timeout_s)
         except NotFound:
             return  # reported with the columns
         partitioned = getattr(remote.time_partitioning, "field", None) if remote.time_partitioning else None
         clustered = list(remote.clustering_fields or [])
-        if partitioned != "game_date":
+        d, p = stage.date_column, stage.player_column
+        if partitioned != d:
             yield Check(
-                f"partitioning {table.name}",
+                f"partitioning {stage.table}",
                 WARN,
-                f"{self._table_id(table)} is not partitioned by game_date: every date's replace and "
-                "coverage read scans the whole table (recreate it with PARTITION BY game_date)",
+                f"{table_id} is not partitioned by {d}: every date's replace and "
+                f"coverage read scans the whole table (recreate it with PARTITION BY {d})",
             )
-        elif "player_lookup" not in clustered:
+        elif p not in clustered:
             yield Check(
-                f"partitioning {table.name}",
+                f"partitioning {stage.table}",
                 WARN,
-                f"{self._table_id(table)} is not clustered by player_lookup (CLUSTER BY player_lookup lowers the bytes read)",
+                f"{table_id} is not clustered by {p} (CLUSTER BY {p} lowers the bytes read)",
             )
         else:
-            yield Check(
-                f"partitioning {table.name}", OK, "partitioned by game_date, clustered by player_lookup"
-            )
+            yield Check(f"partitioning {stage.table}", OK, f"partitioned by {d}, clustered by {p}")
 
     def _permission_checks(self):
         """Dry runs of a read of every table and of a delete on the tables the backfill writes."""

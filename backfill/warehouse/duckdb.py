@@ -24,8 +24,8 @@ import tenacity
 from backfill.config import Settings
 from backfill.errors import BadInput
 from backfill.faults import EngineErrors, is_lock_conflict
-from backfill.warehouse.base import Warehouse, dates_to_python
-from backfill.warehouse.schema import TABLES, Table
+from backfill.warehouse.base import Column, Warehouse, dates_to_python
+from backfill.warehouse.schema import Table
 
 if TYPE_CHECKING:  # duckdb and pandas load when the database is first opened
     import duckdb
@@ -150,6 +150,18 @@ class DuckDBWarehouse(Warehouse):
             raise BadInput(f"table {dataset}.{table} does not exist in {self.describe()}")
         return [(name, nullable == "NO") for name, nullable in rows]
 
+    def table_schema(self, dataset: str, table: str) -> list[Column] | None:
+        with self._cursor() as connection:
+            rows = connection.execute(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+                " WHERE table_schema = $dataset AND table_name = $table ORDER BY ordinal_position",
+                {"dataset": dataset, "table": table},
+            ).fetchall()
+        return [
+            Column(name, GOOGLESQL_TYPES.get(kind.upper(), kind.upper()), nullable == "NO")
+            for name, kind, nullable in rows
+        ] or None
+
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         """Keep the database open for every request in the block (they share warm pages)."""
@@ -249,21 +261,6 @@ class DuckDBWarehouse(Warehouse):
                     connection.execute("ROLLBACK")
 
             self._run_script(statements, run_one, roll_back)
-
-    def demo_table_columns(self) -> dict[str, dict[str, str] | None]:
-        found: dict[str, dict[str, str] | None] = {name: None for name in TABLES}
-        with self._cursor() as connection:
-            rows = connection.execute(
-                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
-                "ORDER BY table_schema, table_name, ordinal_position"
-            ).fetchall()
-        for schema, table_name, column, data_type in rows:
-            table = TABLES.get(table_name)
-            if table is not None and schema == self.dataset(table):
-                columns = found[table_name] if found[table_name] is not None else {}
-                columns[column] = GOOGLESQL_TYPES.get(data_type.upper(), data_type.upper())
-                found[table_name] = columns
-        return found
 
     def _create_dataset(self, dataset: str) -> None:
         self._count()

@@ -98,3 +98,38 @@ def test_a_configured_location_other_than_the_datasets_fails(
     assert code == 1
     (line,) = [line for line in out.splitlines() if line.startswith("FAIL  location")]
     assert f"configured to run in {location}" in line and "leave it empty" in line
+
+
+def test_a_pipeline_stage_table_lacking_a_column_its_stage_names_fails(
+    emulator_demo, emulator_settings, bigquery_emulator, monkeypatch, tmp_path
+):
+    dataset = f"{emulator_settings.predictions_dataset}_grading"
+    client = emulator_demo.client
+    client.create_dataset(bigquery.Dataset(f"{PROJECT}.{dataset}"), exists_ok=True)
+    schema = [
+        bigquery.SchemaField("game_date", "DATE"),
+        bigquery.SchemaField("player_lookup", "STRING"),
+        bigquery.SchemaField("grade", "FLOAT"),
+        bigquery.SchemaField("processed_at", "TIMESTAMP"),
+    ]
+    client.create_table(bigquery.Table(f"{PROJECT}.{dataset}.prediction_grades", schema=schema))
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(
+        "[pipeline]\nreference = 'played'\n"
+        "[stages.played]\ntable = 'nba_analytics.player_game_summary'\n"
+        f"[stages.grades]\ntable = '{dataset}.prediction_grades'\nupstream = 'played'\n"
+        "required_columns = ['game_date', 'player_lookup', 'grade', 'grader']\n"
+        "processor = { kind = 'command', argv = ['python', 'grade.py'] }\n"
+    )
+    code, out, _ = run_doctor(
+        bigquery_emulator, emulator_settings, monkeypatch, BACKFILL_PIPELINE=str(pipeline)
+    )
+    assert code == 1, out
+    assert [line for line in out.splitlines() if line.startswith("FAIL")] == [
+        f"FAIL  table prediction_grades: {dataset}.prediction_grades lacks column grader (in the stage's "
+        "required_columns): add it, or name the table's own column in stages.grades of the pipeline file"
+    ]
+    assert (
+        f"warn  partitioning prediction_grades: {PROJECT}.{dataset}.prediction_grades is not partitioned"
+        in out
+    )
