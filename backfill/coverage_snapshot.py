@@ -81,15 +81,24 @@ class CoverageSnapshot:
         """Fingerprint the range; returns the dates whose coverage may have changed."""
         history_start = season_start(start)
         reference = self.settings.pipeline.reference.name
-        rows = self.warehouse.query(
-            fingerprint_sql(self.settings.pipeline),
-            {"start": start, "end": end, "history_start": history_start},
-        )
-        now = {
-            (source, day): (int(count), int(key_hash))
-            for source, day, count, key_hash in zip(
-                rows["source"], rows["game_date"], rows["row_count"], rows["key_hash"]
+        # Where the warehouse says when each date partition last changed (BigQuery's
+        # INFORMATION_SCHEMA.PARTITIONS), that metadata is the fingerprint: nothing is scanned.
+        now = self.warehouse.partition_times(self.settings.pipeline.stages, history_start, end)
+        if now is None:
+            rows = self.warehouse.query(
+                fingerprint_sql(self.settings.pipeline),
+                {"start": start, "end": end, "history_start": history_start},
             )
+            now = {
+                (source, day): (int(count), int(key_hash))
+                for source, day, count, key_hash in zip(
+                    rows["source"], rows["game_date"], rows["row_count"], rows["key_hash"]
+                )
+            }
+        now = {
+            key: value
+            for key, value in now.items()
+            if (history_start if key[0] == reference else start) <= key[1] <= end
         }
         known = {
             key: value

@@ -65,3 +65,37 @@ def test_partial_ranges_and_months_match_too(demo, settings):
     snapshot = CoverageSnapshot(demo, settings)
     assert_same_as_full_measurement(snapshot, demo, settings, dt.date(2021, 11, 15), dt.date(2022, 1, 10))
     assert_same_as_full_measurement(snapshot, demo, settings, dt.date(2021, 12, 5), dt.date(2021, 12, 9))
+
+
+def test_where_the_warehouse_tracks_partition_times_they_replace_the_fingerprint_scan(settings):
+    from backfill.warehouse.duckdb import DuckDBWarehouse
+
+    class Tracked(DuckDBWarehouse):
+        """The demo file, answering partition times as BigQuery's INFORMATION_SCHEMA.PARTITIONS would."""
+
+        times: dict = {}
+
+        def partition_times(self, stages, start, end):
+            return dict(self.times)
+
+    warehouse = Tracked(settings, settings.warehouse)
+    first, last = dt.date(2021, 12, 1), dt.date(2021, 12, 31)
+    stamp = dt.datetime(2022, 1, 1, tzinfo=dt.UTC)
+    warehouse.times = {
+        (stage.name, day): stamp
+        for stage in settings.pipeline.stages
+        for day in coverage.date_span(first, last)
+    }
+    snapshot = CoverageSnapshot(warehouse, settings)
+    snapshot.coverage(first, last)
+    measured, sent = snapshot.dates_measured, warehouse.statements_issued
+    snapshot.coverage(first, last)
+    assert (snapshot.dates_measured, warehouse.statements_issued) == (
+        measured,
+        sent,
+    )  # no scan, no measurement
+
+    warehouse.times[("predictions", dt.date(2021, 12, 7))] = stamp + dt.timedelta(hours=1)
+    snapshot.coverage(first, last)
+    assert snapshot.dates_measured == measured + 1  # the changed partition's date alone
+    warehouse.close()
