@@ -157,6 +157,7 @@ class Runner:
         try:
             # Leases first (the ledger only), then what the warehouse must have: a run refused for
             # its dates never waits on the warehouse, and a bad setting stops it before any write.
+            self._retried(self.warehouse.check_stage_tables, "preflight")
             for processor in self.processors.values():
                 for warning in self._retried(lambda p=processor: p.preflight(self.warehouse), "preflight")[0]:
                     self._log(warning, "warning")

@@ -149,7 +149,7 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
     request, parent, settings = _request(args, ctx)
     ctx = replace(ctx, settings=settings)
     who = local_user()
-    warehouse = open_warehouse(ctx)
+    warehouse = open_warehouse(ctx, check_tables=args.dry_run)
     if args.dry_run:
         from backfill.launch import preflight
         from backfill.plan import dry_run

@@ -127,8 +127,10 @@ def resolve_range(
     return check_range(start, end, today=today)
 
 
-def open_warehouse(ctx: Context) -> Warehouse:
-    """The configured warehouse; a DuckDB file must exist (a typo must not create an empty one)."""
+def open_warehouse(ctx: Context, check_tables: bool = True) -> Warehouse:
+    """The configured warehouse; a DuckDB file must exist (a typo must not create an empty one), and
+    every stage's table (unless ``check_tables`` is False: a run checks them once it holds its dates,
+    so that a run refused for its dates never waits on the warehouse)."""
     from backfill.warehouse import adapter_class, connect, parse_url
 
     kind, location = parse_url(ctx.settings.warehouse)
@@ -145,25 +147,9 @@ def open_warehouse(ctx: Context) -> Warehouse:
                 f"warehouse file {location!r} does not exist (build it: python -m backfill demo --warehouse {location})"
             )
     warehouse = connect(ctx.settings)
-    check_stage_tables(warehouse)
+    if check_tables:
+        warehouse.check_stage_tables()
     return warehouse
-
-
-def check_stage_tables(warehouse: Warehouse) -> None:
-    """BadInput naming the first stage whose table the warehouse lacks (a metadata lookup per stage),
-    rather than a failing query later."""
-    pipeline = warehouse.settings.pipeline
-    for stage in pipeline.stages:
-        try:
-            warehouse.stage_columns(stage)
-        except BadInput as missing:
-            hint = (
-                f"create it (python -m backfill --pipeline {pipeline.path} demo creates the tables a "
-                "pipeline file declares with columns)"
-                if stage.columns
-                else "check the stage's table in the pipeline file"
-            )
-            raise BadInput(f"stage {stage.name}: {missing}; {hint}") from None
 
 
 def print_estimate(ctx: Context, compute: Callable[[], Any]) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from backfill import faults
 from backfill.config import Settings
 from backfill.crashpoints import IN_TRANSACTION, crash_point
-from backfill.errors import WarehouseRefused
+from backfill.errors import BadInput, WarehouseRefused
 from backfill.validate import check_identifier
 from backfill.warehouse.schema import SQL_ALIASES, TABLES, Table
 
@@ -149,6 +149,22 @@ class Warehouse(ABC):
     def stage_ref(self, stage: Stage) -> str:
         """Quoted GoogleSQL reference of a stage's table (its dataset renamed as the settings say)."""
         return self.name_ref(self.settings.dataset_name(stage.dataset), stage.table)
+
+    def check_stage_tables(self) -> None:
+        """BadInput naming the first stage whose table is missing (a metadata lookup per stage),
+        rather than a failing query later."""
+        pipeline = self.settings.pipeline
+        for stage in pipeline.stages:
+            try:
+                self.stage_columns(stage)
+            except BadInput as missing:
+                hint = (
+                    f"create it (python -m backfill --pipeline {pipeline.path} demo creates the tables a "
+                    "pipeline file declares with columns)"
+                    if stage.columns
+                    else "check the stage's table in the pipeline file"
+                )
+                raise BadInput(f"stage {stage.name}: {missing}; {hint}") from None
 
     def stage_columns(self, stage: Stage) -> list[tuple[str, bool]]:
         """(name, required) of each column of a stage's table; BadInput when it does not exist."""
