@@ -18,7 +18,7 @@ from backfill.config import Settings
 from backfill.errors import BackfillError
 from backfill.launch import cancel
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
-from ui import runs
+from ui import runs, waiting
 from ui.auth import Identity
 
 POLL_S = 1.5
@@ -41,6 +41,7 @@ def follow(ledger: Ledger, run_id: str, draw: Callable[[Run], None], *, key: str
     active = ledger.get_run(run_id).status in RUN_ACTIVE
 
     @st.fragment(run_every=POLL_S if active else None, key=key)
+    @waiting.in_one_line
     def live() -> None:
         ledger.detect_interrupted()
         run = ledger.get_run(run_id)
@@ -130,3 +131,4 @@ def cancel_button(settings: Settings, run: Run, identity: Identity, *, key: str,
         on_click=cancel_run,
         args=(settings, run.run_id, identity.who, notice_key),
     )
+
