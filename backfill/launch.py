@@ -16,6 +16,7 @@ from pathlib import Path
 from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
 from backfill.errors import BackfillError, BadInput
+from backfill.holds import refuse_overlap
 from backfill.ledger import Ledger, Run
 from backfill.ledger.database import is_postgresql
 from backfill.pipeline import Pipeline
@@ -37,10 +38,15 @@ def submit(
     parent_run_id: str | None = None,
     warehouse: Warehouse | None = None,
 ) -> str:
-    """Record a run and hand it to a detached worker process; returns the run id at once."""
+    """Record a run and hand it to a detached worker process; returns the run id at once.
+
+    Refused (:class:`DatesHeld`, nothing recorded) when a live run on the same warehouse holds any
+    of the request's (stage, date) pairs: its leases would refuse the run as soon as it started."""
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
-    run_id = create_run(Ledger(settings.ledger), warehouse, request, who, parent_run_id=parent_run_id)
+    ledger = Ledger(settings.ledger)
+    refuse_overlap(ledger, warehouse.url, request.items(), settings.pipeline.labels)
+    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
     spawn_worker(settings, run_id)
     return run_id
 

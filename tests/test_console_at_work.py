@@ -1,14 +1,33 @@
 """The console at work (issue 12), through AppTest and the backend: a busy warehouse is waited out
-(never a traceback)."""
+(never a traceback), an overlapping launch is refused naming its holder, a new session finds the
+active run."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import duckdb
 import pytest
 
+from backfill.config import Settings
+from backfill.holds import DatesHeld, held_dates
+from backfill.launch import submit
+from backfill.ledger import Ledger
 from backfill.outage import outage_of
+from backfill.request import BackfillRequest
+from backfill.runner import create_run
+from backfill.warehouse import connect
 from tests.console_app import console_app, texts
 from tests.lock_holder import warehouse_held
+
+DEC_7, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 9)
+BACKFILL_PAGE = "pages/backfill.py"
+
+
+def _queued_run(settings: Settings, days: list[dt.date], who: str) -> str:
+    """A run recorded as a launch records it, whose worker has not started yet (it holds its dates)."""
+    request = BackfillRequest.build(settings, dates=days)
+    return create_run(Ledger(settings.ledger), connect(settings), request, who)
 
 
 def _status_labels(at) -> str:
@@ -55,3 +74,35 @@ def test_a_lock_conflict_is_an_outage_to_wait_out_and_a_program_bug_is_not_an_ou
         duckdb.connect(":memory:").execute("SELECT * FROM no_such_table")
     permanent = outage_of(missing.value)
     assert not permanent.waiting and "\n" not in permanent.text
+
+
+def test_a_launch_overlapping_a_live_run_is_refused_before_it_starts_naming_the_holder(settings):
+    holder = _queued_run(settings, [DEC_7], "bob@example.com")
+    runs_before = len(Ledger(settings.ledger).list_runs())
+    with pytest.raises(DatesHeld) as refusal:
+        submit(settings, BackfillRequest.build(settings, dates=[DEC_7, DEC_9]), "alice@example.com")
+    assert f"held by run {holder}" in str(refusal.value)
+    assert "started by bob@example.com" in str(refusal.value)
+    assert "2021-12-07" in str(refusal.value) and "2021-12-09" not in str(refusal.value)
+    assert len(Ledger(settings.ledger).list_runs()) == runs_before, "nothing recorded"
+
+
+def test_dates_no_live_run_holds_are_free(settings):
+    _queued_run(settings, [DEC_7], "bob@example.com")
+    ledger = Ledger(settings.ledger)
+    url = connect(settings).url
+    assert held_dates(ledger, url, [("mlfs", DEC_9), ("predictions", DEC_9)]) == []
+    assert held_dates(ledger, "/elsewhere.duckdb", [("mlfs", DEC_7)]) == []
+
+
+def test_a_new_session_on_the_backfill_page_follows_the_newest_active_run(settings, tmp_path, monkeypatch):
+    run_id = _queued_run(settings, [DEC_7], "bob@example.com")
+    at = console_app(settings, tmp_path, monkeypatch)
+    at.run()
+    at = at.switch_page(BACKFILL_PAGE).run()
+    assert not at.exception
+    assert f"Run {run_id}" in [header.value for header in at.subheader]
+    assert at.query_params["run"] == run_id
+    # The default dates are the demo's newest gap month, December 2021 (7th and 9th): the run holds the 7th.
+    assert any(f"held by run {run_id}" in warning.value for warning in at.warning)
+    assert at.button(key="backfill_launch").disabled

@@ -132,3 +132,33 @@ def cancel_button(settings: Settings, run: Run, identity: Identity, *, key: str,
         args=(settings, run.run_id, identity.who, notice_key),
     )
 
+
+ACTIVE_POLL_S = 3.0
+"""Seconds between two reads of the sidebar's active runs (the ledger only, never the warehouse)."""
+
+
+def active_runs(settings: Settings, warehouse_url: str) -> None:
+    """The sidebar's badge: runs queued or running on this warehouse, who started them, how far."""
+
+    @st.fragment(run_every=ACTIVE_POLL_S)
+    @waiting.in_one_line
+    def badge() -> None:
+        live = Ledger(settings.ledger).active_runs_on(warehouse_url)
+        if not live:
+            st.caption("No backfill running.")
+            return
+        st.badge(
+            f"{len(live)} active run{'s' if len(live) != 1 else ''}", icon=":material/sync:", color="blue"
+        )
+        ledger = Ledger(settings.ledger)
+        for run in live:
+            done, total = runs.finished(ledger.item_counts(run.run_id))
+            st.page_link(
+                "pages/backfill.py",
+                label=f"{run.created_by}: {done}/{total} {run.status}",
+                icon=":material/play_circle:",
+                query_params={"run": run.run_id},
+                help=f"Run {run.run_id}, started by {run.created_by}: {done} of {total} work items finished.",
+            )
+
+    badge()

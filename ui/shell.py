@@ -10,7 +10,7 @@ import streamlit as st
 from backfill.config import Settings
 from backfill.errors import BackfillError
 from backfill.warehouse import Warehouse
-from ui import auth, data, waiting
+from ui import auth, data, run_view, waiting
 from ui.stages import title
 
 VIA_APP = "console_via_app"
@@ -71,6 +71,8 @@ def open_console(page_file: str | None = None) -> tuple[Settings, Warehouse]:
 def render_sidebar(settings: Settings, warehouse: Warehouse) -> None:
     """Which warehouse, the thresholds in force, who may act, and a way to drop cached results."""
     with st.sidebar:
+        st.markdown("**Runs**")
+        run_view.active_runs(settings, warehouse.url)
         st.markdown("**Warehouse**")
         st.caption(warehouse.describe())
         st.markdown("**Thresholds**")
