@@ -41,9 +41,14 @@ def _on_click(chart_key: str, game_days: frozenset[dt.date]) -> None:
 
 def _add_typed(game_days: frozenset[dt.date]) -> None:
     """Button callback: add the date from the date box, or say in one line why not."""
-    day = st.session_state.get("coverage_add_date")
+    typed = (st.session_state.get("coverage_add_date") or "").strip()
+    try:
+        day = parse_date(typed) if typed else None
+    except BadInput:
+        _notify(f"{typed[:40]!r} is not a date: type it as YYYY-MM-DD.")
+        return
     if day is None:
-        _notify("Pick a date first.")
+        _notify("Type a date first (YYYY-MM-DD).")
     elif day not in game_days:
         _notify(f"{day} had no games, so there is nothing to backfill.")
     elif not selection.add_dates(st.session_state, [day]):
@@ -159,13 +164,11 @@ for season in sorted(seasons, reverse=True):
 st.subheader("Selected dates")
 stage_gaps = sorted(set(gap_rows.loc[gap_rows["stage"] == stage, "game_date"]))
 add_col, button_col, gaps_col, clear_col = st.columns([2, 1, 2, 1], vertical_alignment="bottom")
-add_col.date_input(
+add_col.text_input(
     "Add a date",
-    value=None,
-    min_value=start,
-    max_value=end,
-    format="YYYY-MM-DD",
+    placeholder="YYYY-MM-DD",
     key="coverage_add_date",
+    help=f"A game date from {start} to {end}, typed as YYYY-MM-DD (nothing else is guessed).",
 )
 button_col.button("Add", key="coverage_add_button", on_click=_add_typed, args=(game_days,))
 gaps_col.button(
@@ -176,8 +179,9 @@ gaps_col.button(
     disabled=not stage_gaps,
 )
 clear_col.button("Clear selection", key="coverage_clear", on_click=_clear)
-if st.session_state.get("coverage_notice"):
-    st.warning(st.session_state["coverage_notice"], icon=":material/info:")
+notice = st.session_state.pop("coverage_notice", None)  # shown once: it is about the last action only
+if notice:
+    st.warning(notice, icon=":material/info:")
 
 selected = selection.selected_dates(st.session_state)
 if selected:

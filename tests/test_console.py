@@ -131,9 +131,9 @@ def test_bad_date_link_warns_in_one_line_and_falls_back(app, raw):
 
 def test_adding_dates_without_the_chart_fills_selected_dates(coverage_page):
     at = coverage_page
-    at.date_input(key="coverage_add_date").set_value(DEC_9)
+    at.text_input(key="coverage_add_date").input(DEC_9.isoformat())
     at.button(key="coverage_add_button").click().run()
-    at.date_input(key="coverage_add_date").set_value(DEC_7)
+    at.text_input(key="coverage_add_date").input(DEC_7.isoformat())
     at.button(key="coverage_add_button").click().run()
     assert at.session_state[selection.SELECTED_DATES_KEY] == [DEC_7, DEC_9]
     assert "2 selected" in " ".join(md.value for md in at.markdown)
@@ -144,10 +144,30 @@ def test_adding_dates_without_the_chart_fills_selected_dates(coverage_page):
 
 def test_a_date_without_games_is_not_added_and_the_page_says_why(coverage_page):
     at = coverage_page
-    at.date_input(key="coverage_add_date").set_value(CHRISTMAS_EVE)
+    at.text_input(key="coverage_add_date").input(CHRISTMAS_EVE.isoformat())
     at.button(key="coverage_add_button").click().run()
     assert selection.selected_dates(at.session_state) == []
     assert any("no games" in warning.value for warning in at.warning)
+
+
+@pytest.mark.parametrize("typed", ["20211345", "20211209", "2021-W49", "2021-12-9"])
+def test_a_date_typed_other_than_yyyy_mm_dd_is_refused_in_one_line_not_guessed(coverage_page, typed):
+    at = coverage_page
+    at.text_input(key="coverage_add_date").input(typed)
+    at.button(key="coverage_add_button").click().run()
+    assert selection.selected_dates(at.session_state) == []
+    (warning,) = at.warning
+    assert "YYYY-MM-DD" in warning.value and "\n" not in warning.value
+
+
+def test_the_notice_of_an_earlier_add_is_gone_after_the_next_add(coverage_page):
+    at = coverage_page
+    at.text_input(key="coverage_add_date").input(CHRISTMAS_EVE.isoformat())
+    at.button(key="coverage_add_button").click().run()
+    at.text_input(key="coverage_add_date").input(DEC_9.isoformat())
+    at.button(key="coverage_add_button").click().run()
+    assert selection.selected_dates(at.session_state) == [DEC_9]
+    assert not any(str(CHRISTMAS_EVE) in warning.value for warning in at.warning)
 
 
 def test_gap_dates_button_selects_every_gap_of_the_stage(coverage_page):
