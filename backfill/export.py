@@ -286,15 +286,16 @@ def _style_sheet(sheet: Any, frame: pd.DataFrame) -> None:
 
 def to_xlsx(report: GapReport) -> bytes:
     """The report as an Excel workbook, one sheet per section: Summary, Monthly, Gaps, Stale rows and
-    Runs. Headers are styled and frozen, percentages are numbers in a percent format, statuses coloured."""
-    runs = report.runs if report.runs is not None else pd.DataFrame({"run_id": [], "status": []})
+    Runs (when a ledger was read). Headers are styled and frozen, percentages are numbers in a percent
+    format, statuses coloured."""
     sheets = {
         "Summary": _summary(report),
         "Monthly": _xlsx_frame(report.monthly),
         "Gaps": _xlsx_frame(report.gaps),
         "Stale rows": _xlsx_frame(report.stale),
-        "Runs": _xlsx_frame(runs),
     }
+    if report.runs is not None:  # None: no ledger to read, which the Summary says
+        sheets["Runs"] = _xlsx_frame(report.runs)
     buffer = io.BytesIO()
     with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
         for name, frame in sheets.items():

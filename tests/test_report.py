@@ -178,9 +178,9 @@ def test_markdown_shows_runs_when_a_ledger_passes_them_in(season_report):
     assert "| r1 | succeeded | 30 |" in runs_section
 
 
-def test_xlsx_has_summary_monthly_gaps_stale_and_runs_sheets(season_report):
+def test_xlsx_has_summary_monthly_gaps_and_stale_sheets(season_report):
     sheets = pd.read_excel(io.BytesIO(to_xlsx(season_report)), sheet_name=None)
-    assert list(sheets) == ["Summary", "Monthly", "Gaps", "Stale rows", "Runs"]
+    assert list(sheets) == ["Summary", "Monthly", "Gaps", "Stale rows"]
     assert len(sheets["Gaps"]) == len(season_report.gaps)
     assert len(sheets["Monthly"]) == len(season_report.monthly)
     summary = dict(zip(sheets["Summary"]["Item"], sheets["Summary"]["Value"]))
