@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from backfill import upstream_rerun
 from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
 from backfill.errors import BackfillError, BadInput
@@ -23,11 +24,9 @@ from backfill.pipeline import Pipeline
 from backfill.processors import processor_for
 from backfill.replay import settings_for_run
 from backfill.request import BackfillRequest
+from backfill.rerun_rules import RERUN_STATUSES
 from backfill.runner import RunResult, create_run, execute_run
 from backfill.warehouse import Warehouse, connect
-
-RERUN_STATUSES = ("failed", "blocked", "cancelled")
-"""Item statuses that "rerun failed" picks up: everything a run did not finish."""
 
 
 def submit(
@@ -178,6 +177,15 @@ def rerun(
     if detach:
         return submit(recorded, request, who, parent_run_id=run_id)
     return run_here(recorded, request, who, parent_run_id=run_id, **options)
+
+
+def rerun_with_upstream(settings: Settings, run_id: str, who: str) -> str:
+    """Rerun a run's blocked dates with their upstream stage first, as a new detached run."""
+    require_operator(settings, who, "rerun backfills")
+    ledger = Ledger(settings.ledger)
+    recorded = settings_for_run(settings, ledger.get_run(run_id).params, run_id)
+    request = upstream_rerun.run_request(ledger, run_id, recorded.pipeline)
+    return submit(recorded, request, who, parent_run_id=run_id)
 
 
 def cancel(settings: Settings, run_id: str, who: str) -> Run:

@@ -15,7 +15,7 @@ from backfill.ledger import RUN_ACTIVE, Ledger, Run
 from backfill.plan import dry_run
 from backfill.request import BackfillRequest
 from backfill.seasons import season_label
-from ui import auth, data, run_view, runs, selection, tables
+from ui import auth, data, run_view, runs, scroll, selection, tables
 from ui import stages as stage_names
 from ui.format import dates_text
 from ui.shell import open_console
@@ -370,7 +370,8 @@ if planned is not None:
 run_id = _followed_run(ledger, warehouse.url)
 if run_id:
     followed = ledger.get_run(run_id)
-    st.subheader(f"Run {run_id}")
+    st.subheader(f"Run {run_id}", anchor="followed-run")
+    scroll.scroll_once("followed-run", f"backfill?run={run_id}")
     st.caption(
         f"Started by {followed.created_by} at {runs.when_text(followed.created_at)}: "
         f"{runs.params_text(followed.params, STAGE_LABELS, settings.pipeline)}"

@@ -6,12 +6,12 @@ from functools import partial
 
 import streamlit as st
 
-from backfill import launch
 from backfill.access import NotAllowed
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.export import to_markdown
 from backfill.report import ledger_runs
+from backfill.reviewed_delete import ReviewOutdated, delete_as_reviewed
 from backfill.seasons import season_label
 from backfill.stale import CATEGORIES, stale_counts
 from ui import data, gaps_data, selection
@@ -85,19 +85,16 @@ def _delete(settings: Settings, who: str, gaps_before: frozenset) -> None:
         return
     start, end = review["start"], review["end"]
     try:
-        warehouse = data.warehouse(settings)
-        now = stale_counts(warehouse, settings, start, end)
-        if helpers.count_key(now) != helpers.count_key(review["counts"]):
-            st.session_state["gaps_delete_review"] = {"start": start, "end": end, "counts": now}
-            if now.empty:
-                _drop_review()
-            st.session_state["gaps_delete_notice"] = (
-                "warning",
-                "The stale rows of this range changed since the review (someone else deleted or a backfill "
-                "ran); nothing was deleted. Check the new counts.",
-            )
-            return
-        deleted = launch.delete_stale_rows(settings, start, end, who, warehouse=warehouse)
+        deleted = delete_as_reviewed(settings, data.warehouse(settings), start, end, review["counts"], who)
+    except ReviewOutdated as changed:
+        st.session_state["gaps_delete_review"] = {"start": start, "end": end, "counts": changed.counts}
+        if changed.counts.empty:
+            _drop_review()
+        st.session_state["gaps_delete_notice"] = (
+            "warning",
+            str(changed)[:1].upper() + str(changed)[1:] + ".",
+        )
+        return
     except NotAllowed as exc:
         st.session_state["gaps_delete_notice"] = ("error", f"Not deleted: {exc}")
         return

@@ -9,19 +9,22 @@ import datetime as dt
 import duckdb
 import pytest
 
+from backfill import upstream_rerun
 from backfill.config import Settings
 from backfill.holds import DatesHeld, held_dates
-from backfill.launch import submit
+from backfill.launch import run_here, submit
 from backfill.ledger import Ledger
 from backfill.outage import outage_of
 from backfill.request import BackfillRequest
 from backfill.runner import create_run
 from backfill.warehouse import connect
-from tests.console_app import console_app, texts
+from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.lock_holder import warehouse_held
 
 DEC_7, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 9)
 BACKFILL_PAGE = "pages/backfill.py"
+RUNS_PAGE = "pages/runs.py"
+COVERAGE_PAGE = "pages/coverage.py"
 
 
 def _queued_run(settings: Settings, days: list[dt.date], who: str) -> str:
@@ -106,3 +109,53 @@ def test_a_new_session_on_the_backfill_page_follows_the_newest_active_run(settin
     # The default dates are the demo's newest gap month, December 2021 (7th and 9th): the run holds the 7th.
     assert any(f"held by run {run_id}" in warning.value for warning in at.warning)
     assert at.button(key="backfill_launch").disabled
+
+
+# -- rerun with upstream ----------------------------------------------------------------------
+
+
+def _blocked_predictions_of_dec_9(settings: Settings) -> str:
+    """Predictions of Dec 9 alone: the demo's MLFS covers too little of Dec 9, so the gate blocks it."""
+    request = BackfillRequest.build(settings, dates=[DEC_9], stages=["predictions"])
+    return run_here(settings, request, LOCAL_USER, sleep=lambda seconds: None).run_id
+
+
+def test_a_blocked_runs_rerun_with_upstream_redoes_the_upstream_stage_first(settings):
+    blocked = _blocked_predictions_of_dec_9(settings)
+    request = upstream_rerun.run_request(Ledger(settings.ledger), blocked, settings.pipeline)
+    pipeline = settings.pipeline
+    predictions = pipeline.stage("predictions")
+    assert request.dates == (DEC_9,)
+    assert request.stages == (pipeline.upstream(predictions).name, predictions.name)
+
+
+def test_rerun_with_upstream_on_the_runs_page_ends_with_every_item_done(settings, tmp_path, monkeypatch):
+    blocked = _blocked_predictions_of_dec_9(settings)
+    at = console_app(settings, tmp_path, monkeypatch)
+    at.run()
+    at.query_params["run"] = blocked
+    at = at.switch_page(RUNS_PAGE).run()
+    assert not at.exception
+    at.button(key="runs_rerun_upstream").click().run()
+    ledger = Ledger(settings.ledger)
+    rerun = ledger.list_runs()[0]
+    assert rerun.parent_run_id == blocked
+    assert follow_to_the_end(at, ledger, rerun.run_id) == "succeeded"
+    assert ledger.item_counts(rerun.run_id) == {"done": len(settings.pipeline.stage_names)}
+
+
+def test_the_drill_down_of_a_blocked_date_offers_rerun_with_upstream_and_launches_it(
+    settings, tmp_path, monkeypatch
+):
+    at = console_app(settings, tmp_path, monkeypatch)
+    at.run()
+    at.query_params["date"] = DEC_9.isoformat()
+    at = at.switch_page(COVERAGE_PAGE).run()
+    (button,) = [button for button in at.button if button.key.startswith("coverage_rerun_upstream_")]
+    assert "then" in button.label
+    button.click().run()
+    ledger = Ledger(settings.ledger)
+    (run,) = ledger.list_runs()
+    assert run.params["dates"] == [DEC_9.isoformat()]
+    assert tuple(run.params["stages"]) == settings.pipeline.stage_names
+    assert follow_to_the_end(at, ledger, run.run_id) == "succeeded"
