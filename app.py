@@ -23,5 +23,7 @@ with waiting.guard():  # a warehouse or ledger error is one line (busy: waited o
     settings, warehouse = open_console()
     with waiting.watching(settings):
         data.begin_rerun(settings)  # every figure of this rerun is of this one fingerprint
-    render_sidebar(settings, warehouse)
-    page.run()
+    try:
+        page.run()
+    finally:  # after the page: its title and figures are not kept waiting by the sidebar's reads
+        render_sidebar(settings, warehouse)

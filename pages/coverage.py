@@ -133,6 +133,8 @@ def _link_date(start: dt.date, end: dt.date) -> dt.date | None:
 # app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
 # without app.py hands over to it (see ui.shell.open_console).
 settings, _ = open_console(__file__)
+# The title first: the page has content while its figures are measured.
+st.title("Coverage")
 start, end = require_data_range(settings)
 STAGE_LABELS = stages.labels(settings)
 daily = data.daily_coverage(settings, start, end)
@@ -141,7 +143,6 @@ game_days = frozenset(tables.game_days(daily))
 gap_rows = tables.gap_dates(daily)
 all_seasons = sorted(set(daily["season"]), reverse=True)
 
-st.title("Coverage")
 stage_col, seasons_col = st.columns([1, 2])
 with stage_col:
     stage = st.segmented_control(

@@ -126,6 +126,8 @@ def _notice(key: str) -> None:
 # app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
 # without app.py hands over to it (see ui.shell.open_console).
 settings, _ = open_console(__file__)
+# The title first: the page has content while its figures are measured.
+st.title("Gaps & stale rows")
 STAGE_LABELS = stage_names.labels(settings)
 start, end = require_data_range(settings)
 bounds = (start, end)
@@ -133,7 +135,6 @@ report = gaps_data.gap_report(settings, start, end)
 identity = current_identity(settings)  # who acts, and whether they may (SPEC 4.9)
 who, operator = identity.who, identity.may_act
 
-st.title("Gaps & stale rows")
 st.caption(
     f"Game dates {start} to {end}. A date is a gap when a stage's expected coverage is below "
     f"{settings.ok_pct:g}%; bootstrap dates (only players without enough history missing) are expected."

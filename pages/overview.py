@@ -13,6 +13,8 @@ GAP_LINKS = 12  # gap dates linked here; the Coverage page shows every one
 # app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
 # without app.py hands over to it (see ui.shell.open_console).
 settings, warehouse = open_console(__file__)
+# The title first: the page has content while its figures are measured.
+st.title("Overview")
 start, end = require_data_range(settings)
 daily = data.daily_coverage(settings, start, end)
 monthly = data.monthly_coverage(settings, start, end)
@@ -20,7 +22,6 @@ stale = data.stale_counts(settings, start, end)
 gaps = tables.gap_dates(daily)
 game_days = tables.game_days(daily)
 
-st.title("Overview")
 st.caption(f"Game dates {start} to {end}")
 
 seasons_col, coverage_col, gaps_col, stale_col = st.columns(4)
