@@ -18,7 +18,7 @@ from ui import data, gaps_data, selection
 from ui import gaps as helpers
 from ui import stages as stage_names
 from ui.auth import current_identity
-from ui.format import dates_text
+from ui.format import dates_text, plural
 from ui.shell import open_console, require_data_range
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
@@ -190,8 +190,12 @@ if shown.empty:
     st.info("No dates below the mark match these filters.")
 else:
     st.caption(
-        f"{len(shown)} rows (date and stage); {len(shown_days)} gap dates"
-        + ("" if chosen.show_bootstrap else f"; {len(report.bootstrap_dates)} bootstrap rows hidden")
+        f"{plural(len(shown), 'row')} (date and stage); {plural(len(shown_days), 'gap date')}"
+        + (
+            ""
+            if chosen.show_bootstrap
+            else f"; {plural(len(report.bootstrap_dates), 'bootstrap row')} hidden"
+        )
         + "."
     )
     st.dataframe(
@@ -419,9 +423,9 @@ else:
     period_report = dataclasses.replace(period_report, runs=runs)
     real = period_report.real_gaps
     st.caption(
-        f"{period[0]} to {period[1]}: {len(real)} gaps on {real['game_date'].nunique()} dates, "
-        f"{len(period_report.bootstrap_dates)} bootstrap rows (expected), "
-        f"{helpers.stale_total(period_report.stale):,} stale rows, "
+        f"{period[0]} to {period[1]}: {plural(len(real), 'gap')} on {plural(real['game_date'].nunique(), 'date')}, "
+        f"{plural(len(period_report.bootstrap_dates), 'bootstrap row')} (expected), "
+        f"{plural(helpers.stale_total(period_report.stale), 'stale row')}, "
         + ("no run ledger yet." if runs is None else f"{len(runs)} backfill runs.")
         + " CSV holds the gap table; Excel, JSON and Markdown the whole report."
     )

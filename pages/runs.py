@@ -12,6 +12,7 @@ from backfill.ledger import RUN_ACTIVE, Ledger, Run
 from backfill.upstream_rerun import blocked_items, waiting_for
 from backfill.validate import parse_date
 from ui import auth, run_view, runs, scroll, stages
+from ui.format import plural
 from ui.shell import open_console
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
@@ -220,7 +221,7 @@ if day is None:
 else:
     st.query_params["date"] = day.isoformat()
     shown = [run for run in history if runs.touches(run, day)]
-    st.caption(f"{len(shown)} of {len(history)} runs touched {day}, newest first.")
+    st.caption(f"{len(shown)} of {plural(len(history), 'run')} touched {day}, newest first.")
 st.dataframe(
     runs.history_table(shown, STAGE_LABELS, settings.pipeline),
     hide_index=True,
