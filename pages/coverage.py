@@ -216,12 +216,14 @@ for season in sorted(seasons, reverse=True):
 
 st.subheader("Selected dates")
 stage_gaps = sorted(set(gap_rows.loc[gap_rows["stage"] == stage, "game_date"]))
-add_col, button_col, gaps_col, clear_col = st.columns([2, 1, 2, 1], vertical_alignment="bottom")
+# One row that wraps, each control as wide as its label (columns cut the labels at 1024 px).
+add_col = button_col = gaps_col = clear_col = st.container(horizontal=True, vertical_alignment="bottom")
 add_col.text_input(
     "Add a date",
     placeholder="YYYY-MM-DD",
     key="coverage_add_date",
     help=f"A game date from {start} to {end}, typed as YYYY-MM-DD (nothing else is guessed).",
+    width=200,
 )
 button_col.button("Add", key="coverage_add_button", on_click=_add_typed, args=(game_days,))
 gaps_col.button(
@@ -286,13 +288,20 @@ if played == 0:
     st.stop()
 
 funnel_col, players_col = st.columns([1, 2])
+# Below both columns, in one row that wraps: a narrow column cut the buttons' labels at 1024 px.
+actions = st.container(horizontal=True)
 with funnel_col:
     last = rows.loc[list(STAGE_LABELS)[-1]]
-    metrics = st.columns(len(STAGE_LABELS) + 1)
-    metrics[0].metric("Played", played, help=f"{int(last['bootstrap_players'])} bootstrap players")
-    for column, (name, label) in zip(metrics[1:], STAGE_LABELS.items(), strict=True):
-        column.metric(
-            label, int(rows.loc[name, "players_covered"]), help=f"Status: {rows.loc[name, 'status']}"
+    metrics = st.container(horizontal=True)
+    metrics.metric(
+        "Played", played, help=f"{int(last['bootstrap_players'])} bootstrap players", width="content"
+    )
+    for name, label in STAGE_LABELS.items():
+        metrics.metric(
+            label,
+            int(rows.loc[name, "players_covered"]),
+            help=f"Status: {rows.loc[name, 'status']}",
+            width="content",
         )
     st.altair_chart(
         charts.funnel_chart(
@@ -311,7 +320,7 @@ with funnel_col:
         )
     )
     if day in game_days and day not in selected:
-        st.button(
+        actions.button(
             "Add this date to the selection",
             key="coverage_add_drill",
             on_click=selection.add_dates,
@@ -321,7 +330,7 @@ with funnel_col:
     for name, label in STAGE_LABELS.items():
         upstream = stages.upstream_label(settings, name)
         if rows.loc[name, "status"] == "blocked" and upstream is not None:
-            st.button(
+            actions.button(
                 f"Rerun with upstream: {upstream} then {label}",
                 key=f"coverage_rerun_upstream_{name}",
                 icon=":material/account_tree:",

@@ -8,6 +8,7 @@ from ui import data, history, stages, tables
 from ui.format import NO_VALUE, STATUS_BACKGROUNDS, pct_text, plural, seasons_text, status_text
 from ui.shell import open_console, require_data_range
 
+METRIC_PX = 230  # a headline card: its label and value whole
 GAP_LINKS = 12  # gap dates linked here; the Coverage page shows every one
 
 # app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
@@ -24,12 +25,15 @@ game_days = tables.game_days(daily)
 
 st.caption(f"Game dates {start} to {end}")
 
-seasons_col, coverage_col, gaps_col, stale_col = st.columns(4)
+# Fixed-width cards that wrap two by two in a narrow window (at 1024 px four columns cut "2021-22").
+headline = st.container(horizontal=True)
+seasons_col = coverage_col = gaps_col = stale_col = headline
 seasons_col.metric(
     "Seasons",
     seasons_text(season_of(day) for day in game_days),
     help=f"{len(game_days)} game dates in the warehouse",
     border=True,
+    width=METRIC_PX,
 )
 LAST = settings.pipeline.stage_names[-1]
 STAGE_LABELS = stages.labels(settings)
@@ -53,6 +57,7 @@ coverage_col.metric(
     help=f"Expected coverage of {STAGE_LABELS[LAST]} over every date: player-game coverage, bootstrap "
     "players left out.",
     border=True,
+    width=METRIC_PX,
 )
 per_stage = ", ".join(
     f"{STAGE_LABELS.get(stage, stage)} {count}"
@@ -63,12 +68,14 @@ gaps_col.metric(
     gaps["game_date"].nunique(),
     help=f"Dates with a stage missing, blocked or partial ({per_stage or 'none'}).",
     border=True,
+    width=METRIC_PX,
 )
 stale_col.metric(
     "Stale rows",
     f"{int(stale['rows'].sum()):,}",
     help="Counted per category and table; a row in two categories counts twice.",
     border=True,
+    width=METRIC_PX,
 )
 
 try:
