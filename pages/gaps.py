@@ -110,7 +110,7 @@ def _delete(settings: Settings, who: str, gaps_before: frozenset) -> None:
         "counts": deleted,
         "gaps_before": gaps_before,
     }
-    st.cache_data.clear()  # every page's counts and coverage are stale now
+    data.refresh()  # every page's counts and coverage are stale now: read the warehouse again
 
 
 def _notice(key: str) -> None:

@@ -18,6 +18,7 @@ from backfill.outage import outage_of
 from backfill.request import BackfillRequest
 from backfill.runner import create_run
 from backfill.warehouse import connect
+from backfill.warehouse.duckdb import DuckDBWarehouse
 from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.lock_holder import warehouse_held
 
@@ -159,3 +160,25 @@ def test_the_drill_down_of_a_blocked_date_offers_rerun_with_upstream_and_launche
     assert run.params["dates"] == [DEC_9.isoformat()]
     assert tuple(run.params["stages"]) == settings.pipeline.stage_names
     assert follow_to_the_end(at, ledger, run.run_id) == "succeeded"
+
+
+def test_a_change_by_another_process_shows_on_the_next_rerun_in_every_figure_alike(
+    settings, tmp_path, monkeypatch
+):
+    at = console_app(settings, tmp_path, monkeypatch)
+    monkeypatch.setenv("BACKFILL_CACHE_TTL_S", "0")  # no reading reused: each rerun looks at the fingerprint
+    at.run()
+    gap_metric = next(metric for metric in at.metric if metric.label == "Gap dates")
+    assert gap_metric.value == "2"  # the demo recipe: December 7 and 9
+    lost = dt.date(2022, 1, 5)
+    other = DuckDBWarehouse(settings, settings.warehouse)  # another process's connection, as a CLI's
+    try:
+        predictions = settings.pipeline.stage_names[-1]
+        other.execute(f"DELETE FROM {{{predictions}}} WHERE game_date = @day", {"day": lost})
+    finally:
+        other.close()
+    at.run()
+    gap_metric = next(metric for metric in at.metric if metric.label == "Gap dates")
+    links = [element.proto.label for element in at.get("page_link")]
+    assert gap_metric.value == "3"
+    assert any(label.startswith(f"{lost:%a %Y-%m-%d}") for label in links), "the gap list agrees"

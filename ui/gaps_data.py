@@ -1,6 +1,6 @@
 """Cached backend reads of the Gaps & stale rows page, keyed like ``ui.data``: settings, dates, fingerprint.
 
-Results are dropped with every other cached result (``st.cache_data.clear()``) after a deletion or
+Results are dropped with every other cached result (``ui.data.refresh``) after a deletion or
 when the sidebar's refresh is pressed. The runs of a report are read from the ledger on every run
 instead: a backfill in another process changes them at any time, and reading them is cheap.
 """

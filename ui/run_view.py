@@ -18,7 +18,7 @@ from backfill.config import Settings
 from backfill.errors import BackfillError
 from backfill.launch import cancel
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
-from ui import runs, waiting
+from ui import data, runs, waiting
 from ui.auth import Identity
 
 POLL_S = 1.5
@@ -50,7 +50,7 @@ def follow(ledger: Ledger, run_id: str, draw: Callable[[Run], None], *, key: str
             seen.add(run_id)
         elif run_id in seen:
             seen.discard(run_id)
-            st.cache_data.clear()  # the warehouse changed: Coverage and Overview read it again
+            data.refresh()  # the warehouse changed: Coverage and Overview read it again
             st.rerun(scope="app")
         draw(run)
 
