@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui import data, waiting
 from ui.shell import enter_from_app, follow_pending_link, open_console, render_sidebar
 
 st.set_page_config(layout="wide", page_title="Prediction coverage console", page_icon=":material/monitoring:")
@@ -18,6 +19,11 @@ PAGES = [
 page = st.navigation(PAGES)
 enter_from_app()
 follow_pending_link()
-settings, warehouse = open_console()
-render_sidebar(settings, warehouse)
-page.run()
+with waiting.guard():  # a warehouse or ledger error is one line (busy: waited out), never a traceback
+    settings, warehouse = open_console()
+    with waiting.watching(settings):
+        data.begin_rerun(settings)  # every figure of this rerun is of this one fingerprint
+    try:
+        page.run()
+    finally:  # after the page: its title and figures are not kept waiting by the sidebar's reads
+        render_sidebar(settings, warehouse)

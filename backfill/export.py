@@ -27,9 +27,16 @@ REPORT_SUFFIXES = (".csv", ".json", ".md", ".xlsx")
 """File suffixes :func:`write_report` knows, each picking one writer."""
 
 
+def _seasons_named(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``season`` column as people write it (``2021-22``), not as its starting year."""
+    if "season" not in frame.columns:
+        return frame
+    return frame.assign(season=[season_label(int(season)) for season in frame["season"]])
+
+
 def to_csv(report: GapReport) -> str:
     """The gaps table (gap and bootstrap dates) as CSV; the other tables are in JSON, Markdown, Excel."""
-    return report.gaps.to_csv(index=False, lineterminator="\n")
+    return _seasons_named(report.gaps).to_csv(index=False, lineterminator="\n")
 
 
 def to_json(report: GapReport) -> str:
@@ -227,26 +234,73 @@ def _summary(report: GapReport) -> pd.DataFrame:
     return pd.DataFrame(items, columns=["Item", "Value"]).astype({"Value": object})
 
 
+STATUS_FILLS = {
+    "ok": "C6EFCE",
+    "bootstrap": "DDEBF7",
+    "partial": "FFEB9C",
+    "blocked": "F8CBAD",
+    "missing": "FFC7CE",
+    "succeeded": "C6EFCE",
+    "failed": "FFC7CE",
+    "refused": "FFC7CE",
+    "cancelled": "EDEDED",
+    "interrupted": "FFEB9C",
+}
+"""Background of a status cell in the workbook (Excel's own good/neutral/bad colours)."""
+
+HEADER_FILL = "1F4E78"
+PERCENT_FORMAT = "0.0%"
+MAX_COLUMN_WIDTH = 60
+
+
+def _xlsx_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Seasons named, percentages as fractions (Excel shows them with a percent format)."""
+    frame = _seasons_named(frame)
+    return frame.assign(
+        **{column: frame[column] / 100 for column in frame.columns if column.endswith("_pct")}
+    )
+
+
+def _style_sheet(sheet: Any, frame: pd.DataFrame) -> None:
+    """Header bold on a dark fill and frozen, widths to fit, percent format, status colours."""
+    from openpyxl.styles import Font, PatternFill
+
+    sheet.freeze_panes = "A2"
+    for cell in sheet[1]:
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = PatternFill("solid", fgColor=HEADER_FILL)
+    for index, column in enumerate(frame.columns, start=1):
+        letter = sheet.cell(row=1, column=index).column_letter
+        width = max([len(str(column)), *(len(_cell(value)) for value in frame[column])], default=8)
+        sheet.column_dimensions[letter].width = min(width + 2, MAX_COLUMN_WIDTH)
+        cells = [row[0] for row in sheet.iter_rows(min_row=2, min_col=index, max_col=index)]
+        if str(column).endswith("_pct"):
+            for cell in cells:
+                cell.number_format = PERCENT_FORMAT
+        if column == "status":
+            for cell in cells:
+                fill = STATUS_FILLS.get(str(cell.value))
+                if fill:
+                    cell.fill = PatternFill("solid", fgColor=fill)
+
+
 def to_xlsx(report: GapReport) -> bytes:
-    """The report as an Excel workbook: Summary, Monthly, Gaps, Stale rows (and Runs when given)."""
+    """The report as an Excel workbook, one sheet per section: Summary, Monthly, Gaps, Stale rows and
+    Runs (when a ledger was read). Headers are styled and frozen, percentages are numbers in a percent
+    format, statuses coloured."""
     sheets = {
         "Summary": _summary(report),
-        "Monthly": report.monthly,
-        "Gaps": report.gaps,
-        "Stale rows": report.stale,
+        "Monthly": _xlsx_frame(report.monthly),
+        "Gaps": _xlsx_frame(report.gaps),
+        "Stale rows": _xlsx_frame(report.stale),
     }
-    if report.runs is not None:
-        sheets["Runs"] = report.runs
+    if report.runs is not None:  # None: no ledger to read, which the Summary says
+        sheets["Runs"] = _xlsx_frame(report.runs)
     buffer = io.BytesIO()
     with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
         for name, frame in sheets.items():
             frame.to_excel(writer, sheet_name=name, index=False)
-            sheet = writer.sheets[name]
-            for index, column in enumerate(frame.columns):
-                width = max([len(str(column)), *(len(str(v)) for v in frame[column])], default=8)
-                sheet.column_dimensions[sheet.cell(row=1, column=index + 1).column_letter].width = min(
-                    width + 2, 60
-                )
+            _style_sheet(writer.sheets[name], frame)
     return buffer.getvalue()
 
 

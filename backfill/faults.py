@@ -106,6 +106,11 @@ def _links(exc: BaseException) -> list[BaseException]:
     return links
 
 
+def chain(exc: BaseException) -> list[BaseException]:
+    """The exception and those it was raised from, nearest first (what the rules here look at)."""
+    return _links(exc)
+
+
 def type_names(exc: BaseException) -> frozenset[str]:
     """``module.Name`` of the exception's class and of every class it derives from."""
     return frozenset(f"{cls.__module__}.{cls.__name__}" for cls in type(exc).__mro__)

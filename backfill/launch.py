@@ -13,20 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from backfill import upstream_rerun
 from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
 from backfill.errors import BackfillError, BadInput
+from backfill.holds import refuse_overlap
 from backfill.ledger import Ledger, Run
 from backfill.ledger.database import is_postgresql
 from backfill.pipeline import Pipeline
 from backfill.processors import processor_for
 from backfill.replay import settings_for_run
 from backfill.request import BackfillRequest
+from backfill.rerun_rules import RERUN_STATUSES
 from backfill.runner import RunResult, create_run, execute_run
 from backfill.warehouse import Warehouse, connect
-
-RERUN_STATUSES = ("failed", "blocked", "cancelled")
-"""Item statuses that "rerun failed" picks up: everything a run did not finish."""
 
 
 def submit(
@@ -37,10 +37,15 @@ def submit(
     parent_run_id: str | None = None,
     warehouse: Warehouse | None = None,
 ) -> str:
-    """Record a run and hand it to a detached worker process; returns the run id at once."""
+    """Record a run and hand it to a detached worker process; returns the run id at once.
+
+    Refused (:class:`DatesHeld`, nothing recorded) when a live run on the same warehouse holds any
+    of the request's (stage, date) pairs: its leases would refuse the run as soon as it started."""
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
-    run_id = create_run(Ledger(settings.ledger), warehouse, request, who, parent_run_id=parent_run_id)
+    ledger = Ledger(settings.ledger)
+    refuse_overlap(ledger, warehouse.url, request.items(), settings.pipeline.labels)
+    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
     spawn_worker(settings, run_id)
     return run_id
 
@@ -172,6 +177,15 @@ def rerun(
     if detach:
         return submit(recorded, request, who, parent_run_id=run_id)
     return run_here(recorded, request, who, parent_run_id=run_id, **options)
+
+
+def rerun_with_upstream(settings: Settings, run_id: str, who: str) -> str:
+    """Rerun a run's blocked dates with their upstream stage first, as a new detached run."""
+    require_operator(settings, who, "rerun backfills")
+    ledger = Ledger(settings.ledger)
+    recorded = settings_for_run(settings, ledger.get_run(run_id).params, run_id)
+    request = upstream_rerun.run_request(ledger, run_id, recorded.pipeline)
+    return submit(recorded, request, who, parent_run_id=run_id)
 
 
 def cancel(settings: Settings, run_id: str, who: str) -> Run:

@@ -30,13 +30,19 @@ def check_project(project: str) -> str:
     return project
 
 
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+"""The one spelling of a typed date: Python alone would also take 20210305 and 2021-W10."""
+
+
 def parse_date(text: str | dt.date, what: str = "date") -> dt.date:
-    """Parse an ISO date (YYYY-MM-DD)."""
+    """Parse an ISO date, strictly YYYY-MM-DD (``20211345`` or ``2021-W10`` are refused, not guessed)."""
     if isinstance(text, dt.datetime):
         return text.date()
     if isinstance(text, dt.date):
         return text
     try:
+        if not ISO_DATE.fullmatch(str(text).strip()):
+            raise ValueError(text)
         return dt.date.fromisoformat(str(text).strip())
     except ValueError:
         raise BadInput(f"{what} {text!r} is not a date (expected YYYY-MM-DD)") from None

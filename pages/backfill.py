@@ -9,12 +9,13 @@ from backfill import cost
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.faults import is_transient
+from backfill.holds import held_dates, held_text
 from backfill.launch import preflight, submit
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
 from backfill.plan import dry_run
 from backfill.request import BackfillRequest
 from backfill.seasons import season_label
-from ui import auth, data, run_view, runs, selection, tables
+from ui import auth, data, run_view, runs, scroll, selection, tables
 from ui import stages as stage_names
 from ui.format import dates_text
 from ui.shell import open_console
@@ -148,8 +149,9 @@ def _launch(settings: Settings, request: BackfillRequest, who: str | None) -> No
     )
 
 
-def _followed_run(ledger: Ledger) -> str | None:
-    """The run to follow: the link's ``?run=ID`` when it names a run, else the one launched here."""
+def _followed_run(ledger: Ledger, warehouse_url: str) -> str | None:
+    """The run to follow: the link's ``?run=ID`` when it names a run, else the one launched here, else
+    (after a reload or in a new tab) the newest run active on this warehouse."""
     raw = st.query_params.get("run")
     if raw and raw != st.session_state.get(RUN_KEY):
         try:
@@ -160,6 +162,11 @@ def _followed_run(ledger: Ledger) -> str | None:
                 f"Ignored the link's run {raw[:40]!r}: no such run in the ledger.", icon=":material/link_off:"
             )
     run_id = st.session_state.get(RUN_KEY)
+    if not run_id:
+        active = sorted(ledger.active_runs_on(warehouse_url), key=lambda run: (run.created_at, run.run_id))
+        if active:
+            run_id = st.session_state[RUN_KEY] = active[-1].run_id
+            run_view.watch(run_id)
     if run_id:
         st.query_params["run"] = run_id
     elif "run" in st.query_params:
@@ -175,7 +182,7 @@ def _draw_progress(ledger: Ledger, run: Run) -> None:
         st.caption("Rerun what it did not finish, or resume it, from its page in Runs.")
 
 
-settings, _ = open_console(__file__)
+settings, warehouse = open_console(__file__)
 identity = auth.current_identity(settings)
 ledger = Ledger(settings.ledger)
 
@@ -290,8 +297,11 @@ for slot, field in [
     _error(slot, errors.get(field))
 
 st.subheader("Preview and launch")
+holds = held_dates(ledger, warehouse.url, request.items()) if request is not None else []
 if request is not None:
     st.caption(runs.params_text(request.to_params(), STAGE_LABELS, settings.pipeline))
+if holds:
+    st.warning(f"Cannot launch: {held_text(holds, STAGE_LABELS)}.", icon=":material/lock:")
 auth.explain(identity)
 with st.container(horizontal=True):
     dry_clicked = st.button(
@@ -306,8 +316,14 @@ with st.container(horizontal=True):
         key="backfill_launch",
         type="primary",
         icon=":material/rocket_launch:",
-        disabled=request is None or not identity.may_act,
-        help=identity.reason if not identity.may_act else "Starts the run in its own process.",
+        disabled=request is None or not identity.may_act or bool(holds),
+        help=identity.reason
+        if not identity.may_act
+        else (
+            "Another run holds some of these dates (see above)."
+            if holds
+            else "Starts the run in its own process."
+        ),
         on_click=_launch,
         args=(settings, request, identity.who),
     )
@@ -351,10 +367,11 @@ if planned is not None:
     elif request is not None:
         st.caption("The last dry run was of other inputs; run it again to preview these.")
 
-run_id = _followed_run(ledger)
+run_id = _followed_run(ledger, warehouse.url)
 if run_id:
     followed = ledger.get_run(run_id)
-    st.subheader(f"Run {run_id}")
+    st.subheader(f"Run {run_id}", anchor="followed-run")
+    scroll.scroll_once("followed-run", f"backfill?run={run_id}")
     st.caption(
         f"Started by {followed.created_by} at {runs.when_text(followed.created_at)}: "
         f"{runs.params_text(followed.params, STAGE_LABELS, settings.pipeline)}"

@@ -6,15 +6,18 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from backfill.errors import BadInput
+from backfill import upstream_rerun
+from backfill.drill import default_drill_date
+from backfill.errors import BackfillError, BadInput
+from backfill.launch import submit
+from backfill.report import plural
 from backfill.seasons import season_label
 from backfill.validate import parse_date
-from ui import charts, data, selection, stages, tables
+from ui import auth, charts, data, scroll, selection, stages, tables
 from ui.format import date_text, dates_text, of_text, pct_text
 from ui.shell import open_console, require_data_range
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
-DEFAULT_DRILL_DATE = dt.date(2021, 12, 7)  # the incident's first timed-out date (SPEC 1), while a gap
 SHOWN_SEASONS = 3  # seasons drawn by default, newest first; more can be picked
 
 
@@ -29,8 +32,15 @@ def _new_chart_generation() -> None:
 
 
 def _on_click(chart_key: str, game_days: frozenset[dt.date]) -> None:
-    """Chart callback: a click selects a date (or drops it when selected) and opens it below."""
+    """Chart callback: a click selects a date (or drops it when selected) and opens it below; a
+    drag across weeks selects the game dates of those weeks."""
     event = st.session_state.get(chart_key)
+    ranged = selection.dates_from_week_range(event, charts.RANGE_SELECTION, game_days)
+    if ranged:
+        added = selection.add_dates(st.session_state, ranged)
+        _notify(f"Selected {plural(len(added), 'date')} from {ranged[0]} to {ranged[-1]}." if added else None)
+        _new_chart_generation()
+        return
     clicked, notice = selection.apply_click(st.session_state, event, charts.DATE_SELECTION, game_days)
     _notify(notice)
     if clicked:
@@ -39,17 +49,56 @@ def _on_click(chart_key: str, game_days: frozenset[dt.date]) -> None:
         _new_chart_generation()
 
 
+def _on_month_click(chart_key: str, gaps_by_month: dict[str, list[dt.date]], stage_label: str) -> None:
+    """Monthly heatmap callback: a click on a month selects that month's gap dates of the stage."""
+    months = selection.months_from_chart_event(st.session_state.get(chart_key), charts.MONTH_SELECTION)
+    if not months:
+        return
+    days = sorted({day for month in months for day in gaps_by_month.get(month, [])})
+    added = selection.add_dates(st.session_state, days)
+    named = ", ".join(f"{dt.date.fromisoformat(month + '-01'):%B %Y}" for month in months)
+    if not days:
+        _notify(f"{named}: no {stage_label} gap dates to select.")
+    else:
+        _notify(f"{named}: {plural(len(added), 'gap date')} of {stage_label} selected." if added else None)
+    _new_chart_generation()
+
+
 def _add_typed(game_days: frozenset[dt.date]) -> None:
     """Button callback: add the date from the date box, or say in one line why not."""
-    day = st.session_state.get("coverage_add_date")
+    typed = (st.session_state.get("coverage_add_date") or "").strip()
+    try:
+        day = parse_date(typed) if typed else None
+    except BadInput:
+        _notify(f"{typed[:40]!r} is not a date: type it as YYYY-MM-DD.")
+        return
     if day is None:
-        _notify("Pick a date first.")
+        _notify("Type a date first (YYYY-MM-DD).")
     elif day not in game_days:
         _notify(f"{day} had no games, so there is nothing to backfill.")
     elif not selection.add_dates(st.session_state, [day]):
         _notify(f"{day} is already selected.")
     else:
         _notify(None)
+
+
+RERUN_NOTICE_KEY = "coverage_rerun_notice"
+DRILL_ANCHOR = "date-drill-down"
+
+
+def _rerun_with_upstream(settings, day: dt.date, stage: str, who: str | None) -> None:
+    """Button callback: backfill the date's upstream stage, then the stage, as one detached run."""
+    try:
+        run_id = submit(
+            settings,
+            upstream_rerun.date_request(settings, day, stage),
+            who,
+            warehouse=data.warehouse(settings),
+        )
+    except BackfillError as exc:
+        st.session_state[RERUN_NOTICE_KEY] = ("error", f"Nothing launched: {exc}", None)
+        return
+    st.session_state[RERUN_NOTICE_KEY] = ("success", f"Launched run {run_id} for {day}.", run_id)
 
 
 def _add_gaps(days: list[dt.date]) -> None:
@@ -81,15 +130,11 @@ def _link_date(start: dt.date, end: dt.date) -> dt.date | None:
     return day
 
 
-def _default_drill_date(gap_days: list[dt.date], end: dt.date) -> dt.date:
-    if DEFAULT_DRILL_DATE in gap_days:
-        return DEFAULT_DRILL_DATE
-    return gap_days[-1] if gap_days else end
-
-
 # app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
 # without app.py hands over to it (see ui.shell.open_console).
 settings, _ = open_console(__file__)
+# The title first: the page has content while its figures are measured.
+st.title("Coverage")
 start, end = require_data_range(settings)
 STAGE_LABELS = stages.labels(settings)
 daily = data.daily_coverage(settings, start, end)
@@ -98,7 +143,6 @@ game_days = frozenset(tables.game_days(daily))
 gap_rows = tables.gap_dates(daily)
 all_seasons = sorted(set(daily["season"]), reverse=True)
 
-st.title("Coverage")
 stage_col, seasons_col = st.columns([1, 2])
 with stage_col:
     stage = st.segmented_control(
@@ -129,43 +173,57 @@ with seasons_col:
 st.altair_chart(charts.color_key(), width="stretch", key="coverage_color_key")
 st.subheader("By month")
 st.caption(
-    "Cells show expected coverage (bootstrap players left out); hover for every figure and the status note."
+    "Cells show expected coverage (bootstrap players left out); hover for every figure and the status note; "
+    "click a month to select its gap dates."
 )
+generation = st.session_state.get("coverage_chart_generation", 0)
+stage_gap_rows = gap_rows[gap_rows["stage"] == stage]
+gaps_by_month = {
+    period: sorted(set(stage_gap_rows.loc[stage_gap_rows["period"] == period, "game_date"]))
+    for period in set(stage_gap_rows["period"])
+}
+month_key = f"coverage_monthly_{stage}_{generation}"
 st.altair_chart(
     charts.monthly_heatmap(monthly[monthly["season"].isin(seasons)], stage),
     width="stretch",
-    key=f"coverage_monthly_{stage}",
+    key=month_key,
+    on_select=partial(_on_month_click, month_key, gaps_by_month, STAGE_LABELS[stage]),
+    selection_mode=charts.MONTH_SELECTION,
 )
 
 st.subheader("By date")
 st.caption(
     "Click a date to add it to the selection below and open it in the drill-down; "
-    "click an outlined (selected) date to drop it."
+    "click an outlined (selected) date to drop it; drag across weeks to select their dates."
 )
 selected = selection.selected_dates(st.session_state)
-generation = st.session_state.get("coverage_chart_generation", 0)
 for season in sorted(seasons, reverse=True):
     chart_key = f"coverage_calendar_{stage}_{season}_{generation}"
     st.altair_chart(
         charts.daily_calendar(
-            daily, stage, season, frozenset(selected), upstream_label=stages.upstream_label(settings, stage)
+            daily,
+            stage,
+            season,
+            frozenset(selected),
+            upstream_label=stages.upstream_label(settings, stage),
+            stage_label=STAGE_LABELS[stage],
         ),
         width="stretch",
         key=chart_key,
         on_select=partial(_on_click, chart_key, game_days),
-        selection_mode=charts.DATE_SELECTION,
+        selection_mode=[charts.DATE_SELECTION, charts.RANGE_SELECTION],
     )
 
 st.subheader("Selected dates")
 stage_gaps = sorted(set(gap_rows.loc[gap_rows["stage"] == stage, "game_date"]))
-add_col, button_col, gaps_col, clear_col = st.columns([2, 1, 2, 1], vertical_alignment="bottom")
-add_col.date_input(
+# One row that wraps, each control as wide as its label (columns cut the labels at 1024 px).
+add_col = button_col = gaps_col = clear_col = st.container(horizontal=True, vertical_alignment="bottom")
+add_col.text_input(
     "Add a date",
-    value=None,
-    min_value=start,
-    max_value=end,
-    format="YYYY-MM-DD",
+    placeholder="YYYY-MM-DD",
     key="coverage_add_date",
+    help=f"A game date from {start} to {end}, typed as YYYY-MM-DD (nothing else is guessed).",
+    width=200,
 )
 button_col.button("Add", key="coverage_add_button", on_click=_add_typed, args=(game_days,))
 gaps_col.button(
@@ -176,8 +234,9 @@ gaps_col.button(
     disabled=not stage_gaps,
 )
 clear_col.button("Clear selection", key="coverage_clear", on_click=_clear)
-if st.session_state.get("coverage_notice"):
-    st.warning(st.session_state["coverage_notice"], icon=":material/info:")
+notice = st.session_state.pop("coverage_notice", None)  # shown once: it is about the last action only
+if notice:
+    st.warning(notice, icon=":material/info:")
 
 selected = selection.selected_dates(st.session_state)
 if selected:
@@ -198,13 +257,15 @@ if selected:
 else:
     st.caption("No dates selected yet.")
 
-st.subheader("Date drill-down")
+st.subheader("Date drill-down", anchor=DRILL_ANCHOR)
 link_day = _link_date(start, end)
+if link_day is not None:
+    scroll.scroll_once(DRILL_ANCHOR, f"coverage?date={link_day}")
 kept_day = st.session_state.get("coverage_drill_date")
 if link_day is not None and link_day != st.session_state.get("coverage_drill_linked"):
     st.session_state["coverage_drill_date"] = link_day
 elif not (isinstance(kept_day, dt.date) and start <= kept_day <= end):
-    st.session_state["coverage_drill_date"] = _default_drill_date(sorted(set(gap_rows["game_date"])), end)
+    st.session_state["coverage_drill_date"] = default_drill_date(set(gap_rows["game_date"]), end)
 day = st.columns([1, 3])[0].date_input(
     "Date",
     min_value=start,
@@ -227,13 +288,20 @@ if played == 0:
     st.stop()
 
 funnel_col, players_col = st.columns([1, 2])
+# Below both columns, in one row that wraps: a narrow column cut the buttons' labels at 1024 px.
+actions = st.container(horizontal=True)
 with funnel_col:
     last = rows.loc[list(STAGE_LABELS)[-1]]
-    metrics = st.columns(len(STAGE_LABELS) + 1)
-    metrics[0].metric("Played", played, help=f"{int(last['bootstrap_players'])} bootstrap players")
-    for column, (name, label) in zip(metrics[1:], STAGE_LABELS.items(), strict=True):
-        column.metric(
-            label, int(rows.loc[name, "players_covered"]), help=f"Status: {rows.loc[name, 'status']}"
+    metrics = st.container(horizontal=True)
+    metrics.metric(
+        "Played", played, help=f"{int(last['bootstrap_players'])} bootstrap players", width="content"
+    )
+    for name, label in STAGE_LABELS.items():
+        metrics.metric(
+            label,
+            int(rows.loc[name, "players_covered"]),
+            help=f"Status: {rows.loc[name, 'status']}",
+            width="content",
         )
     st.altair_chart(
         charts.funnel_chart(
@@ -252,12 +320,39 @@ with funnel_col:
         )
     )
     if day in game_days and day not in selected:
-        st.button(
+        actions.button(
             "Add this date to the selection",
             key="coverage_add_drill",
             on_click=selection.add_dates,
             args=(st.session_state, [day]),
         )
+    identity = auth.current_identity(settings)
+    for name, label in STAGE_LABELS.items():
+        upstream = stages.upstream_label(settings, name)
+        if rows.loc[name, "status"] == "blocked" and upstream is not None:
+            actions.button(
+                f"Rerun with upstream: {upstream} then {label}",
+                key=f"coverage_rerun_upstream_{name}",
+                icon=":material/account_tree:",
+                type="primary",
+                disabled=not identity.may_act,
+                help=identity.reason
+                if not identity.may_act
+                else f"{label} of {day} waits for {upstream}: one run backfills {upstream}, then {label}.",
+                on_click=_rerun_with_upstream,
+                args=(settings, day, name, identity.who),
+            )
+    launched = st.session_state.pop(RERUN_NOTICE_KEY, None)
+    if launched is not None:
+        kind, text, run_id = launched
+        (st.success if kind == "success" else st.error)(text)
+        if run_id:
+            st.page_link(
+                "pages/backfill.py",
+                label="Follow the run",
+                icon=":material/play_circle:",
+                query_params={"run": run_id},
+            )
 with players_col:
     missing = data.missing_players(settings, day)
     if missing.empty:

@@ -6,19 +6,19 @@ from functools import partial
 
 import streamlit as st
 
-from backfill import launch
 from backfill.access import NotAllowed
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.export import to_markdown
 from backfill.report import ledger_runs
+from backfill.reviewed_delete import ReviewOutdated, delete_as_reviewed
 from backfill.seasons import season_label
 from backfill.stale import CATEGORIES, stale_counts
 from ui import data, gaps_data, selection
 from ui import gaps as helpers
 from ui import stages as stage_names
 from ui.auth import current_identity
-from ui.format import dates_text
+from ui.format import dates_text, plural
 from ui.shell import open_console, require_data_range
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
@@ -85,19 +85,16 @@ def _delete(settings: Settings, who: str, gaps_before: frozenset) -> None:
         return
     start, end = review["start"], review["end"]
     try:
-        warehouse = data.warehouse(settings)
-        now = stale_counts(warehouse, settings, start, end)
-        if helpers.count_key(now) != helpers.count_key(review["counts"]):
-            st.session_state["gaps_delete_review"] = {"start": start, "end": end, "counts": now}
-            if now.empty:
-                _drop_review()
-            st.session_state["gaps_delete_notice"] = (
-                "warning",
-                "The stale rows of this range changed since the review (someone else deleted or a backfill "
-                "ran); nothing was deleted. Check the new counts.",
-            )
-            return
-        deleted = launch.delete_stale_rows(settings, start, end, who, warehouse=warehouse)
+        deleted = delete_as_reviewed(settings, data.warehouse(settings), start, end, review["counts"], who)
+    except ReviewOutdated as changed:
+        st.session_state["gaps_delete_review"] = {"start": start, "end": end, "counts": changed.counts}
+        if changed.counts.empty:
+            _drop_review()
+        st.session_state["gaps_delete_notice"] = (
+            "warning",
+            str(changed)[:1].upper() + str(changed)[1:] + ".",
+        )
+        return
     except NotAllowed as exc:
         st.session_state["gaps_delete_notice"] = ("error", f"Not deleted: {exc}")
         return
@@ -113,7 +110,7 @@ def _delete(settings: Settings, who: str, gaps_before: frozenset) -> None:
         "counts": deleted,
         "gaps_before": gaps_before,
     }
-    st.cache_data.clear()  # every page's counts and coverage are stale now
+    data.refresh()  # every page's counts and coverage are stale now: read the warehouse again
 
 
 def _notice(key: str) -> None:
@@ -129,6 +126,8 @@ def _notice(key: str) -> None:
 # app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
 # without app.py hands over to it (see ui.shell.open_console).
 settings, _ = open_console(__file__)
+# The title first: the page has content while its figures are measured.
+st.title("Gaps & stale rows")
 STAGE_LABELS = stage_names.labels(settings)
 start, end = require_data_range(settings)
 bounds = (start, end)
@@ -136,7 +135,6 @@ report = gaps_data.gap_report(settings, start, end)
 identity = current_identity(settings)  # who acts, and whether they may (SPEC 4.9)
 who, operator = identity.who, identity.may_act
 
-st.title("Gaps & stale rows")
 st.caption(
     f"Game dates {start} to {end}. A date is a gap when a stage's expected coverage is below "
     f"{settings.ok_pct:g}%; bootstrap dates (only players without enough history missing) are expected."
@@ -192,8 +190,12 @@ if shown.empty:
     st.info("No dates below the mark match these filters.")
 else:
     st.caption(
-        f"{len(shown)} rows (date and stage); {len(shown_days)} gap dates"
-        + ("" if chosen.show_bootstrap else f"; {len(report.bootstrap_dates)} bootstrap rows hidden")
+        f"{plural(len(shown), 'row')} (date and stage); {plural(len(shown_days), 'gap date')}"
+        + (
+            ""
+            if chosen.show_bootstrap
+            else f"; {plural(len(report.bootstrap_dates), 'bootstrap row')} hidden"
+        )
         + "."
     )
     st.dataframe(
@@ -421,9 +423,9 @@ else:
     period_report = dataclasses.replace(period_report, runs=runs)
     real = period_report.real_gaps
     st.caption(
-        f"{period[0]} to {period[1]}: {len(real)} gaps on {real['game_date'].nunique()} dates, "
-        f"{len(period_report.bootstrap_dates)} bootstrap rows (expected), "
-        f"{helpers.stale_total(period_report.stale):,} stale rows, "
+        f"{period[0]} to {period[1]}: {plural(len(real), 'gap')} on {plural(real['game_date'].nunique(), 'date')}, "
+        f"{plural(len(period_report.bootstrap_dates), 'bootstrap row')} (expected), "
+        f"{plural(helpers.stale_total(period_report.stale), 'stale row')}, "
         + ("no run ledger yet." if runs is None else f"{len(runs)} backfill runs.")
         + " CSV holds the gap table; Excel, JSON and Markdown the whole report."
     )

@@ -4,12 +4,15 @@ import datetime as dt
 
 import streamlit as st
 
+from backfill import rerun_rules
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
-from backfill.launch import RERUN_STATUSES, rerun, resume_detached
+from backfill.launch import rerun, rerun_with_upstream, resume_detached
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
+from backfill.upstream_rerun import blocked_items, waiting_for
 from backfill.validate import parse_date
-from ui import auth, run_view, runs, stages
+from ui import auth, run_view, runs, scroll, stages
+from ui.format import plural
 from ui.shell import open_console
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
@@ -29,6 +32,22 @@ def _rerun(settings: Settings, run_id: str, who: str | None, only_transient: boo
     run_view.watch(new_id)
     st.session_state[SELECTED_KEY] = new_id
     run_view.notify(NOTICE_KEY, "success", f"Started run {new_id}: a rerun of run {run_id}'s {what}.")
+
+
+def _rerun_with_upstream(settings: Settings, run_id: str, who: str | None) -> None:
+    """Button callback: a new run of the blocked dates, their upstream stage first."""
+    try:
+        new_id = rerun_with_upstream(settings, run_id, who)
+    except BackfillError as exc:
+        run_view.notify(NOTICE_KEY, "error", f"Not rerun: {exc}")
+        return
+    run_view.watch(new_id)
+    st.session_state[SELECTED_KEY] = new_id
+    run_view.notify(
+        NOTICE_KEY,
+        "success",
+        f"Started run {new_id}: run {run_id}'s blocked dates with their upstream first.",
+    )
 
 
 def _resume(settings: Settings, run_id: str, who: str | None) -> None:
@@ -75,8 +94,8 @@ def _link_run(ledger: Ledger) -> str | None:
 
 def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Identity) -> None:
     """Rerun failed, rerun transient, resume and cancel: operators only, each where it applies."""
-    unfinished = [item for item in items if item["status"] in RERUN_STATUSES]
-    transient = [item for item in unfinished if item["error_class"] == "transient"]
+    unfinished = rerun_rules.unfinished(items)
+    transient = rerun_rules.transient_failures(items)
     active = run.status in RUN_ACTIVE
     locked = not identity.may_act
 
@@ -90,9 +109,9 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             f"Rerun failed dates ({len({item['game_date'] for item in unfinished})})",
             key="runs_rerun_failed",
             icon=":material/replay:",
-            disabled=locked or active or not unfinished,
+            disabled=locked or not rerun_rules.may_rerun(run, items),
             help=why(
-                bool(unfinished) and not active,
+                rerun_rules.may_rerun(run, items),
                 "Nothing to rerun: every item is done or skipped (or the run is still going).",
                 "A new run of the failed, blocked and cancelled dates, with the same settings.",
             ),
@@ -116,9 +135,9 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             "Resume",
             key="runs_resume",
             icon=":material/play_arrow:",
-            disabled=locked or run.status != "interrupted",
+            disabled=locked or not rerun_rules.may_resume(run),
             help=why(
-                run.status == "interrupted",
+                rerun_rules.may_resume(run),
                 "Only an interrupted run (its process stopped) can be resumed.",
                 "Finishes only the unfinished items, in a new background process.",
             ),
@@ -126,17 +145,27 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             args=(settings, run.run_id, identity.who),
         )
         run_view.cancel_button(settings, run, identity, key="runs_cancel", notice_key=NOTICE_KEY)
-    pipeline = settings.pipeline
-    waiting = {
-        pipeline.upstream(pipeline.stage(item["stage"])).name
-        for item in unfinished
-        if item["error_class"] == "blocked" and item["stage"] in pipeline.stage_names
-    } - set(run.params.get("stages", []))
+    waiting = waiting_for(run, items, settings.pipeline)
     if waiting:
         upstream = ", ".join(STAGE_LABELS[name] for name in sorted(waiting) if name in STAGE_LABELS)
+        blocked_days = {item["game_date"] for item in blocked_items(items)}
+        st.button(
+            f"Rerun with upstream: {upstream} first ({len(blocked_days)} date{'s' if len(blocked_days) != 1 else ''})",
+            key="runs_rerun_upstream",
+            icon=":material/account_tree:",
+            type="primary",
+            disabled=locked or active,
+            help=why(
+                not active,
+                "The run is still going.",
+                f"Blocked dates wait for {upstream}: one new run backfills {upstream}, then the blocked stage.",
+            ),
+            on_click=_rerun_with_upstream,
+            args=(settings, run.run_id, identity.who),
+        )
         st.caption(
             f"Blocked dates wait for {upstream}: rerun alone, they meet the same gate. "
-            f"Backfill {upstream} for those dates too (Backfill page), or skip the gate there."
+            f"Rerun with upstream redoes {upstream} first, in the same run."
         )
 
 
@@ -160,6 +189,7 @@ def _draw_run(ledger: Ledger, run: Run) -> None:
 
 
 settings, _ = open_console(__file__)
+LINKED_RUN = st.query_params.get("run")  # before the page writes its own choice there
 STAGE_LABELS = stages.labels(settings)
 identity = auth.current_identity(settings)
 ledger = Ledger(settings.ledger)
@@ -191,7 +221,7 @@ if day is None:
 else:
     st.query_params["date"] = day.isoformat()
     shown = [run for run in history if runs.touches(run, day)]
-    st.caption(f"{len(shown)} of {len(history)} runs touched {day}, newest first.")
+    st.caption(f"{len(shown)} of {plural(len(history), 'run')} touched {day}, newest first.")
 st.dataframe(
     runs.history_table(shown, STAGE_LABELS, settings.pipeline),
     hide_index=True,
@@ -221,7 +251,9 @@ st.query_params["run"] = run_id
 st.session_state["runs_linked"] = run_id
 
 run = ledger.get_run(run_id)
-st.subheader(f"Run {run.run_id}")
+st.subheader(f"Run {run.run_id}", anchor="selected-run")
+if run.run_id == LINKED_RUN:
+    scroll.scroll_once("selected-run", f"runs?run={run.run_id}")
 st.caption(
     f"Started by {run.created_by} at {runs.when_text(run.created_at)} on {run.warehouse}; "
     f"{runs.params_text(run.params, STAGE_LABELS, settings.pipeline)}; {run.statements} warehouse statement{'s' if run.statements != 1 else ''}"

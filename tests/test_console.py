@@ -131,9 +131,9 @@ def test_bad_date_link_warns_in_one_line_and_falls_back(app, raw):
 
 def test_adding_dates_without_the_chart_fills_selected_dates(coverage_page):
     at = coverage_page
-    at.date_input(key="coverage_add_date").set_value(DEC_9)
+    at.text_input(key="coverage_add_date").input(DEC_9.isoformat())
     at.button(key="coverage_add_button").click().run()
-    at.date_input(key="coverage_add_date").set_value(DEC_7)
+    at.text_input(key="coverage_add_date").input(DEC_7.isoformat())
     at.button(key="coverage_add_button").click().run()
     assert at.session_state[selection.SELECTED_DATES_KEY] == [DEC_7, DEC_9]
     assert "2 selected" in " ".join(md.value for md in at.markdown)
@@ -144,10 +144,30 @@ def test_adding_dates_without_the_chart_fills_selected_dates(coverage_page):
 
 def test_a_date_without_games_is_not_added_and_the_page_says_why(coverage_page):
     at = coverage_page
-    at.date_input(key="coverage_add_date").set_value(CHRISTMAS_EVE)
+    at.text_input(key="coverage_add_date").input(CHRISTMAS_EVE.isoformat())
     at.button(key="coverage_add_button").click().run()
     assert selection.selected_dates(at.session_state) == []
     assert any("no games" in warning.value for warning in at.warning)
+
+
+@pytest.mark.parametrize("typed", ["20211345", "20211209", "2021-W49", "2021-12-9"])
+def test_a_date_typed_other_than_yyyy_mm_dd_is_refused_in_one_line_not_guessed(coverage_page, typed):
+    at = coverage_page
+    at.text_input(key="coverage_add_date").input(typed)
+    at.button(key="coverage_add_button").click().run()
+    assert selection.selected_dates(at.session_state) == []
+    (warning,) = at.warning
+    assert "YYYY-MM-DD" in warning.value and "\n" not in warning.value
+
+
+def test_the_notice_of_an_earlier_add_is_gone_after_the_next_add(coverage_page):
+    at = coverage_page
+    at.text_input(key="coverage_add_date").input(CHRISTMAS_EVE.isoformat())
+    at.button(key="coverage_add_button").click().run()
+    at.text_input(key="coverage_add_date").input(DEC_9.isoformat())
+    at.button(key="coverage_add_button").click().run()
+    assert selection.selected_dates(at.session_state) == [DEC_9]
+    assert not any(str(CHRISTMAS_EVE) in warning.value for warning in at.warning)
 
 
 def test_gap_dates_button_selects_every_gap_of_the_stage(coverage_page):
@@ -186,12 +206,16 @@ def test_each_status_has_its_own_colour_band(status, pct, band):
 def test_daily_calendar_places_dates_by_week_and_weekday_and_selects_by_game_date(demo_frames):
     daily, _ = demo_frames
     spec = charts.daily_calendar(
-        daily, "predictions", 2021, selected={DEC_9}, upstream_label="MLFS"
+        daily, "predictions", 2021, selected={DEC_9}, upstream_label="MLFS", stage_label="Predictions"
     ).to_dict()
-    (param,) = spec["params"]
-    assert param["name"] == charts.DATE_SELECTION
-    assert param["select"]["type"] == "point" and param["select"]["fields"] == ["game_date"]
-    encoding = spec["encoding"]
+    assert spec["title"] == "2021-22 · Predictions"  # the stage's label, not its name
+    cells, days = spec["layer"]
+    params = {param["name"]: param["select"] for param in spec.get("params", []) + cells.get("params", [])}
+    assert params[charts.DATE_SELECTION]["type"] == "point"
+    assert params[charts.DATE_SELECTION]["fields"] == ["game_date"]
+    assert params[charts.RANGE_SELECTION]["type"] == "interval"
+    assert days["encoding"]["text"]["field"] == "day"
+    encoding = cells["encoding"]
     assert (encoding["x"]["field"], encoding["x"]["type"], encoding["x2"]["field"]) == (
         "week_start",
         "temporal",
@@ -208,12 +232,33 @@ def test_daily_calendar_places_dates_by_week_and_weekday_and_selects_by_game_dat
     assert data.loc["2021-12-09", "band"] == "blocked" and data.loc["2021-12-09", "selected"]
     assert data.loc["2021-12-24", "band"] == "no games"
     assert data.loc["2021-12-07", "week_start"] == "2021-12-06"
+    assert data.loc["2021-12-07", "day"] == 7
+
+
+def test_dragging_across_weeks_selects_the_game_dates_of_those_weeks():
+    # Dec 6 to Dec 19, 2021 are two Monday-to-Sunday weeks; the browser reports epoch milliseconds.
+    low = dt.datetime(2021, 12, 6, tzinfo=dt.UTC).timestamp() * 1000
+    high = dt.datetime(2021, 12, 13, 12, tzinfo=dt.UTC).timestamp() * 1000
+    event = {"selection": {charts.RANGE_SELECTION: {"week_start": [high, low]}}}
+    game_days = {dt.date(2021, 12, day) for day in (5, 6, 12, 13, 19, 20)}
+    assert selection.dates_from_week_range(event, charts.RANGE_SELECTION, game_days) == [
+        dt.date(2021, 12, day) for day in (6, 12, 13, 19)
+    ]
+    assert selection.dates_from_week_range({"selection": {}}, charts.RANGE_SELECTION, game_days) == []
+
+
+def test_a_month_click_names_its_month():
+    event = {"selection": {charts.MONTH_SELECTION: [{"period": "2021-12"}]}}
+    assert selection.months_from_chart_event(event, charts.MONTH_SELECTION) == ["2021-12"]
+    assert selection.months_from_chart_event(None, charts.MONTH_SELECTION) == []
 
 
 def test_monthly_heatmap_is_season_by_month_in_season_order(demo_frames):
     _, monthly = demo_frames
     spec = charts.monthly_heatmap(monthly, "predictions").to_dict()
     cells, labels = spec["layer"]
+    params = {param["name"]: param["select"] for param in spec.get("params", []) + cells.get("params", [])}
+    assert params[charts.MONTH_SELECTION]["fields"] == ["period"]
     assert cells["encoding"]["x"]["sort"] == ["Oct", "Nov", "Dec", "Jan", "Feb", "Mar", "Apr"]
     assert cells["encoding"]["y"]["field"] == "season_label"
     assert cells["encoding"]["color"]["field"] == "band"

@@ -189,6 +189,36 @@ def test_xlsx_has_summary_monthly_gaps_and_stale_sheets(season_report):
     assert summary["Period start"] == "2021-10-19"
 
 
+def test_xlsx_headers_are_styled_and_frozen_percentages_are_numbers_and_statuses_coloured(season_report):
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(to_xlsx(season_report)))
+    gaps = book["Gaps"]
+    headers = [cell.value for cell in gaps[1]]
+    assert gaps.freeze_panes == "A2"
+    assert all(cell.font.bold for cell in gaps[1])
+    assert gaps.column_dimensions["A"].width >= len("game_date")
+    pct = headers.index("player_game_coverage_pct") + 1
+    status = headers.index("status") + 1
+    season = headers.index("season") + 1
+    for row, gap in enumerate(season_report.gaps.itertuples(), start=2):
+        cell = gaps.cell(row=row, column=pct)
+        assert cell.number_format == "0.0%"
+        assert cell.value == pytest.approx(gap.player_game_coverage_pct / 100)
+        assert gaps.cell(row=row, column=season).value == f"{gap.season}-{(gap.season + 1) % 100:02d}"
+    colours = {
+        gaps.cell(row=row, column=status).value: gaps.cell(row=row, column=status).fill.fgColor.rgb
+        for row in range(2, gaps.max_row + 1)
+    }
+    assert len(set(colours.values())) == len(colours) > 1, "each status its own colour"
+    assert all(book[name].freeze_panes == "A2" for name in book.sheetnames)
+
+
+def test_csv_names_the_season_as_people_write_it(season_report):
+    frame = pd.read_csv(io.StringIO(to_csv(season_report)), dtype={"season": str})
+    assert set(frame["season"]) == {"2021-22"}  # the demo's one season, October 2021 to April 2022
+
+
 # -- writing files --------------------------------------------------------------------------------
 
 

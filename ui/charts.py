@@ -48,6 +48,12 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 DATE_SELECTION = "picked_dates"
 """Name of the daily calendar's point selection; Streamlit reports clicks under this name."""
 
+RANGE_SELECTION = "picked_weeks"
+"""Name of the daily calendar's interval selection (drag across weeks): a range of dates."""
+
+MONTH_SELECTION = "picked_months"
+"""Name of the monthly heatmap's point selection: a click selects that month's gap dates."""
+
 CELL_PX = 20
 """Height of one weekday row of the daily calendar."""
 
@@ -182,6 +188,7 @@ def monthly_heatmap(monthly: pd.DataFrame, stage: str) -> alt.LayerChart:
             alt.Tooltip("game_dates:Q", title="Game dates"),
         ],
     )
+    cells = cells.add_params(alt.selection_point(name=MONTH_SELECTION, fields=["period"], on="click"))
     labels = base.mark_text(fontSize=12).encode(text="label:N", color=_text_color())
     return alt.layer(cells, labels).properties(height=SEASON_ROW_PX * len(seasons) + FRAME_PX["monthly"])
 
@@ -204,6 +211,7 @@ def daily_calendar_data(
     out = pd.DataFrame(
         {
             "game_date": [day.isoformat() for day in days],
+            "day": [day.day for day in days],
             "weekday": [WEEKDAYS[day.weekday()] for day in days],
             "week_start": [start.isoformat() for start in week_starts],
             "week_end": [(start + dt.timedelta(days=7)).isoformat() for start in week_starts],
@@ -231,15 +239,18 @@ def daily_calendar(
     season: int,
     selected: frozenset[dt.date] | set[dt.date] = frozenset(),
     upstream_label: str | None = None,
-) -> alt.Chart:
-    """Week x weekday calendar of one season and stage; clicking a cell selects its ``game_date``.
+    stage_label: str | None = None,
+) -> alt.LayerChart:
+    """Week x weekday calendar of one season and stage, each cell with its day of the month.
 
-    Dates already in the console's selection are outlined, so the calendar shows what a backfill
-    would take. The click selection itself is not drawn (no dimming): the page keeps the selection
-    that matters, across clicks and charts, and the outline shows it.
+    Clicking a cell selects its ``game_date``; dragging across weeks selects the dates of those
+    weeks (``RANGE_SELECTION``). Dates already in the console's selection are outlined, so the
+    calendar shows what a backfill would take. The click selection itself is not drawn (no
+    dimming): the page keeps the selection that matters, across clicks and charts.
     """
     data = daily_calendar_data(daily, stage, season, selected)
     picked = alt.selection_point(name=DATE_SELECTION, fields=["game_date"], on="click")
+    weeks = alt.selection_interval(name=RANGE_SELECTION, encodings=["x"])
     tooltip = [
         alt.Tooltip("game_date:N", title="Date"),
         alt.Tooltip("weekday:N", title="Day"),
@@ -252,29 +263,43 @@ def daily_calendar(
     if upstream_label:
         tooltip.append(alt.Tooltip("upstream_text:N", title=f"{upstream_label} coverage (gate input)"))
     outlined = alt.FieldEqualPredicate(field="selected", equal=True)
-    return (
-        alt.Chart(data)
-        .mark_rect()
+    base = alt.Chart(data).encode(
+        # Dates are drawn as UTC so no browser time zone can shift a cell to the day before.
+        x=alt.X(
+            "week_start:T",
+            title=None,
+            scale=alt.Scale(type="utc"),
+            axis=alt.Axis(format="%b", tickCount="month", labelAlign="left", grid=False),
+        ),
+        x2="week_end:T",
+        y=alt.Y("weekday:O", title=None, sort=list(WEEKDAYS)),
+    )
+    cells = (
+        base.mark_rect()
         .encode(
-            # Dates are drawn as UTC so no browser time zone can shift a cell to the day before.
-            x=alt.X(
-                "week_start:T",
-                title=None,
-                scale=alt.Scale(type="utc"),
-                axis=alt.Axis(format="%b", tickCount="month", labelAlign="left", grid=False),
-            ),
-            x2="week_end:T",
-            y=alt.Y("weekday:O", title=None, sort=list(WEEKDAYS)),
             color=_color(),
             stroke=alt.when(outlined).then(alt.value("#111111")).otherwise(alt.value("white")),
             strokeWidth=alt.when(outlined).then(alt.value(2.5)).otherwise(alt.value(1.0)),
             tooltip=tooltip,
         )
-        .add_params(picked)
-        .properties(
-            height=CELL_PX * len(WEEKDAYS) + FRAME_PX["calendar"],
-            title=f"{season_label(season)} · {stage}",
+        .add_params(picked, weeks)
+    )
+    # The day number sits in the middle of its week's cell; it takes no clicks (the cell does).
+    days = (
+        alt.Chart(data)
+        .transform_calculate(middle="(toDate(datum.week_start) + toDate(datum.week_end)) / 2")
+        .mark_text(fontSize=9)
+        .encode(
+            x=alt.X("middle:T", scale=alt.Scale(type="utc")),
+            y=alt.Y("weekday:O", sort=list(WEEKDAYS)),
+            text="day:N",
+            color=_text_color(),
+            tooltip=tooltip,
         )
+    )
+    return alt.layer(cells, days).properties(
+        height=CELL_PX * len(WEEKDAYS) + FRAME_PX["calendar"],
+        title=f"{season_label(season)} · {stage_label or stage}",
     )
 
 

@@ -45,3 +45,33 @@ def dates_text(days: Iterable[dt.date], limit: int = 12) -> str:
     shown = ", ".join(f"{day:%Y-%m-%d}" for day in ordered[:limit])
     rest = len(ordered) - limit
     return f"{shown} (+{rest} more)" if rest > 0 else shown
+
+
+STATUS_COLORS = {
+    "ok": "green",
+    "bootstrap": "blue",
+    "partial": "orange",
+    "blocked": "violet",
+    "missing": "red",
+    "no_games": "gray",
+}
+"""Streamlit Markdown colour of each coverage status (as the heatmaps colour them)."""
+
+STATUS_BACKGROUNDS = {
+    "ok": "#d9f0d3",
+    "bootstrap": "#dbeaf5",
+    "partial": "#fde9b5",
+    "blocked": "#e4dbf0",
+    "missing": "#f8d0d0",
+}
+"""Table cell background of each coverage status."""
+
+
+def status_text(status: str) -> str:
+    """A status in its colour, for Markdown labels: ``:red[missing]``."""
+    return f":{STATUS_COLORS.get(status, 'gray')}[{status}]"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 row``, ``2 rows``."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from backfill import export
+from backfill import export, reviewed_delete
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES
 from backfill.errors import BadInput
@@ -173,13 +173,8 @@ def stale_total(stale: pd.DataFrame) -> int:
 
 
 def count_key(stale: pd.DataFrame) -> tuple[tuple[str, str, str, int], ...]:
-    """The counts as plain, comparable values: what a confirmation promised is what is deleted."""
-    return tuple(
-        (str(day), table, category, int(rows))
-        for day, table, category, rows in stale[["game_date", "table_name", "category", "rows"]].itertuples(
-            index=False
-        )
-    )
+    """The counts as plain, comparable values (the backend's rule: :func:`backfill.reviewed_delete.count_key`)."""
+    return reviewed_delete.count_key(stale)
 
 
 def preview_table(rows: pd.DataFrame) -> pd.DataFrame:

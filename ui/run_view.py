@@ -18,7 +18,7 @@ from backfill.config import Settings
 from backfill.errors import BackfillError
 from backfill.launch import cancel
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
-from ui import runs
+from ui import data, runs, waiting
 from ui.auth import Identity
 
 POLL_S = 1.5
@@ -41,6 +41,7 @@ def follow(ledger: Ledger, run_id: str, draw: Callable[[Run], None], *, key: str
     active = ledger.get_run(run_id).status in RUN_ACTIVE
 
     @st.fragment(run_every=POLL_S if active else None, key=key)
+    @waiting.in_one_line
     def live() -> None:
         ledger.detect_interrupted()
         run = ledger.get_run(run_id)
@@ -49,7 +50,7 @@ def follow(ledger: Ledger, run_id: str, draw: Callable[[Run], None], *, key: str
             seen.add(run_id)
         elif run_id in seen:
             seen.discard(run_id)
-            st.cache_data.clear()  # the warehouse changed: Coverage and Overview read it again
+            data.refresh()  # the warehouse changed: Coverage and Overview read it again
             st.rerun(scope="app")
         draw(run)
 
@@ -130,3 +131,34 @@ def cancel_button(settings: Settings, run: Run, identity: Identity, *, key: str,
         on_click=cancel_run,
         args=(settings, run.run_id, identity.who, notice_key),
     )
+
+
+ACTIVE_POLL_S = 3.0
+"""Seconds between two reads of the sidebar's active runs (the ledger only, never the warehouse)."""
+
+
+def active_runs(settings: Settings, warehouse_url: str) -> None:
+    """The sidebar's badge: runs queued or running on this warehouse, who started them, how far."""
+
+    @st.fragment(run_every=ACTIVE_POLL_S)
+    @waiting.in_one_line
+    def badge() -> None:
+        live = Ledger(settings.ledger).active_runs_on(warehouse_url)
+        if not live:
+            st.caption("No backfill running.")
+            return
+        st.badge(
+            f"{len(live)} active run{'s' if len(live) != 1 else ''}", icon=":material/sync:", color="blue"
+        )
+        ledger = Ledger(settings.ledger)
+        for run in live:
+            done, total = runs.finished(ledger.item_counts(run.run_id))
+            st.page_link(
+                "pages/backfill.py",
+                label=f"{run.created_by}: {done}/{total} {run.status}",
+                icon=":material/play_circle:",
+                query_params={"run": run.run_id},
+                help=f"Run {run.run_id}, started by {run.created_by}: {done} of {total} work items finished.",
+            )
+
+    badge()

@@ -80,3 +80,44 @@ def apply_click(
     toggle_dates(state, playable)
     notice = f"{', '.join(map(str, skipped))}: no games, nothing to backfill." if skipped else None
     return playable, notice
+
+
+def _day_of(value: Any) -> dt.date | None:
+    """A date from a chart's selection value: ISO text or milliseconds since the epoch (UTC)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC).date()
+    try:
+        return parse_date(str(value)[:10])
+    except BadInput:
+        return None
+
+
+def dates_from_week_range(event: Any, param: str, game_days: Collection[dt.date]) -> list[dt.date]:
+    """Game dates of the weeks an interval selection over the calendar's weeks covers.
+
+    Streamlit reports it as ``{"selection": {param: {"week_start": [low, high]}}}``; a week is in
+    when its Monday lies in ``[Monday of low's week, high]``.
+    """
+    interval = ((event or {}).get("selection", {}) or {}).get(param) or {}
+    bounds = interval.get("week_start") if isinstance(interval, dict) else None
+    if not bounds or len(bounds) != 2:
+        return []
+    low, high = (_day_of(value) for value in bounds)
+    if low is None or high is None:
+        return []
+    low, high = min(low, high), max(low, high)
+    first = low - dt.timedelta(days=low.weekday())
+    last = high - dt.timedelta(days=high.weekday()) + dt.timedelta(days=6)
+    return sorted(day for day in game_days if first <= day <= last)
+
+
+def months_from_chart_event(event: Any, param: str) -> list[str]:
+    """Months (``YYYY-MM``) clicked in the monthly heatmap."""
+    selection = (event or {}).get("selection", {}) or {}
+    return sorted(
+        {
+            str(point.get("period", ""))[:7]
+            for point in selection.get(param, []) or []
+            if isinstance(point, dict) and len(str(point.get("period", ""))) >= 7
+        }
+    )

@@ -10,11 +10,14 @@ import streamlit as st
 from backfill.config import Settings
 from backfill.errors import BackfillError
 from backfill.warehouse import Warehouse
-from ui import auth, data
+from ui import auth, data, run_view, waiting
 from ui.stages import title
 
 VIA_APP = "console_via_app"
 """Session key app.py sets on every run, so a page can tell that Streamlit ran it without app.py."""
+
+APP_RAN = "console_app_ran"
+"""Session key app.py sets on every run and the page takes: absent, Streamlit ran the page alone."""
 
 PENDING_LINK = "console_pending_link"
 """Session key of a deep link to follow once app.py has declared the navigation."""
@@ -23,6 +26,7 @@ PENDING_LINK = "console_pending_link"
 def enter_from_app() -> None:
     """Called by app.py before it runs a page: this session has the navigation and the sidebar."""
     st.session_state[VIA_APP] = True
+    st.session_state[APP_RAN] = True
 
 
 def follow_pending_link() -> None:
@@ -48,15 +52,27 @@ def open_console(page_file: str | None = None) -> tuple[Settings, Warehouse]:
         st.switch_page("app.py")
     try:
         settings = data.settings()
-        return settings, data.warehouse(settings)
+        warehouse = data.warehouse(settings)
     except (BackfillError, OSError) as exc:
         st.error(f"Cannot start the console: {exc}")
         st.stop()
+    if page_file is not None and not st.session_state.pop(APP_RAN, False):
+        # Streamlit ran this page without app.py (AppTest reruns do): read this rerun's moment here.
+        read = False
+        with waiting.guard():
+            data.begin_rerun(settings)
+            read = True
+            waiting.show_if_waiting()
+        if not read:
+            st.stop()
+    return settings, warehouse
 
 
 def render_sidebar(settings: Settings, warehouse: Warehouse) -> None:
     """Which warehouse, the thresholds in force, who may act, and a way to drop cached results."""
     with st.sidebar:
+        st.markdown("**Runs**")
+        run_view.active_runs(settings, warehouse.url)
         st.markdown("**Warehouse**")
         st.caption(warehouse.describe())
         st.markdown("**Thresholds**")
@@ -85,7 +101,7 @@ def render_sidebar(settings: Settings, warehouse: Warehouse) -> None:
             "Refresh data",
             key="sidebar_refresh",
             icon=":material/refresh:",
-            on_click=st.cache_data.clear,
+            on_click=data.refresh,
             help=f"Results are reused for {settings.cache_ttl_s} s; this reads the warehouse again now.",
         )
         refresh_cost = data.refresh_cost(settings)

@@ -1,0 +1,140 @@
+"""First paint of each console page, measured in Chromium (issue 12: under 2.5 s cold).
+
+*Cold* is a page opened as the first request of a fresh ``streamlit run`` on a fresh copy of the
+demo warehouse (nothing cached in the server, a new browser context); *warm* is the same page
+opened again, in a new browser context, on that server. First content is the page's title (its
+``h1``) drawn in the main area. Each figure is the median of ``runs`` measurements.
+
+    python -m bench.first_paint            # prints {page: {"cold": s, "warm": s}}
+
+The benchmark can call :func:`first_paint` and report its figures beside the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("BACKFILL_CHROMIUM", "/usr/bin/chromium")
+PAGES = {
+    "overview": "",
+    "coverage": "/coverage",
+    "gaps": "/gaps",
+    "backfill": "/backfill",
+    "runs": "/runs",
+    "history": "/history",
+}
+"""Page name -> path, as a link opens it."""
+
+TARGET_S = 2.5
+"""Issue 12: cold first content under this, per page."""
+
+FIRST_CONTENT = '[data-testid="stMain"] h1'
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _server(demo: Path, scratch: Path) -> Iterator[str]:
+    """A fresh console server on a fresh copy of the demo warehouse and an empty ledger: its URL."""
+    warehouse = scratch / "warehouse.duckdb"
+    shutil.copyfile(demo, warehouse)
+    port = _free_port()
+    environment = os.environ | {
+        "BACKFILL_WAREHOUSE": str(warehouse),
+        "BACKFILL_LEDGER": str(scratch / "ledger.sqlite"),
+        "BACKFILL_CONFIG": os.devnull,
+        "PYTHONPATH": str(ROOT),
+    }
+    with open(scratch / "streamlit.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _open(browser, url: str) -> float:
+    """Seconds from navigation to the page's title drawn, in a browser context of its own."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        started = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        page.locator(FIRST_CONTENT).first.wait_for(timeout=60000)
+        return time.perf_counter() - started
+    finally:
+        context.close()
+
+
+def _demo(scratch: Path) -> Path:
+    from backfill.config import Settings
+    from backfill.demo import build_demo_file
+
+    path = scratch / "demo.duckdb"
+    build_demo_file(str(path), Settings(warehouse=str(path)))
+    return path
+
+
+def first_paint(runs: int = 5, pages: dict[str, str] = PAGES) -> dict[str, dict[str, float]]:
+    """{page: {"cold": s, "warm": s}}: medians of ``runs`` fresh servers per page."""
+    from playwright.sync_api import sync_playwright
+
+    timings: dict[str, dict[str, list[float]]] = {name: {"cold": [], "warm": []} for name in pages}
+    with tempfile.TemporaryDirectory(prefix="first-paint-") as folder, sync_playwright() as playwright:
+        scratch = Path(folder)
+        demo = _demo(scratch)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            for run in range(runs):
+                for name, path in pages.items():
+                    place = scratch / f"{name}-{run}"
+                    place.mkdir()
+                    with _server(demo, place) as url:
+                        timings[name]["cold"].append(_open(browser, f"{url}{path}"))
+                        timings[name]["warm"].append(_open(browser, f"{url}{path}"))
+        finally:
+            browser.close()
+    return {
+        name: {kind: round(statistics.median(values), 2) for kind, values in kinds.items()}
+        for name, kinds in timings.items()
+    }
+
+
+if __name__ == "__main__":
+    figures = first_paint(runs=int(sys.argv[1]) if len(sys.argv) > 1 else 5)
+    print(json.dumps(figures, indent=2))
+    slow = [name for name, figure in figures.items() if figure["cold"] >= TARGET_S]
+    sys.exit(1 if slow else 0)
