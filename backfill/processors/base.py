@@ -61,6 +61,10 @@ class Processor:
     """Whether the work runs through this process's warehouse connection (False: another process
     writes, so the runner releases an embedded warehouse file while it works)."""
 
+    set_based = False
+    """Whether a batch is one statement whose cost hardly grows with its dates (the built-in SQL reads
+    the season's look-back whatever the batch): :mod:`backfill.batching` gives it large windows."""
+
     def __init__(self, stage: Stage, pipeline: Pipeline):
         self.stage = stage
         self.pipeline = pipeline
@@ -84,6 +88,11 @@ class Processor:
 
     def run(self, dates: list[dt.date], context: JobContext) -> BatchResult:
         raise NotImplementedError
+
+    def batch_statement(self, dates: list[dt.date], now: dt.datetime) -> tuple[str, dict[str, Any]] | None:
+        """The warehouse statement (template, parameters) a batch of the dates sends, where the
+        processor writes through one; None for a job whose statements are its own."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.config.kind if self.config else None}

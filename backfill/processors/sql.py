@@ -27,6 +27,8 @@ def dates_filter(column: str) -> str:
 class SqlProcessor(Processor):
     """Replace a batch of dates with the built-in statement's rows, in one transaction."""
 
+    set_based = True
+
     def __init__(self, stage, pipeline):
         super().__init__(stage, pipeline)
         from backfill.processors import BUILTINS
@@ -60,6 +62,9 @@ class SqlProcessor(Processor):
             "processed_at": now,
         }
         return base | self.statement.params(self.stage)
+
+    def batch_statement(self, dates: list[dt.date], now: dt.datetime) -> tuple[str, dict[str, Any]]:
+        return self.script(), self.params(dates, now)
 
     def run(self, dates: list[dt.date], context: JobContext) -> BatchResult:
         context.warehouse.execute(
