@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pandas as pd
 
@@ -342,7 +343,7 @@ class Runner:
         elapsed = self.monotonic() - started
         for day in runnable:
             outcome = results[day]
-            fields = {"attempts": outcome.attempts, "duration_s": round(elapsed, 3)}
+            fields: dict[str, Any] = {"attempts": outcome.attempts, "duration_s": round(elapsed, 3)}
             if outcome.error is not None:
                 fields |= {
                     "status": "failed",
@@ -530,7 +531,7 @@ class Runner:
         try:
             result = self.policy.retrying(on_retry)(attempt)
         except Exception as exc:
-            exc.attempts = attempts
+            exc.attempts = attempts  # type: ignore[attr-defined]  # read back by _attempt
             raise
         return result, attempts
 

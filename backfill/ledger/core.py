@@ -110,7 +110,7 @@ class Ledger:
             yield connection
 
     def _now(self) -> str:
-        return iso(self.clock())
+        return self.clock().astimezone(UTC).isoformat(timespec="milliseconds")
 
     # -- runs -------------------------------------------------------------------------------
 

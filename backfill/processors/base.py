@@ -66,21 +66,22 @@ class Processor:
     the season's look-back whatever the batch): :mod:`backfill.batching` gives it large windows."""
 
     def __init__(self, stage: Stage, pipeline: Pipeline):
+        assert stage.processor is not None, f"{stage.name} is the reference stage: it has no processor"
         self.stage = stage
         self.pipeline = pipeline
         self.config = stage.processor
 
     @property
     def batch_size(self) -> int | None:
-        return self.config.batch_size if self.config else None
+        return self.config.batch_size
 
     @property
     def max_parallel(self) -> int:
-        return self.config.max_parallel if self.config else 1
+        return self.config.max_parallel
 
     @property
     def clean_stale(self) -> bool:
-        return bool(self.config and self.config.clean_stale)
+        return self.config.clean_stale
 
     def preflight(self, warehouse: Warehouse) -> list[str]:
         """Check before any write; raise BadInput to stop the run, or return warnings for the plan."""
@@ -95,4 +96,4 @@ class Processor:
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.config.kind if self.config else None}
+        return {"kind": self.config.kind}

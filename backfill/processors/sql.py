@@ -33,6 +33,7 @@ class SqlProcessor(Processor):
         super().__init__(stage, pipeline)
         from backfill.processors import BUILTINS
 
+        assert self.config.builtin is not None, "a sql processor names its built-in statement"
         self.statement = BUILTINS[self.config.builtin]
 
     def script(self) -> str:

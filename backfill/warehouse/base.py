@@ -98,8 +98,9 @@ class Warehouse(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("ERRORS") is not None:
-            faults.register(cls.ERRORS)
+        errors = cls.__dict__.get("ERRORS")
+        if errors is not None:
+            faults.register(errors)
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -266,7 +267,7 @@ class Warehouse(ABC):
         only; the tables' columns are checked by :mod:`backfill.doctor` for every engine."""
         return iter(())
 
-    def estimate_bytes(self, template: str, params: Params | None = None) -> int | None:
+    def estimate_bytes(self, template: str, params: dict[str, Any] | None = None) -> int | None:
         """Bytes a query would process, where the warehouse can tell without running it."""
         return None
 

@@ -256,7 +256,7 @@ class DuckDBWarehouse(Warehouse):
         for schema, table_name, column, data_type in rows:
             table = TABLES.get(table_name)
             if table is not None and schema == self.dataset(table):
-                columns = found[table_name] if found[table_name] is not None else {}
+                columns = found[table_name] or {}
                 columns[column] = GOOGLESQL_TYPES.get(data_type.upper(), data_type.upper())
                 found[table_name] = columns
         return found
