@@ -93,7 +93,7 @@ def create_run(
 ) -> str:
     """Record a queued run for a request; nothing is written to the warehouse yet. The run's window
     (dates per batch) is the request's, or sized by the work now, and recorded with it."""
-    size, sized_by = batching.window_size(request, warehouse.settings, warehouse)
+    size, sized_by = batching.window_size(request, warehouse.settings)
     run_id = ledger.create_run(
         params=request.to_params()
         | {"batch_size": size, "batch_size_asked": request.batch_size, "batch_size_by": sized_by}
@@ -185,6 +185,7 @@ class Runner:
         heartbeat.start()
         try:
             dates = sorted({_date(item["game_date"]) for item in open_items})
+            self._bound_window(dates)
             released = self.monotonic()
             for window in _chunks(dates, self.window_size):
                 if self.ledger.cancel_requested(self.run_id):
@@ -212,6 +213,27 @@ class Runner:
         finally:
             self._stop_heartbeat.set()
         return self._result()
+
+    def _bound_window(self, dates: list[dt.date]) -> None:
+        """Where the warehouse bounds a batch (BigQuery: the bytes its dry run would process), shrink a
+        window sized by the work to fit, and record the size; its dry runs are the run's jobs. A window
+        of at most 31 dates (what every batch was before sizing) is not checked: no extra job for it."""
+        if self.request.batch_size is not None or not dates or self.window_size <= batching.JOB_DATES:
+            return
+        with self.warehouse.labels(backfill_run=self.run_id):
+            for processor in self.processors.values():
+                chunk = dates[: self.window_size]
+                bound = self.warehouse.batch_dates_bound(processor, chunk, self.clock())
+                if bound is not None and bound < self.window_size:
+                    self.window_size = max(1, bound)
+                    self.ledger.record_params(
+                        self.run_id,
+                        batch_size=self.window_size,
+                        batch_size_by="sized by the work, bounded by the warehouse",
+                    )
+                    self._log(
+                        f"{self.window_size} dates per batch: a larger batch would pass maximum_bytes_billed"
+                    )
 
     def _fail_open(self, exc: BaseException, what: str) -> None:
         """Every unfinished item failed with the error's class: nothing is left pending or running."""

@@ -103,3 +103,33 @@ def test_a_warehouse_that_bills_by_bytes_halves_the_window_until_a_batch_fits(se
     assert (
         batching.window_size(request, unguarded, _BillingWarehouse(unguarded, unguarded.warehouse))[0] == days
     )
+
+
+def test_a_run_shrinks_its_window_to_the_bytes_bound_and_counts_its_dry_runs(settings):
+    billed = settings.replace(maximum_bytes_billed=100 * 10**9)
+    warehouse = _BillingWarehouse(billed, billed.warehouse)
+    dry_runs = []
+    estimate = warehouse.estimate_bytes
+
+    def counted(template, params=None):
+        warehouse._count()  # a dry run is a job on BigQuery: the run counts it
+        dry_runs.append(len(params["dates"]))
+        return estimate(template, params)
+
+    warehouse.estimate_bytes = counted
+    request = BackfillRequest.build(
+        billed, start=SEASON_2021[0], end=SEASON_2021[1], stages="mlfs", today=TODAY
+    )
+    ledger = Ledger(billed.ledger)
+    run_id = create_run(ledger, warehouse, request, "tester")
+    result = execute_run(run_id, warehouse, billed, ledger, sleep=lambda s: None)
+    params = ledger.get_run(run_id).params
+    days = (SEASON_2021[1] - SEASON_2021[0]).days + 1
+    assert (params["batch_size"], params["batch_size_by"]) == (
+        days // 2,
+        "sized by the work, bounded by the warehouse",
+    )
+    assert dry_runs == [days, days // 2]
+    # Two windows of a measurement, a replace and a measurement, and the two dry runs.
+    assert result.status == "succeeded" and result.statements == 2 * 3 + len(dry_runs)
+    warehouse.close()

@@ -145,6 +145,15 @@ class Ledger:
                 connection.execute(tables.items.insert().values(status="pending"), work)
         return run_id
 
+    def record_params(self, run_id: str, **fields: Any) -> None:
+        """Add fields to a run's recorded parameters (what the run decided once it started)."""
+        with self._begin(write=True) as connection:
+            current = connection.execute(sa.select(runs.c.params).where(runs.c.run_id == run_id)).scalar()
+            params = json.loads(current or "{}") | fields
+            connection.execute(
+                runs.update().where(runs.c.run_id == run_id).values(params=json.dumps(params, default=str))
+            )
+
     def get_run(self, run_id: str) -> Run:
         with self._begin() as connection:
             return get_run(connection, run_id)
