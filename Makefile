@@ -29,7 +29,7 @@ run: $(VENV)/.installed $(WAREHOUSE)  ## serve the console on the demo warehouse
 test: lint  ## lint, then run the whole test suite (what CI runs)
 	$(PY) -m pytest -n $(WORKERS) --durations=15
 
-test-fast: $(VENV)/.installed  ## the suite without browser, emulator, PostgreSQL or slow tests (under a minute)
+test-fast: $(VENV)/.installed  ## the suite without browser, emulator, PostgreSQL or slow tests
 	$(PY) -m pytest -q -n $(WORKERS) -m "$(FAST)"
 
 lint: $(VENV)/.installed  ## ruff lint and format check, mypy on backfill/
