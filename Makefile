@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 WAREHOUSE ?= data/warehouse.duckdb
 PORT ?= 8501
 
-.PHONY: run test lint format demo bench clean help
+.PHONY: run test test-fast lint format demo bench clean help
+
+FAST := not slow and not browser and not emulator and not postgres
+# Tests run in this many processes (pytest-xdist); 0 runs them in this one.
+WORKERS ?= 2
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -22,14 +26,16 @@ $(WAREHOUSE): | $(VENV)/.installed
 run: $(VENV)/.installed $(WAREHOUSE)  ## serve the console on the demo warehouse
 	BACKFILL_WAREHOUSE=$(WAREHOUSE) $(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
-test: $(VENV)/.installed  ## lint, then run the whole test suite
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+test: lint  ## lint, then run the whole test suite (what CI runs)
+	$(PY) -m pytest -n $(WORKERS) --durations=15
 
-lint: $(VENV)/.installed  ## ruff lint and format check
+test-fast: $(VENV)/.installed  ## the suite without browser, emulator, PostgreSQL or slow tests
+	$(PY) -m pytest -q -n $(WORKERS) -m "$(FAST)"
+
+lint: $(VENV)/.installed  ## ruff lint and format check, mypy on backfill/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

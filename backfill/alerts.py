@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -222,13 +223,13 @@ def deliver(
     """Send the alert on every channel under the retry policy; failures are returned, never raised."""
     deliveries = []
     for channel in targets:
-        retries = []
+        retries: list[int] = []
 
         def on_retry(attempt: int, error: BaseException, delay: float, retries=retries) -> None:
             retries.append(attempt)
 
         try:
-            _, attempts = policy.call(lambda channel=channel: channel.send(alert), on_retry=on_retry)
+            _, attempts = policy.call(partial(channel.send, alert), on_retry=on_retry)
             deliveries.append(Delivery(channel.name, channel.target, "sent", attempts))
         except Exception as exc:  # a delivery never fails the check: it is recorded instead
             error = secrets.redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:500]

@@ -57,7 +57,8 @@ class Settings:
 
     ok_pct: float = 99.0
 
-    batch_size: int = 31
+    batch_size: int | None = None
+    """Dates per batch of every run; unset (None): each run's is sized by its work (backfill.batching)."""
     max_range_days: int = 400
     max_attempts: int = 4
     retry_delays: tuple[float, ...] = (30.0, 60.0, 120.0)
@@ -111,6 +112,8 @@ def _finite(value: float) -> float:
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     """Convert a value from the file or the environment to the type of the field's default."""
     try:
+        if name == "batch_size":  # the one optional number: unset means sized by the work
+            return None if str(raw).strip().lower() in {"", "auto", "none"} else int(raw)
         if isinstance(default, tuple):
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             items = [str(item).strip() for item in items if str(item).strip()]
@@ -190,7 +193,7 @@ def _check(settings: Settings) -> None:
     for name in ("analytics_dataset", "precompute_dataset", "predictions_dataset"):
         check_identifier(getattr(settings, name), name)
     check_pct(settings.ok_pct, "ok_pct")
-    if settings.batch_size < 1:
+    if settings.batch_size is not None and settings.batch_size < 1:
         raise BadInput("batch_size must be 1 or more")
     if settings.max_attempts < 1:
         raise BadInput("max_attempts must be 1 or more")

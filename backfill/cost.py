@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backfill import coverage
+from backfill import batching, coverage
 from backfill.config import Settings
 from backfill.processors import processor_for
 from backfill.processors.sql import SqlProcessor
@@ -64,8 +64,9 @@ def backfill_statements(settings: Settings, request: BackfillRequest, now: dt.da
     statements: list[Statement] = []
     dates = sorted(request.dates)
     pipeline = settings.pipeline
-    for first in range(0, len(dates), request.batch_size):
-        batch = dates[first : first + request.batch_size]
+    size = batching.window_size(request, settings)[0]
+    for first in range(0, len(dates), size):
+        batch = dates[first : first + size]
         measure = (coverage.daily_sql(pipeline), coverage._range_params(settings, batch[0], batch[-1]))
         statements.append(measure)
         for stage in request.stages:

@@ -55,7 +55,9 @@ class CoverageSnapshot:
         self.warehouse = warehouse
         self.settings = settings
         self._lock = threading.Lock()
-        self._fingerprints: dict[tuple[str, dt.date], tuple[int, int]] = {}
+        # (rows, key hash) of each (table, date), or when its partition last changed where the
+        # warehouse reports that (then nothing is scanned).
+        self._fingerprints: dict[tuple[str, dt.date], object] = {}
         self._counts: dict[dt.date, dict] = {}  # game dates measured; absent dates had no games
         self._measured: set[dt.date] = set()  # every date measured, games or not
         self._months: dict[tuple[str, dt.date, dt.date], dict] = {}
@@ -83,8 +85,9 @@ class CoverageSnapshot:
         reference = self.settings.pipeline.reference.name
         # Where the warehouse says when each date partition last changed (BigQuery's
         # INFORMATION_SCHEMA.PARTITIONS), that metadata is the fingerprint: nothing is scanned.
-        now = self.warehouse.partition_times(self.settings.pipeline.stages, history_start, end)
-        if now is None:
+        times = self.warehouse.partition_times(self.settings.pipeline.stages, history_start, end)
+        now: dict[tuple[str, dt.date], object] = dict(times) if times is not None else {}
+        if times is None:
             rows = self.warehouse.query(
                 fingerprint_sql(self.settings.pipeline),
                 {"start": start, "end": end, "history_start": history_start},

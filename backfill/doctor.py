@@ -60,7 +60,7 @@ def expected_columns(pipeline: Pipeline, stage: Stage) -> dict[str, tuple[str, s
             stage.written_at_column,
             "the written_at_column a downstream stage's upstream_time_column is compared with",
         )
-    if stage.processor is not None and stage.processor.kind == "sql":
+    if stage.processor is not None and stage.processor.builtin is not None:
         for column in BUILTINS[stage.processor.builtin].COLUMNS:
             need(column, f"written by the built-in {stage.processor.builtin} statement")
     if demo:
@@ -106,7 +106,7 @@ def table_checks(warehouse: Warehouse) -> Iterator[Check]:
                 problems.append(
                     (FAIL, f"column {column} is {columns[column].kind}, expected {kind.split()[0]}")
                 )
-        if stage.processor is not None and stage.processor.kind == "sql":
+        if stage.processor is not None and stage.processor.builtin is not None:
             written = set(BUILTINS[stage.processor.builtin].COLUMNS)
             unwritten = [c.name for c in found if c.required and c.name not in written]
             if unwritten:

@@ -29,7 +29,9 @@ class BackfillRequest:
     skip_gates: bool = False
     max_attempts: int = 4
     retry_delays: tuple[float, ...] = (30.0, 60.0, 120.0)
-    batch_size: int = 31
+    batch_size: int | None = None
+    """Dates per window when asked (or set in the settings); None: sized by the work when the run is
+    created (:mod:`backfill.batching`), and the size chosen is recorded with the run."""
 
     @classmethod
     def build(
@@ -61,7 +63,7 @@ class BackfillRequest:
         attempts = (
             settings.max_attempts if max_attempts is None else _positive_int(max_attempts, "max attempts")
         )
-        size = settings.batch_size if batch_size is None else _positive_int(batch_size, "batch size")
+        size = settings.batch_size if batch_size in (None, "") else _positive_int(batch_size, "batch size")
         return cls(
             dates=tuple(chosen),
             stages=settings.pipeline.check_stages(
@@ -102,6 +104,9 @@ class BackfillRequest:
         values["dates"] = tuple(dt.date.fromisoformat(day) for day in values["dates"])
         values["stages"] = tuple(values["stages"])
         values["retry_delays"] = tuple(float(delay) for delay in values["retry_delays"])
+        # The size a run chose is recorded as its batch_size; a new request from it sizes itself again.
+        if "batch_size_asked" in values:
+            values["batch_size"] = values["batch_size_asked"]
         return cls(**{key: values[key] for key in cls.__dataclass_fields__ if key in values})
 
     def retry_policy(self, **overrides) -> RetryPolicy:

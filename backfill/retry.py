@@ -53,8 +53,11 @@ class RetryPolicy:
         """A tenacity controller; ``on_retry(attempt, error, delay)`` is told before each wait."""
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            if on_retry is not None:
-                on_retry(state.attempt_number, state.outcome.exception(), state.upcoming_sleep)
+            # tenacity calls before_sleep only after a failed attempt: there is an outcome and an error.
+            if on_retry is not None and state.outcome is not None:
+                error = state.outcome.exception()
+                assert error is not None
+                on_retry(state.attempt_number, error, state.upcoming_sleep or 0.0)
 
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),

@@ -25,10 +25,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pandas as pd
 
-from backfill import coverage, replay, stale
+from backfill import batching, coverage, replay, stale
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
 from backfill.errors import BadInput
@@ -43,6 +44,12 @@ DONE_STATUSES = ("ok", "bootstrap")
 """Date statuses that verification accepts as done."""
 
 HEARTBEAT_EVERY_S = 2.0
+
+RELEASE_EVERY_S = 2.0
+"""Between windows the runner closes an embedded warehouse file so readers (the console) get in;
+closing checkpoints the file, which costs about a third of a second on a 20-season warehouse, so it
+does so when this much time has passed since it last did (a reader waits at most about this plus a
+window; lock waits are retried). Measured by ``make bench``."""
 
 Measurement = dict[tuple[dt.date, str], dict]
 """Daily coverage rows of a batch, by (date, stage)."""
@@ -84,9 +91,13 @@ def create_run(
     who: str,
     parent_run_id: str | None = None,
 ) -> str:
-    """Record a queued run for a request; nothing is written to the warehouse yet."""
+    """Record a queued run for a request; nothing is written to the warehouse yet. The run's window
+    (dates per batch) is the request's, or sized by the work now, and recorded with it."""
+    size, sized_by = batching.window_size(request, warehouse.settings)
     run_id = ledger.create_run(
-        params=request.to_params() | {"context": replay.run_context(warehouse.settings, warehouse)},
+        params=request.to_params()
+        | {"batch_size": size, "batch_size_asked": request.batch_size, "batch_size_by": sized_by}
+        | {"context": replay.run_context(warehouse.settings, warehouse)},
         items=request.items(),
         created_by=who,
         warehouse=warehouse.url,
@@ -118,7 +129,9 @@ class Runner:
         self.clock = clock
         self.monotonic = monotonic
         self.echo = echo
-        self.request = BackfillRequest.from_params(ledger.get_run(run_id).params)
+        params = ledger.get_run(run_id).params
+        self.request = BackfillRequest.from_params(params)
+        self.window_size: int = params.get("batch_size") or batching.window_size(self.request, settings)[0]
         self.policy = self.request.retry_policy(sleep=sleep)
         self.pipeline = settings.pipeline
         self.processors: dict[str, Processor] = {
@@ -165,19 +178,27 @@ class Runner:
             self._fail_open(exc, "stopped before any write")
             self._finish("failed", f"stopped before any write: {_one_line(exc)}")
             return replace(self._result(), bad_input=isinstance(exc, BadInput))
-        self._log(f"started: {len(open_items)} open items on {self.warehouse.describe()}")
+        self._log(
+            f"started: {len(open_items)} open items on {self.warehouse.describe()}, "
+            f"{self.window_size} dates per batch"
+        )
         heartbeat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.run_id}", daemon=True)
         heartbeat.start()
         try:
             dates = sorted({_date(item["game_date"]) for item in open_items})
-            for window in _chunks(dates, self.request.batch_size):
+            self._bound_window(dates)
+            released = self.monotonic()
+            for window in _chunks(dates, self.window_size):
                 if self.ledger.cancel_requested(self.run_id):
                     return self._cancel()
                 # Every job of the run carries its id (BigQuery: a job label), so its cost adds up.
                 with self.warehouse.labels(backfill_run=self.run_id):
                     self._run_window(window)
-                # Between windows the embedded warehouse file is free, so readers get in.
-                self.warehouse.close()
+                # Between windows the embedded warehouse file is freed now and then, so readers get in.
+                if self.monotonic() - released >= RELEASE_EVERY_S:
+                    self.warehouse.close()
+                    released = self.monotonic()
+            self.warehouse.close()
             self._finish(self._final_status())
         except LeaseLost as lost:
             # Another process declared this run dead and took its dates: it is interrupted, and its
@@ -193,6 +214,27 @@ class Runner:
         finally:
             self._stop_heartbeat.set()
         return self._result()
+
+    def _bound_window(self, dates: list[dt.date]) -> None:
+        """Where the warehouse bounds a batch (BigQuery: the bytes its dry run would process), shrink a
+        window sized by the work to fit, and record the size; its dry runs are the run's jobs. A window
+        of at most 31 dates (what every batch was before sizing) is not checked: no extra job for it."""
+        if self.request.batch_size is not None or not dates or self.window_size <= batching.JOB_DATES:
+            return
+        with self.warehouse.labels(backfill_run=self.run_id):
+            for processor in self.processors.values():
+                chunk = dates[: self.window_size]
+                bound = self.warehouse.batch_dates_bound(processor, chunk, self.clock())
+                if bound is not None and bound < self.window_size:
+                    self.window_size = max(1, bound)
+                    self.ledger.record_params(
+                        self.run_id,
+                        batch_size=self.window_size,
+                        batch_size_by="sized by the work, bounded by the warehouse",
+                    )
+                    self._log(
+                        f"{self.window_size} dates per batch: a larger batch would pass maximum_bytes_billed"
+                    )
 
     def _fail_open(self, exc: BaseException, what: str) -> None:
         """Every unfinished item failed with the error's class: nothing is left pending or running."""
@@ -286,7 +328,10 @@ class Runner:
     def _run_window(self, window: list[dt.date]) -> None:
         """Each stage of a window in dependency order; one measurement serves as the previous
         stage's verification and the next stage's "before" (and gate)."""
-        open_now = {(i["stage"], i["game_date"]) for i in self.ledger.items(self.run_id, ITEM_OPEN)}
+        open_now = {
+            (i["stage"], i["game_date"])
+            for i in self.ledger.items(self.run_id, ITEM_OPEN, between=(window[0], window[-1]))
+        }
         measured: Measurement | None = None
         for stage in self.request.stages:
             dates = [day for day in window if (stage, day.isoformat()) in open_now]
@@ -321,7 +366,7 @@ class Runner:
         elapsed = self.monotonic() - started
         for day in runnable:
             outcome = results[day]
-            fields = {"attempts": outcome.attempts, "duration_s": round(elapsed, 3)}
+            fields: dict[str, Any] = {"attempts": outcome.attempts, "duration_s": round(elapsed, 3)}
             if outcome.error is not None:
                 fields |= {
                     "status": "failed",
@@ -509,7 +554,7 @@ class Runner:
         try:
             result = self.policy.retrying(on_retry)(attempt)
         except Exception as exc:
-            exc.attempts = attempts
+            exc.attempts = attempts  # type: ignore[attr-defined]  # read back by _attempt
             raise
         return result, attempts
 

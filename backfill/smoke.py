@@ -82,7 +82,8 @@ def scratch_datasets(settings: Settings) -> list[str]:
 def claim_datasets(warehouse: Warehouse, datasets: list[str]) -> list[str]:
     """Refuse (BadInput) if a scratch dataset exists without smoke's labels; returns those that
     exist with them (left by an interrupted smoke: its own, to be replaced)."""
-    leftover, foreign = [], []
+    leftover: list[str] = []
+    foreign: list[str] = []
     for dataset in datasets:
         labels = warehouse.scratch_dataset_labels(dataset)
         if labels is None:

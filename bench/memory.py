@@ -17,6 +17,7 @@ Run as ``python -m bench.memory SOURCE SCRATCH --batch-size N --mode rss`` (one 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import resource
 import shutil
@@ -51,8 +52,9 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-def measure(source: Path, scratch: Path, batch_size: int, mode: str) -> dict:
-    """Copy the warehouse, back all of it up in this process, and report memory (and seconds)."""
+def measure(source: Path, scratch: Path, batch_size: int | None, mode: str, what: str = "full") -> dict:
+    """Copy the warehouse, do ``what`` in this process (``full``: back all of it up; ``december``: the
+    31-date backfill; ``coverage``: a cold coverage measurement of every date), report memory and seconds."""
     from backfill import coverage
     from backfill.config import Settings
     from backfill.launch import run_here
@@ -69,6 +71,8 @@ def measure(source: Path, scratch: Path, batch_size: int, mode: str) -> dict:
         )
         warehouse = connect(settings)
         first, last = coverage.data_bounds(warehouse)
+        if what == "december":
+            first, last = dt.date(2021, 12, 1), dt.date(2021, 12, 31)
         request = BackfillRequest.build(settings, start=first, end=last, batch_size=batch_size)
         process_peak_mb = _status_mb("VmHWM")
         start_mb = _status_mb("VmRSS")
@@ -76,9 +80,14 @@ def measure(source: Path, scratch: Path, batch_size: int, mode: str) -> dict:
         if mode == "tracemalloc":
             tracemalloc.start()
         started = time.perf_counter()
-        result = run_here(settings, request, "bench", warehouse=warehouse, sleep=lambda _: None)
+        if what == "coverage":
+            daily = coverage.daily_coverage(warehouse, settings, first, last)
+            coverage.monthly_coverage(warehouse, settings, first, last, daily=daily)
+            status = "measured"
+        else:
+            status = run_here(settings, request, "bench", warehouse=warehouse, sleep=lambda _: None).status
         seconds = time.perf_counter() - started
-        report = {"mode": mode, "status": result.status, "seconds": seconds}
+        report = {"mode": mode, "status": status, "seconds": seconds}
         if mode == "tracemalloc":
             report["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / MB
             tracemalloc.stop()
@@ -94,12 +103,14 @@ def measure(source: Path, scratch: Path, batch_size: int, mode: str) -> dict:
             path.unlink(missing_ok=True)
 
 
-def measure_in_subprocess(source: Path, scratch: Path, batch_size: int, mode: str) -> dict:
+def measure_in_subprocess(
+    source: Path, scratch: Path, batch_size: int | None, mode: str, what: str = "full"
+) -> dict:
     """:func:`measure` in a fresh interpreter; raises with its stderr when it fails."""
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
-        [sys.executable, "-m", "bench.memory", str(source), str(scratch), "--batch-size", str(batch_size),
-         "--mode", mode],
+        [sys.executable, "-m", "bench.memory", str(source), str(scratch), "--batch-size", str(batch_size or "auto"),
+         "--mode", mode, "--what", what],
         cwd=root,
         capture_output=True,
         text=True,
@@ -114,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("scratch", type=Path)
-    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--batch-size", required=True, help="dates per batch, or auto (sized by the work)")
     parser.add_argument("--mode", choices=("rss", "tracemalloc"), required=True)
+    parser.add_argument("--what", choices=("full", "december", "coverage"), default="full")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.source, args.scratch, args.batch_size, args.mode)))
+    size = None if args.batch_size == "auto" else int(args.batch_size)
+    print(json.dumps(measure(args.source, args.scratch, size, args.mode, args.what)))
     return 0
 
 

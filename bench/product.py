@@ -222,8 +222,18 @@ def december_rows(source: Path, size: int, lab: Lab) -> list[Row]:
     ]  # fmt: skip
 
 
-def full_backfill_rows(source: Path, size: int, lab: Lab, batch_size: int, limited: bool) -> list[Row]:
-    """A backfill of every date of the warehouse, both stages, at one batch size."""
+def _batch_key(batch_size: int | None) -> str:
+    return "default" if batch_size is None else str(batch_size)
+
+
+def _batch_text(batch_size: int | None) -> str:
+    return (
+        "default settings (batches sized by the work)" if batch_size is None else f"batch size {batch_size}"
+    )
+
+
+def full_backfill_rows(source: Path, size: int, lab: Lab, batch_size: int | None, limited: bool) -> list[Row]:
+    """A backfill of every date of the warehouse, both stages, at one batch size (None: the default)."""
     load = load_1min()
     samples: list[BackfillSample] = []
 
@@ -233,49 +243,46 @@ def full_backfill_rows(source: Path, size: int, lab: Lab, batch_size: int, limit
 
     seconds = lab.within_budget(once) if limited else [once() for _ in range(lab.repeats)]
     last = samples[-1]
-    lab.profiles[(f"full_{batch_size}", size)] = [
-        Profile(f"Full backfill, batch size {batch_size}, {size} seasons: statements of the last measured run",
+    key = f"full_{_batch_key(batch_size)}"
+    lab.profiles[(key, size)] = [
+        Profile(f"Full backfill, {_batch_text(batch_size)}, {size} seasons: statements of the last measured run",
                 last.seconds, [], last.statements_by_label)
     ]  # fmt: skip
     sql = sorted(s.sql_seconds for s in samples)[len(samples) // 2]
     return [
-        Row(f"full_{batch_size}", f"Full backfill, all stages, batch size {batch_size}", size, "s", seconds, load,
+        Row(key, f"Full backfill, all stages, {_batch_text(batch_size)}", size, "s", seconds, load,
             f"status {last.status}; SQL statements {sql:.2f} s of it (median); {last.statements} statements"),
     ]  # fmt: skip
 
 
-def memory_rows(source: Path, size: int, lab: Lab, batch_size: int) -> list[Row]:
-    """Peak memory of a full backfill, each sample in a process of its own."""
+MEMORY_KINDS = {
+    "full": "Full backfill, default settings",
+    "december": "31-date backfill (2021-12), default settings",
+    "coverage": "Coverage queries, cold",
+}
+
+
+def memory_rows(source: Path, size: int, lab: Lab, what: str = "full") -> list[Row]:
+    """Peak RSS of one kind of work (default settings), each sample in a process of its own."""
     from bench.memory import measure_in_subprocess
 
     runs = lab.scratch / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     load = load_1min()
-    # The two kinds share one budget: their samples barely vary (each is a fresh process).
-    half = dataclasses.replace(lab, budget_s=lab.budget_s / 2)
-    traced = half.within_budget(
-        lambda: measure_in_subprocess(source, runs, batch_size, "tracemalloc")["tracemalloc_peak_mb"]
-    )
     reports: list[dict] = []
 
     def rss() -> float:
-        reports.append(measure_in_subprocess(source, runs, batch_size, "rss"))
+        reports.append(measure_in_subprocess(source, runs, None, "rss", what))
         return reports[-1]["peak_rss_mb"]
 
-    peaks = half.within_budget(rss)
-    since = (
-        "since the backfill started" if all(r["peak_is_the_backfills"] for r in reports) else "of the process"
+    peaks = dataclasses.replace(lab, repeats=min(lab.repeats, 3), budget_s=lab.budget_s / 2).within_budget(
+        rss
     )
-    inherited = max(r["ru_maxrss_mb"] for r in reports)
+    since = "since the work started" if all(r["peak_is_the_backfills"] for r in reports) else "of the process"
+    start = sorted(r["rss_at_start_mb"] for r in reports)[len(reports) // 2]
     return [
-        Row("mem_tracemalloc", f"Full backfill peak Python allocations (tracemalloc), batch {batch_size}",
-            size, "MB", traced, load, "Python heap only; DuckDB's native memory is not in it"),
-        Row("mem_rss", f"Full backfill peak RSS (VmHWM {since}), batch {batch_size}", size, "MB", peaks, load,
-            "whole process: interpreter, libraries, DuckDB native memory"),
-        Row("mem_rss_start", "RSS when that backfill started (same processes)", size, "MB",
-            [r["rss_at_start_mb"] for r in reports], load,
-            f"imports, open database. getrusage's ru_maxrss read up to {inherited:.0f} MB: on Linux it "
-            "keeps the parent's peak across fork and exec, so it is not used"),
+        Row(f"mem_{what}", f"{MEMORY_KINDS[what]}: peak RSS (VmHWM {since})", size, "MB", peaks, load,
+            f"whole process (interpreter, libraries, DuckDB native memory); {start:.0f} MB before the work"),
     ]  # fmt: skip
 
 
@@ -375,7 +382,7 @@ def profile_coverage_warm(source: Path, lab: Lab, size: int):
     )
 
 
-def profile_backfill(source: Path, lab: Lab, batch_size: int, size: int):
+def profile_backfill(source: Path, lab: Lab, batch_size: int | None, size: int):
     """Where a full backfill spends its time."""
     with lab.copy(source) as (settings, warehouse):
         first, last = coverage.data_bounds(warehouse)
@@ -384,4 +391,56 @@ def profile_backfill(source: Path, lab: Lab, batch_size: int, size: int):
         wall, spots = profile(
             lambda: run_here(settings, request, "bench", warehouse=warehouse, sleep=lambda _: None)
         )
-    return Profile(f"Full backfill, batch size {batch_size}, {size} seasons", wall, spots, timer.by_label())
+    return Profile(f"Full backfill, {_batch_text(batch_size)}, {size} seasons", wall, spots, timer.by_label())
+
+
+def cli_coverage_rows(source: Path, size: int, lab: Lab) -> list[Row]:
+    """``python -m backfill coverage --by month`` over every date, as a whole new process each time."""
+    import subprocess
+    import sys
+
+    settings = lab.settings(source)
+    warehouse = connect(settings)
+    first, last = coverage.data_bounds(warehouse)
+    warehouse.close()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BACKFILL_")}
+    env |= {"BACKFILL_WAREHOUSE": str(source), "BACKFILL_CONFIG": os.devnull, "BACKFILL_MAX_RANGE_DAYS": "100000",
+            "BACKFILL_LEDGER": settings.ledger}  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "backfill",
+        "coverage",
+        "--by",
+        "month",
+        "--start",
+        str(first),
+        "--end",
+        str(last),
+    ]
+    load = load_1min()
+    samples = []
+    for _ in range(lab.repeats):
+        started = time.perf_counter()
+        done = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
+        samples.append(time.perf_counter() - started)
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"coverage CLI failed ({done.returncode}): {done.stderr.strip()[-1000:]}")
+    imports = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import backfill.cli.main"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    total_us = 0
+    for line in imports.stderr.splitlines():
+        parts = line.split("|")
+        if (
+            len(parts) == 3
+            and parts[2].strip()
+            and not parts[2].startswith("  ")
+            and parts[1].strip().isdigit()
+        ):
+            total_us += int(parts[1].strip())
+    return [
+        Row("cli_coverage", "`python -m backfill coverage --by month`, whole history, whole process", size, "s",
+            samples, load, f"exit {done.returncode}; importing backfill.cli.main alone: {total_us / 1e6:.2f} s"),
+    ]  # fmt: skip

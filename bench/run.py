@@ -13,7 +13,7 @@ from pathlib import Path
 
 from backfill.config import Settings
 from backfill.demo import build_demo_file
-from bench import compare, machine, product, report
+from bench import compare, extras, machine, parallel, product, report
 from bench.timing import PROJECT_ROOT, Row, load_1min
 
 
@@ -21,16 +21,21 @@ from bench.timing import PROJECT_ROOT, Row, load_1min
 class Config:
     """What to measure and how often."""
 
-    sizes: tuple[int, ...] = (5, 20)
+    sizes: tuple[int, ...] = (5, 20, 50)
     repeats: int = 5
     budget_s: float = 60.0
     large_batch: int = 10_000
-    default_batch: int = Settings().batch_size
+    job_seconds: float = 2.0
+    """Each command job's fixed time in the max_parallel comparison."""
+    baseline_sizes: tuple[int, ...] = (5, 20)
+    """Sizes the baselines run at (the month-by-month check and the loops take minutes beyond)."""
     scratch: Path = PROJECT_ROOT / "artifacts" / "bench"
     output: Path | None = PROJECT_ROOT / "BENCHMARKS.md"
     seed: int = 7
     season_loop: bool = True
     profiles: bool = True
+    extras: bool = True
+    """First paint in Chromium and BigQuery bytes on the emulator (each skipped where missing)."""
 
 
 def say(text: str) -> None:
@@ -79,23 +84,34 @@ def run(config: Config) -> report.Results:
         sources[size] = source
         add([built])
         coverage_rows = add(product.coverage_rows(source, size, lab))
+        add(product.cli_coverage_rows(source, size, lab))
         december = add(product.december_rows(source, size, lab))
-        add(product.full_backfill_rows(source, size, lab, config.large_batch, limited=True))
-        add(product.full_backfill_rows(source, size, lab, config.default_batch, limited=True))
-        add(product.memory_rows(source, size, lab, config.large_batch))
-        cold = next(row for row in coverage_rows if row.key == "coverage_cold")
-        for rows, comparison in (
-            compare.monthly_comparison(source, size, lab, cold),
-            compare.loop_comparison(source, size, lab, december),
-        ):
+        full = add(product.full_backfill_rows(source, size, lab, None, limited=True))
+        if size in config.baseline_sizes:
+            add(product.full_backfill_rows(source, size, lab, config.large_batch, limited=True))
+        for what in product.MEMORY_KINDS:
+            add(product.memory_rows(source, size, lab, what))
+        if size in config.baseline_sizes:
+            cold = next(row for row in coverage_rows if row.key == "coverage_cold")
+            for rows, comparison in (
+                compare.monthly_comparison(source, size, lab, cold),
+                compare.loop_comparison(source, size, lab, december),
+            ):
+                add(rows)
+                results.comparisons.append(comparison)
+        if config.season_loop and size == max(config.baseline_sizes):
+            rows, comparison = compare.full_history_comparison(source, size, lab, full[0])
             add(rows)
             results.comparisons.append(comparison)
-        if config.season_loop and size == max(config.sizes):
-            rows, comparison = compare.season_comparison(source, size, lab)
-            add(rows)
-            results.comparisons.append(comparison)
+        if size == min(config.sizes):
+            add(parallel.parallel_rows(source, size, lab, config.job_seconds))
         add(product.page_rows(source, size, lab))
 
+    if config.extras:
+        add(extras.first_paint_rows(config.repeats))
+        add(extras.bigquery_bytes_rows())
+    add(report.ratio_rows(results.comparisons))
+    add(report.growth_rows(results.rows))
     say("")
     say(report.comparisons_table(results.comparisons))
     if config.profiles:
@@ -110,7 +126,6 @@ def profile_missed(
     results: report.Results, sources: dict[int, Path], lab: product.Lab, config: Config
 ) -> None:
     """One extra, sampled run of each measurement that missed its target (pages were sampled already)."""
-    smallest = min(sources)
     for verdict in report.verdicts(results.rows):
         key, size = verdict.row.key, verdict.row.size
         sampled = [p for p in results.profiles.get((key, size), []) if p.hotspots]
@@ -123,11 +138,8 @@ def profile_missed(
             found = product.profile_coverage_warm(source, lab, size)
         elif key == f"full_{config.large_batch}":
             found = product.profile_backfill(source, lab, config.large_batch, size)
-        elif key == f"full_{config.default_batch}":
-            # A run per batch of 31 dates repeats the same steps; the smallest warehouse shows them
-            # for a fraction of the time.
-            found = product.profile_backfill(sources[smallest], lab, config.default_batch, smallest)
-            found.note = f"Profiled on the {smallest}-season warehouse: each batch repeats the same steps."
+        elif key == "full_default":
+            found = product.profile_backfill(source, lab, None, size)
         else:
             continue
         results.profiles.setdefault((key, size), []).append(found)
@@ -140,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="SPEC 5 benchmark; writes BENCHMARKS.md"
     )
-    parser.add_argument("--sizes", default="5,20", help="seasons of each demo warehouse (default 5,20)")
+    parser.add_argument("--sizes", default="5,20,50", help="seasons of each demo warehouse (default 5,20,50)")
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (default 5)")
     parser.add_argument(
         "--budget", type=float, default=60.0,
@@ -151,8 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, default=Config.output, help="the report (default BENCHMARKS.md)"
     )
     parser.add_argument("--no-output", action="store_true", help="print only; write no report")
-    parser.add_argument("--no-season-loop", action="store_true", help="skip the whole-season per-date loop")
+    parser.add_argument(
+        "--no-season-loop", action="store_true", help="skip the per-date loop over the whole history"
+    )
     parser.add_argument("--no-profiles", action="store_true", help="skip the profiles of missed targets")
+    parser.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="skip first paint in Chromium and BigQuery bytes on the emulator",
+    )
     args = parser.parse_args(argv)
     config = Config(
         sizes=tuple(int(size) for size in args.sizes.split(",")),
@@ -162,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         output=None if args.no_output else args.output,
         season_loop=not args.no_season_loop,
         profiles=not args.no_profiles,
+        extras=not args.no_extras,
     )
     results = run(config)
     say("")

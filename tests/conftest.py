@@ -14,6 +14,24 @@ from tests.postgres import postgres_ledger, postgres_server  # noqa: F401 - fixt
 
 DEMO_SEED = 7
 
+_NEEDS_POSTGRES = ("postgres_ledger", "postgres_server")
+
+
+def pytest_collection_modifyitems(items):
+    """Markers by what a test needs, so ``make test-fast`` can leave those out: ``browser`` (Chromium),
+    ``emulator`` (the BigQuery emulator), ``postgres`` (a throwaway PostgreSQL server)."""
+    for item in items:
+        path = str(item.fspath)
+        if "tests/browser" in path:
+            item.add_marker(pytest.mark.browser)
+        if "tests/bigquery" in path:
+            item.add_marker(pytest.mark.emulator)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(name in getattr(item, "fixturenames", ()) for name in _NEEDS_POSTGRES) or (
+            "postgresql" in params.values()
+        ):
+            item.add_marker(pytest.mark.postgres)
+
 
 @pytest.fixture(scope="session")
 def demo_file(tmp_path_factory) -> Path:

@@ -19,21 +19,26 @@ EVERY_ROW = (
     "coverage_after_31",
     "dec_measure",
     "game_dates",
+    "cli_coverage",
     "dec_seconds",
     "dec_statements",
+    "full_default",
     "full_10000",
-    "full_31",
-    "mem_tracemalloc",
-    "mem_rss",
-    "mem_rss_start",
+    "mem_full",
+    "mem_december",
+    "mem_coverage",
     "baseline_monthly",
     "baseline_loop_dec",
-    "baseline_loop_season",
-    "season_product",
+    "baseline_loop_full",
+    "parallel_1",
+    "parallel_4",
+    "parallel_ratio",
     "page_first_overview",
     "page_rerun_overview",
     "page_first_coverage",
     "page_rerun_coverage",
+    "ratio_monthly",
+    "ratio_loop_full",
 )
 
 
@@ -41,14 +46,26 @@ EVERY_ROW = (
 def tiny_results(tmp_path_factory) -> report.Results:
     """One run of the whole harness on a one-season warehouse, one sample per measurement."""
     scratch = tmp_path_factory.mktemp("bench")
-    return run(Config(sizes=(1,), repeats=1, scratch=scratch, output=None, profiles=False))
+    return run(
+        Config(
+            sizes=(1,),
+            baseline_sizes=(1,),
+            repeats=1,
+            scratch=scratch,
+            output=None,
+            profiles=False,
+            job_seconds=0.2,
+            extras=False,  # first paint and BigQuery bytes: their own test below, and the bench
+        )
+    )
 
 
 @pytest.mark.slow
 def test_the_harness_measures_every_row_and_writes_them_all(tiny_results):
     keys = [row.key for row in tiny_results.rows]
     assert sorted(keys) == sorted(EVERY_ROW)
-    assert all(row.n == 1 and row.size == 1 for row in tiny_results.rows)
+    assert all(row.size == 1 for row in tiny_results.rows)
+    assert all(row.n == 1 for row in tiny_results.rows if not row.key.startswith("parallel_ratio"))
     text = report.markdown(tiny_results)
     for row in tiny_results.rows:
         assert report.row_line(row) in text
@@ -58,11 +75,11 @@ def test_the_harness_measures_every_row_and_writes_them_all(tiny_results):
 @pytest.mark.slow
 def test_the_benchmark_backfills_succeed_and_count_their_statements(tiny_results):
     rows = {row.key: row for row in tiny_results.rows}
-    for key in ("dec_seconds", "full_10000", "full_31"):
+    for key in ("dec_seconds", "full_10000", "full_default", "parallel_1", "parallel_4"):
         assert "status succeeded" in rows[key].note
     assert rows["dec_statements"].median == rows["dec_statements"].low > 0
     assert rows["baseline_loop_dec"].note.startswith("124 statements")  # 31 dates x 2 stages x 2
-    assert rows["mem_rss"].median > rows["mem_tracemalloc"].median > 0
+    assert all(rows[f"mem_{what}"].median > 0 for what in ("full", "december", "coverage"))
 
 
 @pytest.mark.slow
@@ -106,3 +123,24 @@ def test_the_per_date_loop_issues_a_delete_and_an_insert_per_date_and_stage(demo
     assert statements == len(days) * 2 * 2
     daily = coverage.daily_coverage(demo, settings, days[0], days[-1])
     assert set(daily["status"]) == {"ok"}  # Dec 7's missing predictions are back
+
+
+@pytest.mark.slow
+def test_bigquery_bytes_are_reported_per_page_load_and_per_31_date_backfill():
+    from bench.extras import bigquery_bytes_rows
+    from tests.bigquery.conftest import EMULATOR
+
+    if not EMULATOR.exists():
+        pytest.skip("the BigQuery emulator is not installed (scripts/bqemulator-env.sh)")
+    rows = {row.key: row for row in bigquery_bytes_rows()}
+    assert set(rows) == {
+        f"bigquery_{work}_{measure}"
+        for work in ("page_load", "backfill_31_dates")
+        for measure in ("bytes_processed", "bytes_billed")
+    }
+    # BigQuery bills at least 10 MB per table a query references: every statement reads one or more.
+    assert rows["bigquery_page_load_bytes_billed"].median >= 10
+    assert (
+        rows["bigquery_backfill_31_dates_bytes_billed"].median
+        > rows["bigquery_page_load_bytes_billed"].median
+    )

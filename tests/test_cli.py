@@ -465,6 +465,7 @@ def table_contents(path: Path) -> dict[str, pd.DataFrame]:
         }
 
 
+@pytest.mark.slow  # builds the demo three times
 def test_demo_with_the_same_seed_gives_the_same_data_and_another_seed_differs(run, tmp_path):
     builds = {}
     for name, seed in (("first", "7"), ("again", "7"), ("other", "8")):

@@ -10,10 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from backfill import cli, coverage, stale
 from backfill.config import Settings
+from backfill.demo import THIN_MLFS_DATE
 from backfill.ledger import Ledger
 from backfill.warehouse.duckdb import DuckDBWarehouse
 
@@ -52,10 +54,24 @@ def test_december_run_exits_0_and_reaches_100_percent_on_both_stages(env, settin
     assert "No stale rows" in capsys.readouterr().out
 
 
-def test_blocked_date_exits_1_with_the_measured_coverage_then_runs_with_skip(env, capsys):
-    assert backfill(env, "run", "--dates", "2021-12-09", "--stages", "predictions") == 1
+def thin_mlfs_pct(settings) -> float:
+    """MLFS coverage of the demo's thin date, counted by a query of its own over the raw tables."""
+    with duckdb.connect(settings.warehouse, read_only=True) as database:
+        played, covered = database.execute(
+            "SELECT COUNT(DISTINCT p.player_lookup), COUNT(DISTINCT m.player_lookup) "
+            "FROM nba_analytics.player_game_summary AS p LEFT JOIN nba_precompute.ml_feature_store AS m "
+            "ON m.game_date = p.game_date AND m.player_lookup = p.player_lookup WHERE p.game_date = ?",
+            [THIN_MLFS_DATE],
+        ).fetchone()
+    return round(100 * covered / played, 1)
+
+
+def test_blocked_date_exits_1_with_the_measured_coverage_then_runs_with_skip(env, settings, capsys):
+    assert backfill(env, "run", "--dates", str(THIN_MLFS_DATE), "--stages", "predictions") == 1
     out = capsys.readouterr().out
-    assert "blocked" in out and "MLFS covers 84.5%, below the 90% gate" in out
+    measured = thin_mlfs_pct(settings)
+    assert measured < 90  # the demo's recipe: only THIN_MLFS_SHARE of its rows survive
+    assert "blocked" in out and f"MLFS covers {measured:.1f}%, below the 90% gate" in out
     # Skipping the gate runs predictions on the incomplete MLFS: written, but verification finds the
     # date incomplete, so the run still exits 1.
     assert backfill(env, "run", "--dates", "2021-12-09", "--stages", "predictions", "--skip-mlfs-check") == 1

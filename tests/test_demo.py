@@ -107,6 +107,7 @@ def test_predictions_never_use_the_target_date_or_later_games(read_only_demo):
     assert (check["stored"] - check["recomputed"]).abs().max() < 1e-9
 
 
+@pytest.mark.slow  # builds the demo three times
 def test_same_seed_gives_the_same_warehouse_and_another_seed_does_not():
     def snapshot(seed: int) -> pd.DataFrame:
         warehouse = DuckDBWarehouse(SETTINGS, ":memory:")

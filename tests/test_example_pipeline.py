@@ -22,6 +22,8 @@ from backfill.ledger import Ledger
 from backfill.pipeline import load_pipeline
 from backfill.warehouse.duckdb import DuckDBWarehouse
 
+pytestmark = pytest.mark.slow  # the team jobs run as subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "team_pipeline"
 PIPELINE = EXAMPLE / "pipeline.toml"

@@ -53,6 +53,9 @@ from backfill.warehouse.schema import TABLES
 from backfill.warehouse.sql import split_statements
 from tests.builtin import PIPELINE
 
+# GoogleSQL's analyzer (WASM) checks every statement recorded from a whole session.
+pytestmark = pytest.mark.slow
+
 APP = Path(__file__).resolve().parents[1] / "app.py"
 PROJECT = "demo-project"
 TODAY = dt.date(2026, 11, 27)

@@ -244,8 +244,10 @@ def test_params_read_as_one_line():
     ).to_params()
     assert runs.params_text(params, stages.labels(Settings())) == (
         "31 dates (2021-12-01 to 2021-12-31) x MLFS, Predictions; gate 90%; "
-        "up to 4 attempts (retry delays 30/60/120 s); batches of 31 dates"
+        "up to 4 attempts (retry delays 30/60/120 s); batches sized by the work"
     )
+    # A recorded run names the size it chose (or was asked).
+    assert runs.params_text(params | {"batch_size": 31}).endswith("batches of 31 dates")
     skipped = params | {"skip_gates": True, "dates": ["2021-12-09", "2021-12-07"]}
     assert runs.gate_text(skipped) == "skipped"
     assert runs.span_text(skipped["dates"]) == "2021-12-07, 2021-12-09"

@@ -167,7 +167,11 @@ def params_text(params: Mapping[str, Any], labels: Labels = None, pipeline: Pipe
         f"{len(dates)} date{'s' if len(dates) != 1 else ''} ({span_text(dates)}) x "
         f"{stages_text(params.get('stages', []), labels)}; gate {gate_text(params, pipeline)}; "
         f"up to {params.get('max_attempts')} attempts (retry delays {delays} s); "
-        f"batches of {params.get('batch_size')} dates"
+        + (
+            f"batches of {params['batch_size']} dates"
+            if params.get("batch_size")
+            else "batches sized by the work"
+        )
     )
 
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from backfill.ledger import database, migrations, tables
 from backfill.ledger.holder import Holder, this_process
-from backfill.ledger.items import guarded_update
+from backfill.ledger.items import guarded_update, guarded_updates
 from backfill.ledger.leases import acquire, check
 from backfill.ledger.records import Run, get_run, run_from_row
 from backfill.ledger.status import (
@@ -115,7 +115,7 @@ class Ledger:
             yield connection
 
     def _now(self) -> str:
-        return iso(self.clock())
+        return self.clock().astimezone(UTC).isoformat(timespec="milliseconds")
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -149,6 +149,15 @@ class Ledger:
             if work:
                 connection.execute(tables.items.insert().values(status="pending"), work)
         return run_id
+
+    def record_params(self, run_id: str, **fields: Any) -> None:
+        """Add fields to a run's recorded parameters (what the run decided once it started)."""
+        with self._begin(write=True) as connection:
+            current = connection.execute(sa.select(runs.c.params).where(runs.c.run_id == run_id)).scalar()
+            params = json.loads(current or "{}") | fields
+            connection.execute(
+                runs.update().where(runs.c.run_id == run_id).values(params=json.dumps(params, default=str))
+            )
 
     def get_run(self, run_id: str) -> Run:
         with self._begin() as connection:
@@ -326,8 +335,16 @@ class Ledger:
 
     # -- items ------------------------------------------------------------------------------
 
-    def items(self, run_id: str, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def items(
+        self,
+        run_id: str,
+        statuses: Iterable[str] | None = None,
+        between: tuple[dt.date, dt.date] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The run's items (of these statuses, dated between these two dates), in date and stage order."""
         query = sa.select(items).where(items.c.run_id == run_id)
+        if between is not None:
+            query = query.where(items.c.game_date.between(between[0].isoformat(), between[1].isoformat()))
         if statuses is not None:
             query = query.where(items.c.status.in_([str(status) for status in statuses]))
         with self._begin() as connection:
@@ -354,8 +371,9 @@ class Ledger:
     def record_items(self, run_id: str, stage: str, outcomes: dict[dt.date, dict[str, Any]]) -> None:
         """Set per-item fields (outcome of a batch) in one transaction."""
         with self._begin(write=True) as connection:
-            for day, values in outcomes.items():
-                guarded_update(connection, run_id, stage, [day.isoformat()], values)
+            guarded_updates(
+                connection, run_id, stage, {day.isoformat(): values for day, values in outcomes.items()}
+            )
 
     def item_counts(self, run_id: str) -> dict[str, int]:
         query = (

@@ -72,7 +72,7 @@ def _acquire_once(ledger: Ledger, run_id: str, wanted: set[tuple[str, str]]) -> 
     """One transaction; dead holders are interrupted (and that is kept) even when live ones conflict."""
     with ledger._begin(write=True) as connection:
         run = _held_run(ledger, connection, run_id)
-        held = connection.execute(
+        found = connection.execute(
             sa.select(leases.c.stage, leases.c.game_date, leases.c.run_id)
             .where(
                 leases.c.warehouse == run.warehouse,
@@ -81,7 +81,7 @@ def _acquire_once(ledger: Ledger, run_id: str, wanted: set[tuple[str, str]]) -> 
             )
             .with_for_update()
         ).all()
-        held = [(stage, day, holder) for stage, day, holder in held if (stage, day) in wanted]
+        held = [(stage, day, holder) for stage, day, holder in found if (stage, day) in wanted]
         others = {holder for _, _, holder in held if holder != run_id}
         holders = [
             run_from_row(row) for row in connection.execute(sa.select(runs).where(runs.c.run_id.in_(others)))

@@ -64,22 +64,27 @@ class Processor:
     """Whether the work runs through this process's warehouse connection (False: another process
     writes, so the runner releases an embedded warehouse file while it works)."""
 
+    set_based = False
+    """Whether a batch is one statement whose cost hardly grows with its dates (the built-in SQL reads
+    the season's look-back whatever the batch): :mod:`backfill.batching` gives it large windows."""
+
     def __init__(self, stage: Stage, pipeline: Pipeline):
+        assert stage.processor is not None, f"{stage.name} is the reference stage: it has no processor"
         self.stage = stage
         self.pipeline = pipeline
         self.config = stage.processor
 
     @property
     def batch_size(self) -> int | None:
-        return self.config.batch_size if self.config else None
+        return self.config.batch_size
 
     @property
     def max_parallel(self) -> int:
-        return self.config.max_parallel if self.config else 1
+        return self.config.max_parallel
 
     @property
     def clean_stale(self) -> bool:
-        return bool(self.config and self.config.clean_stale)
+        return self.config.clean_stale
 
     def preflight(self, warehouse: Warehouse) -> list[str]:
         """Check before any write; raise BadInput to stop the run, or return warnings for the plan."""
@@ -88,5 +93,10 @@ class Processor:
     def run(self, dates: list[dt.date], context: JobContext) -> BatchResult:
         raise NotImplementedError
 
+    def batch_statement(self, dates: list[dt.date], now: dt.datetime) -> tuple[str, dict[str, Any]] | None:
+        """The warehouse statement (template, parameters) a batch of the dates sends, where the
+        processor writes through one; None for a job whose statements are its own."""
+        return None
+
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.config.kind if self.config else None}
+        return {"kind": self.config.kind}

@@ -23,6 +23,7 @@ class FunctionProcessor(Processor):
     plan_action = "call the function"
 
     def function(self):
+        assert self.config.function is not None, "a python processor names its function"
         module_name, name = self.config.function.split(":")
         folder = str(self.pipeline.folder)
         if folder not in sys.path:

@@ -59,7 +59,8 @@ def connect(settings: Settings, url: str | None = None) -> Warehouse:
     kind, location = parse_url(url or settings.warehouse)
     adapter = adapter_class(kind)
     adapter.check_exists(location)
-    return adapter(settings, location)
+    # Every adapter's constructor takes (settings, location); the base class's takes only settings.
+    return adapter(settings, location)  # type: ignore[call-arg]
 
 
 def __getattr__(name: str):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pandas and sqlglot load when first used: reading a URL stay
     import pandas as pd
 
     from backfill.pipeline import Stage
+    from backfill.processors import Processor
 
 Params = Mapping[str, Any]
 
@@ -117,8 +118,9 @@ class Warehouse(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("ERRORS") is not None:
-            faults.register(cls.ERRORS)
+        errors = cls.__dict__.get("ERRORS")
+        if errors is not None:
+            faults.register(errors)
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -332,7 +334,7 @@ class Warehouse(ABC):
         only; the tables' columns are checked by :mod:`backfill.doctor` for every engine."""
         return iter(())
 
-    def estimate_bytes(self, template: str, params: Params | None = None) -> int | None:
+    def estimate_bytes(self, template: str, params: dict[str, Any] | None = None) -> int | None:
         """Bytes a query would process, where the warehouse can tell without running it."""
         return None
 
@@ -342,6 +344,28 @@ class Warehouse(ABC):
         """(statement as sent, bytes it would process) for each statement of a template (a script's
         transaction control left out), where the warehouse can tell without running it."""
         return None
+
+    def batch_dates_bound(self, processor: Processor, dates: list[dt.date], now: dt.datetime) -> int | None:
+        """The most of these dates one batch of the processor may take here (None: no bound).
+
+        A warehouse that bills by the bytes a query processes (it can dry-run: BigQuery) keeps a
+        batch under ``maximum_bytes_billed``: the batch is halved until its dry run fits. A
+        statement that cannot be estimated sets no bound; the guard still refuses it when it runs.
+        """
+        budget = self.settings.maximum_bytes_billed
+        if not self.SUPPORTS_DRY_RUN or not budget or processor.batch_statement(dates, now) is None:
+            return None
+        size = len(dates)
+        while size > 1:
+            template, params = processor.batch_statement(dates[:size], now) or ("", {})
+            try:
+                scanned = self.estimate_bytes(template, params)
+            except Exception:  # noqa: BLE001 - no estimate, no bound
+                return None
+            if scanned is None or scanned <= budget:
+                return size
+            size //= 2
+        return size
 
     def close(self) -> None:  # noqa: B027 - adapters without connections have nothing to release
         """Release connections; the adapter may be used again afterwards."""

@@ -55,6 +55,7 @@ from backfill.warehouse.base import (
     WARN,
     Check,
     Column,
+    Params,
     PartitionKey,
     Warehouse,
     dates_to_python,
@@ -565,7 +566,7 @@ class BigQueryWarehouse(Warehouse):
         """
         return sum(size for _, size in self.estimate_statements(template, params))
 
-    def estimate_statements(self, template: str, params: dict | None = None) -> list[tuple[str, int]]:
+    def estimate_statements(self, template: str, params: Params | None = None) -> list[tuple[str, int]]:
         """A dry run of each statement of the template (transaction control left out)."""
         params = dict(params or {})
         sizes = []

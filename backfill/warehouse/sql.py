@@ -24,7 +24,7 @@ class EmbeddedDuckDB(DuckDB):
     """sqlglot's DuckDB dialect, filling the one gap this project meets: DuckDB has no
     FARM_FINGERPRINT, and a change fingerprint only needs *a* 64-bit hash, so HASH serves."""
 
-    class Generator(DuckDB.Generator):
+    class Generator(DuckDB.Generator):  # type: ignore[valid-type,misc]  # sqlglot declares it as a variable
         TRANSFORMS = {**DuckDB.Generator.TRANSFORMS, exp.FarmFingerprint: rename_func("HASH")}
 
 

@@ -30,6 +30,10 @@ import duckdb
 LOCK_WAIT_S = float(os.environ.get("TEAM_JOB_LOCK_WAIT_S", "120"))
 """How long a job waits for another process (the console, another job) to let go of the DuckDB file."""
 
+JOB_SECONDS = float(os.environ.get("TEAM_JOB_SECONDS", "0"))
+"""Seconds each job spends before it writes, as a remote warehouse job would (the benchmark sets it to
+measure how batches run side by side; 0 by default)."""
+
 SEASON_SQL = "(year(game_date) - CASE WHEN month(game_date) < 8 THEN 1 ELSE 0 END)"
 """The season (its starting year) of ``game_date``: seasons run from August 1 to July 31."""
 
@@ -79,6 +83,8 @@ def refuse(reason: str) -> NoReturn:
 
 def connect(path: str, job: str, wait_s: float = LOCK_WAIT_S) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file, waiting (up to ``wait_s``) while another process holds its lock."""
+    if JOB_SECONDS > 0:
+        time.sleep(JOB_SECONDS)  # the job's own work, elsewhere (TEAM_JOB_SECONDS)
     deadline = time.monotonic() + wait_s
     told = False
     while True:

@@ -1,0 +1,69 @@
+"""How many dates a run takes per window when the request does not say: sized by the work.
+
+A window is what the runner measures, gates, processes and verifies at once, and between windows it
+checkpoints, honours a cancel and closes an embedded warehouse file so readers get in. Smaller
+windows cost a fixed price each (two coverage measurements and a statement per stage), so the default
+is the largest window the work allows:
+
+- a set-based ``sql`` processor reads its look-back from the season's start whatever the batch, so a
+  season of dates costs about what one date costs: it takes a season per window;
+- a ``command`` or ``python`` job keeps its own ``batch_size``; a window holds ``max_parallel`` of its
+  batches, so they run side by side (31 dates when the job gives no size);
+- the warehouse may bound it (:meth:`backfill.warehouse.Warehouse.batch_dates_bound`: on BigQuery,
+  the bytes a batch would process against ``maximum_bytes_billed``).
+
+An explicit size (``--batch-size``, the ``batch_size`` setting) always wins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backfill.config import Settings
+    from backfill.processors import Processor
+    from backfill.request import BackfillRequest
+    from backfill.warehouse import Warehouse
+
+SEASON_DATES = 366
+"""A set-based processor's window: every date of a season (and of a leap year) at once."""
+
+JOB_DATES = 31
+"""A job's window when it gives no ``batch_size``: the dates it is handed in one call."""
+
+
+def processor_window(processor: Processor) -> int:
+    """The dates one window should hold for this processor's work."""
+    if processor.batch_size is not None:
+        return processor.batch_size * max(1, processor.max_parallel)
+    return SEASON_DATES if processor.set_based else JOB_DATES
+
+
+def window_size(
+    request: BackfillRequest, settings: Settings, warehouse: Warehouse | None = None
+) -> tuple[int, str]:
+    """(dates per window, why): the request's size if it gives one, else the setting's, else sized by
+    the work of its stages, bounded by what the warehouse allows for a batch."""
+    if request.batch_size is not None:
+        return request.batch_size, "asked"
+    if settings.batch_size is not None:
+        return settings.batch_size, "setting"
+    from backfill.processors import processor_for
+
+    pipeline = settings.pipeline
+    processors = [processor_for(pipeline.stage(name), pipeline) for name in request.stages]
+    size = max((processor_window(p) for p in processors), default=JOB_DATES)
+    size = min(size, max(1, len(request.dates)))
+    why = "sized by the work"
+    if warehouse is not None:
+        dates = sorted(request.dates)
+        for processor in processors:
+            bound = warehouse.batch_dates_bound(processor, dates[:size], _now())
+            if bound is not None and bound < size:
+                size, why = max(1, bound), "sized by the work, bounded by the warehouse"
+    return size, why
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,49 @@
+"""Rows of the measurements that need more than a warehouse file: first content of each page in
+Chromium (issue 12) and BigQuery's bytes per page load and per backfill (issue 11)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.timing import Row, load_1min
+
+SIZE = 1
+"""Both run on a one-season demo (first paint: the console's own demo; bytes: the emulator's)."""
+
+
+def first_paint_rows(runs: int) -> list[Row]:
+    """Cold and warm first content of each page (medians of ``runs``), or none without Chromium."""
+    from bench.first_paint import CHROMIUM, first_paint
+
+    if not Path(CHROMIUM).exists():
+        return []
+    load = load_1min()
+    figures = first_paint(runs=runs)
+    return [
+        Row(f"first_paint_{when}_{page}", f"First content in Chromium, {page}, {when} (median of {runs})", SIZE,
+            "s", [seconds[when]], load, "a fresh server" if when == "cold" else "the same server again")
+        for page, seconds in figures.items()
+        for when in ("cold", "warm")
+    ]  # fmt: skip
+
+
+def bigquery_bytes_rows() -> list[Row]:
+    """Bytes processed and billed per Coverage page load and per 31-date backfill, from dry runs on
+    the BigQuery emulator (none without it). The emulator reports 0 bytes processed, so billed is
+    BigQuery's 10 MB-per-table floor alone; a real project gives real figures."""
+    from bench.bigquery_bytes import measure
+
+    load = load_1min()
+    figures = measure()
+    if figures is None:
+        return []
+    rows = []
+    for key, name in (("page_load", "a Coverage page load"), ("backfill_31_dates", "a 31-date backfill")):
+        report = figures[key]
+        for measure_name in ("bytes_processed", "bytes_billed"):
+            rows.append(
+                Row(f"bigquery_{key}_{measure_name}", f"BigQuery {measure_name.replace('_', ' ')}, {name}", SIZE,
+                    "MB", [report[measure_name] / 2**20], load,
+                    f"{report['statements']} statements, dry runs on {figures['where']}")
+            )  # fmt: skip
+    return rows

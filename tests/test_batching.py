@@ -1,0 +1,135 @@
+"""Batches sized by the work: the window a run takes when no batch size is asked (backfill.batching)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from backfill import batching
+from backfill.config import load_settings
+from backfill.ledger import Ledger
+from backfill.pipeline import load_pipeline
+from backfill.processors import processor_for
+from backfill.request import BackfillRequest
+from backfill.runner import create_run, execute_run
+from backfill.warehouse.duckdb import DuckDBWarehouse
+
+ROOT = Path(__file__).resolve().parent.parent
+TODAY = lambda: dt.date(2026, 11, 27)  # noqa: E731
+SEASON_2021 = (dt.date(2021, 10, 19), dt.date(2022, 4, 10))
+
+
+def test_the_built_in_sql_stages_take_a_season_per_window_by_default(settings):
+    request = BackfillRequest.build(
+        settings, start=dt.date(2020, 1, 1), end=dt.date(2020, 12, 31), today=TODAY
+    )
+    assert request.batch_size is None
+    assert batching.window_size(request, settings) == (batching.SEASON_DATES, "sized by the work")
+
+
+def test_a_window_never_holds_more_dates_than_the_request(settings):
+    request = BackfillRequest.build(
+        settings, start=dt.date(2021, 12, 1), end=dt.date(2021, 12, 31), today=TODAY
+    )
+    assert batching.window_size(request, settings)[0] == 31
+
+
+def test_an_asked_batch_size_wins_and_so_does_the_setting(settings):
+    asked = BackfillRequest.build(
+        settings, start=dt.date(2021, 12, 1), end=dt.date(2021, 12, 31), batch_size=4, today=TODAY
+    )
+    assert batching.window_size(asked, settings) == (4, "asked")
+    configured = settings.replace(batch_size=9)
+    request = BackfillRequest.build(
+        configured, start=dt.date(2021, 12, 1), end=dt.date(2021, 12, 31), today=TODAY
+    )
+    assert batching.window_size(request, configured) == (9, "asked")
+
+
+def test_batch_size_setting_unset_or_auto_means_sized_by_the_work(tmp_path):
+    assert load_settings(environ={}, config_file="/dev/null").batch_size is None
+    assert load_settings(environ={"BACKFILL_BATCH_SIZE": "auto"}, config_file="/dev/null").batch_size is None
+    assert load_settings(environ={"BACKFILL_BATCH_SIZE": "12"}, config_file="/dev/null").batch_size == 12
+
+
+def test_a_command_job_keeps_its_batch_size_and_a_window_holds_max_parallel_of_its_batches():
+    pipeline = load_pipeline(ROOT / "examples" / "team_pipeline" / "pipeline.toml", environ={})
+    for stage in pipeline.backfillable:
+        processor = processor_for(stage, pipeline)
+        config = stage.processor
+        assert batching.processor_window(processor) == config.batch_size * config.max_parallel
+
+
+def test_the_size_chosen_is_recorded_with_the_run_and_a_rerun_sizes_itself_again(demo, settings):
+    request = BackfillRequest.build(
+        settings, start=SEASON_2021[0], end=SEASON_2021[1], stages="mlfs", today=TODAY
+    )
+    ledger = Ledger(settings.ledger)
+    run_id = create_run(ledger, demo, request, "tester")
+    params = ledger.get_run(run_id).params
+    days = (SEASON_2021[1] - SEASON_2021[0]).days + 1
+    assert (params["batch_size"], params["batch_size_asked"], params["batch_size_by"]) == (
+        days,
+        None,
+        "sized by the work",
+    )
+    assert BackfillRequest.from_params(params).batch_size is None
+    result = execute_run(run_id, demo, settings, ledger, sleep=lambda s: None)
+    assert result.status == "succeeded"
+    # One window: a measurement before and one after the stage's one replace.
+    assert result.statements == 3
+
+
+class _BillingWarehouse(DuckDBWarehouse):
+    """A DuckDB warehouse that dry-runs like BigQuery: each date of a batch processes 1 GB."""
+
+    SUPPORTS_DRY_RUN = True
+
+    def estimate_bytes(self, template, params=None):
+        return len(params["dates"]) * 10**9
+
+
+def test_a_warehouse_that_bills_by_bytes_halves_the_window_until_a_batch_fits(settings):
+    billed = settings.replace(maximum_bytes_billed=100 * 10**9)
+    warehouse = _BillingWarehouse(billed, billed.warehouse)
+    request = BackfillRequest.build(billed, start=SEASON_2021[0], end=SEASON_2021[1], today=TODAY)
+    size, why = batching.window_size(request, billed, warehouse)
+    days = (SEASON_2021[1] - SEASON_2021[0]).days + 1
+    expected = days
+    while expected * 10**9 > billed.maximum_bytes_billed:
+        expected //= 2
+    assert (size, why) == (expected, "sized by the work, bounded by the warehouse")
+    unguarded = billed.replace(maximum_bytes_billed=0)  # no guard, no bound
+    assert (
+        batching.window_size(request, unguarded, _BillingWarehouse(unguarded, unguarded.warehouse))[0] == days
+    )
+
+
+def test_a_run_shrinks_its_window_to_the_bytes_bound_and_counts_its_dry_runs(settings):
+    billed = settings.replace(maximum_bytes_billed=100 * 10**9)
+    warehouse = _BillingWarehouse(billed, billed.warehouse)
+    dry_runs = []
+    estimate = warehouse.estimate_bytes
+
+    def counted(template, params=None):
+        warehouse._count()  # a dry run is a job on BigQuery: the run counts it
+        dry_runs.append(len(params["dates"]))
+        return estimate(template, params)
+
+    warehouse.estimate_bytes = counted
+    request = BackfillRequest.build(
+        billed, start=SEASON_2021[0], end=SEASON_2021[1], stages="mlfs", today=TODAY
+    )
+    ledger = Ledger(billed.ledger)
+    run_id = create_run(ledger, warehouse, request, "tester")
+    result = execute_run(run_id, warehouse, billed, ledger, sleep=lambda s: None)
+    params = ledger.get_run(run_id).params
+    days = (SEASON_2021[1] - SEASON_2021[0]).days + 1
+    assert (params["batch_size"], params["batch_size_by"]) == (
+        days // 2,
+        "sized by the work, bounded by the warehouse",
+    )
+    assert dry_runs == [days, days // 2]
+    # Two windows of a measurement, a replace and a measurement, and the two dry runs.
+    assert result.status == "succeeded" and result.statements == 2 * 3 + len(dry_runs)
+    warehouse.close()
