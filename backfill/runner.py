@@ -239,16 +239,17 @@ class Runner:
     def _fail_open(self, exc: BaseException, what: str) -> None:
         """Every unfinished item failed with the error's class: nothing is left pending or running."""
         error_class = classify(exc) if isinstance(exc, Exception) else "interrupted"
+        self._close_open("failed", error_class, f"{what}: {_one_line(exc)}"[:500])
+
+    def _close_open(self, status: str, error_class: str, message: str) -> None:
+        """End every unfinished item of the run with one status, class and message."""
+        open_items = self.ledger.items(self.run_id, ITEM_OPEN)
         for stage in self.request.stages:
-            open_dates = [
-                _date(i["game_date"])
-                for i in self.ledger.items(self.run_id, ITEM_OPEN)
-                if i["stage"] == stage
-            ]
+            open_dates = [_date(i["game_date"]) for i in open_items if i["stage"] == stage]
             if open_dates:
                 self.ledger.update_items(
-                    self.run_id, stage, open_dates, status="failed", error_class=error_class,
-                    error_message=f"{what}: {_one_line(exc)}"[:500], finished_at=self.clock().isoformat(),
+                    self.run_id, stage, open_dates, status=status, error_class=error_class,
+                    error_message=message, finished_at=self.clock().isoformat(),
                 )  # fmt: skip
 
     def _log(self, message: str, level: str = "info") -> None:
@@ -300,16 +301,7 @@ class Runner:
 
     def _cancel(self, before_start: bool = False) -> RunResult:
         when = "cancelled before the run started" if before_start else "cancelled before this batch started"
-        for stage in self.request.stages:
-            open_dates = [
-                _date(i["game_date"])
-                for i in self.ledger.items(self.run_id, ITEM_OPEN)
-                if i["stage"] == stage
-            ]
-            self.ledger.update_items(
-                self.run_id, stage, open_dates, status="cancelled", error_class="cancelled",
-                error_message=when, finished_at=self.clock().isoformat(),
-            )  # fmt: skip
+        self._close_open("cancelled", "cancelled", when)
         if before_start:
             self.ledger.finish_run(self.run_id, "cancelled", when)
             self._log(when, "warning")
