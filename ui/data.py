@@ -24,7 +24,9 @@ from backfill import cost, coverage, freshness, stale
 from backfill.config import Settings, load_settings
 from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.demo import ensure_demo
+from backfill.errors import BackfillError
 from backfill.faults import is_transient
+from backfill.ledger import Ledger
 from backfill.warehouse import Warehouse, connect
 
 MEMORY_TTL = dt.timedelta(hours=1)
@@ -110,9 +112,11 @@ def read_fingerprint(
 
 
 READING_FRESH_S = 15.0
-"""A reading this young (any session's) is used again by a rerun instead of reading the warehouse:
-reruns come in bursts (clicks, a page following a run), and on DuckDB every read takes the file
-from a backfill writing it. The sidebar's freshness check reads it every so often regardless."""
+"""While a run writes the warehouse, a reading this young (any session's) is used again by a rerun
+instead of reading the warehouse: reruns come in bursts (clicks, a page following a run), and on
+DuckDB every read takes the file from the backfill writing it. With no run writing, every rerun
+reads (the file is free, and an outside change must show at once). The sidebar's freshness check
+reads it every so often regardless."""
 
 
 def _recent(settings: Settings, clock: Callable[[], dt.datetime]) -> Reading | None:
@@ -121,7 +125,19 @@ def _recent(settings: Settings, clock: Callable[[], dt.datetime]) -> Reading | N
     max_age = min(settings.cache_ttl_s, READING_FRESH_S)
     if holder.reread or last is None or (clock() - last.as_of).total_seconds() >= max_age:
         return None
-    return last
+    return last if _a_run_writes(settings) else None
+
+
+def _a_run_writes(settings: Settings) -> bool:
+    """Whether the ledger has a queued or running run on this warehouse (a read of the ledger only)."""
+    ledger = Ledger(settings.ledger)
+    try:
+        if not ledger.exists():
+            return False
+        url = warehouse(settings).url
+        return any(run.warehouse == url for run in ledger.list_active())
+    except BackfillError:  # an unreadable ledger: read the warehouse, as with no run
+        return False
 
 
 def begin_rerun(
