@@ -45,3 +45,15 @@ def with_bootstrap(settings: Settings, min_history: int) -> Settings:
 def with_version(settings: Settings, stage: str, version: str) -> Settings:
     """Settings whose stage takes another current version (old_version stale rows)."""
     return settings.replace(pipeline=settings.pipeline.with_stage(stage, current_version=version))
+
+
+PLAYERS_ON_A_DATE = "SELECT COUNT(DISTINCT player_lookup) AS n FROM {played} WHERE game_date = @d"
+"""Players of a date, counted straight from the reference table (independent of the coverage SQL)."""
+
+
+def thin_date_gate_reason(players: int) -> str:
+    """The gate's words on the demo's thin MLFS date, from the demo's recipe: of the date's players,
+    ``int(players * THIN_MLFS_SHARE)`` keep their MLFS row."""
+    from backfill.demo import THIN_MLFS_SHARE
+
+    return f"MLFS covers {100 * int(players * THIN_MLFS_SHARE) / players:.1f}%, below the 90% gate"

@@ -18,6 +18,7 @@ from backfill.ledger import Ledger
 from backfill.request import BackfillRequest
 from backfill.retry import RetryPolicy
 from backfill.runner import create_run, execute_run
+from tests.builtin import PLAYERS_ON_A_DATE, thin_date_gate_reason
 from tests.faulty import FaultyWarehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,8 @@ def test_blocked_date_is_not_a_failure(demo, settings):
     result, ledger = run(demo, settings, request)
     item = ledger.items(result.run_id)[0]
     assert item["status"] == "blocked" and item["error_class"] == "blocked"
-    assert "MLFS covers 84.5%" in item["error_message"] and "90% gate" in item["error_message"]
+    players = int(demo.query(PLAYERS_ON_A_DATE, {"d": DEC_9})["n"].iloc[0])
+    assert item["error_message"] == thin_date_gate_reason(players)
     assert item["attempts"] == 0
     assert (result.status, result.exit_code) == ("blocked", 1)
     assert "failed" not in result.counts

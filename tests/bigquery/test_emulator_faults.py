@@ -17,7 +17,7 @@ from backfill.ledger import Ledger
 from backfill.request import BackfillRequest
 from backfill.runner import create_run, execute_run
 from tests.bigquery.clients import Fault, FaultyClient, client_of, first_word
-from tests.builtin import PIPELINE, replace_params, replace_script
+from tests.builtin import PIPELINE, PLAYERS_ON_A_DATE, replace_params, replace_script, thin_date_gate_reason
 
 DEC_1, DEC_9, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 9), dt.date(2021, 12, 31)
 LATER = dt.datetime(2023, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -59,7 +59,8 @@ def test_gate_blocks_dec_9_predictions_before_mlfs_is_backfilled(gated, emulator
     assert (result.status, result.exit_code) == ("blocked", 1)
     ((item),) = items
     assert (item["stage"], item["status"], item["error_class"]) == ("predictions", "blocked", "blocked")
-    assert item["error_message"] == "MLFS covers 84.5%, below the 90% gate"
+    players = int(emulator_demo.query(PLAYERS_ON_A_DATE, {"d": DEC_9})["n"].iloc[0])
+    assert item["error_message"] == thin_date_gate_reason(players)
     # Measured, not written: one statement, and the date still has no predictions.
     assert result.statements == 1
     assert rows(emulator_demo, "player_prop_predictions", DEC_9).empty
