@@ -114,9 +114,6 @@ class MemoryWarehouse(Warehouse):
     def url(self) -> str:
         return f"memo://{self.location}"
 
-    def table_columns(self, dataset: str, table: str) -> list[tuple[str, bool]]:
-        raise NotImplementedError
-
     def describe(self) -> str:
         return f"memo {self.location}"
 

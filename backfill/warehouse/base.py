@@ -264,11 +264,6 @@ class Warehouse(ABC):
         """The warehouse URL that reaches this warehouse again from any process (a run records it)."""
 
     @abstractmethod
-    def table_columns(self, dataset: str, table: str) -> list[tuple[str, bool]]:
-        """(name, required) of each column of a table; BadInput when the table does not exist. A
-        metadata lookup, not counted as a statement (on BigQuery it is an API call, not a job)."""
-
-    @abstractmethod
     def load_frame(self, table: Table, frame: pd.DataFrame) -> None:
         """Append a DataFrame's rows (columns as in the table's schema) to a table."""
 
@@ -292,6 +287,13 @@ class Warehouse(ABC):
     def session(self) -> Iterator[None]:
         """Hold whatever a series of requests can share (DuckDB: the open database) for a block."""
         yield
+
+    def table_columns(self, dataset: str, table: str) -> list[tuple[str, bool]]:
+        """(name, required) of each column of a table; BadInput when the table does not exist."""
+        columns = self.table_schema(dataset, table)
+        if columns is None:
+            raise BadInput(f"table {dataset}.{table} does not exist in {self.describe()}")
+        return [(column.name, column.required) for column in columns]
 
     def table_schema(self, dataset: str, table: str) -> list[Column] | None:
         """Every column of a table (name, GoogleSQL type, required), or None when it does not

@@ -302,15 +302,6 @@ class BigQueryWarehouse(Warehouse):
     def name_ref(self, dataset: str, table: str) -> str:
         return f"`{self.project}.{dataset}.{table}`"
 
-    def table_columns(self, dataset: str, table: str) -> list[tuple[str, bool]]:
-        try:
-            remote = self.client.get_table(
-                f"{self.project}.{dataset}.{table}", timeout=self.settings.query_timeout_s
-            )
-        except NotFound:
-            raise BadInput(f"table {dataset}.{table} does not exist in {self.describe()}") from None
-        return [(field.name, field.mode == "REQUIRED") for field in remote.schema]
-
     def table_schema(self, dataset: str, table: str) -> list[Column] | None:
         try:
             remote = self.client.get_table(

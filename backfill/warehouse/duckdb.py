@@ -139,17 +139,6 @@ class DuckDBWarehouse(Warehouse):
     def name_ref(self, dataset: str, table: str) -> str:
         return f"`{dataset}`.`{table}`"
 
-    def table_columns(self, dataset: str, table: str) -> list[tuple[str, bool]]:
-        with self._cursor() as connection:
-            rows = connection.execute(
-                "SELECT column_name, is_nullable FROM information_schema.columns"
-                " WHERE table_schema = $dataset AND table_name = $table ORDER BY ordinal_position",
-                {"dataset": dataset, "table": table},
-            ).fetchall()
-        if not rows:
-            raise BadInput(f"table {dataset}.{table} does not exist in {self.describe()}")
-        return [(name, nullable == "NO") for name, nullable in rows]
-
     def table_schema(self, dataset: str, table: str) -> list[Column] | None:
         with self._cursor() as connection:
             rows = connection.execute(
