@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GRADING = """
 [stages.grading]
 label = "Grades"
-table = "nba_predictions.prediction_grades"
+table = "grading_ops.prediction_grades"  # a dataset of its own: demo --pipeline creates it
 upstream = "predictions"
 bootstrap_min_history = 3
 written_at_column = "graded_at"
@@ -84,7 +84,7 @@ def test_a_fourth_stage_is_one_more_section_in_the_file(settings, tmp_path):
     }
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as database:
         grades, predictions = database.execute(
-            "SELECT (SELECT COUNT(*) FROM nba_predictions.prediction_grades),"
+            "SELECT (SELECT COUNT(*) FROM grading_ops.prediction_grades),"
             " (SELECT COUNT(*) FROM nba_predictions.player_prop_predictions"
             "  WHERE game_date BETWEEN DATE '2021-12-01' AND DATE '2021-12-31')"
         ).fetchone()
@@ -94,7 +94,7 @@ def test_a_fourth_stage_is_one_more_section_in_the_file(settings, tmp_path):
     # The new stage is a stage like any other: its stale rows are found, and --stages takes it.
     with duckdb.connect(str(tmp_path / "w.duckdb")) as database:
         database.execute(
-            "INSERT INTO nba_predictions.prediction_grades SELECT * FROM nba_predictions.prediction_grades"
+            "INSERT INTO grading_ops.prediction_grades SELECT * FROM grading_ops.prediction_grades"
             " WHERE game_date = DATE '2021-12-10' ORDER BY player_lookup, system_id LIMIT 3"
         )
     stale = cli(env, "stale", "--start", "2021-12-10", "--end", "2021-12-10", "--stage", "grading")

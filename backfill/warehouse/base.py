@@ -221,7 +221,9 @@ class Warehouse(ABC):
             self.execute(ddl)
 
     def create_table(self, stage: Stage) -> None:
-        """Create a pipeline stage's table from its declared ``columns`` if it is missing."""
+        """Create a pipeline stage's table from its declared ``columns`` if it is missing (and its
+        dataset: a team's stage may live in a dataset of its own)."""
+        self._create_dataset(self.settings.dataset_name(stage.dataset))
         columns = ", ".join(f"{name} {kind}" for name, kind in stage.columns)
         # The stage's own reference, not its {name}: the demo builder's adapter knows only the
         # built-in pipeline's stages, and a team's extra stage is not among them.
