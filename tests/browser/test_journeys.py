@@ -121,7 +121,9 @@ def test_a_blocked_run_is_listed_with_its_outcome_and_rerun_failed_starts_a_new_
     status = _wait_for_status(journey, ("succeeded", "failed", "blocked"))
     journey.check(status == "blocked", "predictions of Dec 9 blocked by the gate", f"ended as {status}")
 
-    journey.page.get_by_text("Open in Runs").click()
+    journey.page.get_by_text(
+        "Open in Runs"
+    ).first.click()  # the launch notice and the run header both link there
     journey.page.get_by_text("Rerun failed dates").first.wait_for()
     journey.settle()
     items = journey.grid_text("blocked")
