@@ -170,6 +170,9 @@ def test_a_warehouse_lock_held_by_another_process_is_waited_out(settings, tmp_pa
     assert not any(item["error_class"] for item in items)  # waited out, not a failure
 
 
+KILLS = 10
+"""Random kills of one multi-month run; the deterministic crash points above cover each step."""
+
 BACKFILL_MONTHS = """
 import sys
 from backfill.config import load_settings
@@ -190,7 +193,7 @@ def test_sigkill_at_random_moments_of_a_multi_month_backfill_then_resume_leaves_
     rng = random.Random(20211207)
     ledger = Ledger(settings.ledger)
     killed = 0
-    for _ in range(20):
+    for _ in range(KILLS):
         before = snapshot(settings.warehouse, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
         started = pd.Timestamp.now(tz="UTC")
         process = subprocess.Popen(
@@ -213,7 +216,7 @@ def test_sigkill_at_random_moments_of_a_multi_month_backfill_then_resume_leaves_
                 result = launch.resume(settings, run.run_id, "tester", sleep=lambda seconds: None)
                 assert result.status == "succeeded", result
                 assert not ledger.items(run.run_id, ["pending", "running"])
-    assert killed >= 10  # most kills landed while the run was still working
+    assert killed >= KILLS // 2  # most kills landed while the run was still working
 
     from backfill.warehouse.duckdb import DuckDBWarehouse
 

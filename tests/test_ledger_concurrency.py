@@ -15,7 +15,7 @@ import pytest
 from backfill.ledger import Ledger, RunStatus
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUNDS = 10
+ROUNDS = 5
 OVERLAPPING = (
     ["--start", "2021-12-01", "--end", "2021-12-20", "--batch-size", "2"],
     ["--start", "2021-12-10", "--end", "2021-12-31", "--batch-size", "2"],
