@@ -26,13 +26,18 @@ $(WAREHOUSE): | $(VENV)/.installed
 run: $(VENV)/.installed $(WAREHOUSE)  ## serve the console on the demo warehouse
 	BACKFILL_WAREHOUSE=$(WAREHOUSE) $(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
-test: lint  ## lint, then run the whole test suite (what CI runs)
-	$(PY) -m pytest -n $(WORKERS) --durations=15 -m "not browser"
-	# The browser journeys alone, one at a time: beside the rest on 2 cores their timing wavered.
-	$(PY) -m pytest --durations=5 -m browser
+# Each suite prints its wall time beside its target (issue 13), whatever the outcome.
+TIMED = started=$$(date +%s); $(1); status=$$?; \
+	echo "$(2): $$(( $$(date +%s) - started )) s on $$(nproc) cores (target: under $(3) s)"; exit $$status
+
+test: $(VENV)/.installed  ## lint, then run the whole test suite (what CI runs)
+	@$(call TIMED,$(MAKE) --no-print-directory lint && \
+	$(PY) -m pytest -n $(WORKERS) --durations=15 -m "not browser" && \
+	$(PY) -m pytest --durations=5 -m browser,make test,360)
+# The browser journeys run after the rest, one at a time: beside the rest on 2 cores their timing wavered.
 
 test-fast: $(VENV)/.installed  ## the suite without browser, emulator, PostgreSQL or slow tests
-	$(PY) -m pytest -q -n $(WORKERS) -m "$(FAST)"
+	@$(call TIMED,$(PY) -m pytest -q -n $(WORKERS) -m "$(FAST)",make test-fast,60)
 
 lint: $(VENV)/.installed  ## ruff lint and format check, mypy on backfill/
 	$(VENV)/bin/ruff check .
