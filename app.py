@@ -30,7 +30,7 @@ with waiting.guard():  # a warehouse or ledger error is one line (busy: waited o
     settings, warehouse = open_console()
     with waiting.watching(settings):
         data.begin_rerun(settings)  # every figure of this rerun is of this one fingerprint
-    try:
-        page.run()
-    finally:  # after the page: its figures are not kept waiting by the sidebar's reads
-        render_sidebar(settings, warehouse)
+    # Before the page (one read of the ledger): a page that ends early with st.stop() (no runs yet,
+    # an empty warehouse) would leave it undrawn, as nothing is drawn after st.stop().
+    render_sidebar(settings, warehouse)
+    page.run()
