@@ -91,14 +91,30 @@ percent = st.column_config.NumberColumn(format="%.1f")
 
 
 def _coloured(table):
-    """The monthly table with each status on its colour and no raw None."""
-    table = table.fillna({"Note": NO_VALUE})
+    """A table of months with each status on its colour and no raw None."""
+    table = table.fillna({column: NO_VALUE for column in ("Note", "Gap dates") if column in table})
+    percents = {column: "{:.1f}" for column in ("Coverage %", "Expected %", "Players %") if column in table}
     return table.style.map(
         lambda status: (
             f"background-color: {STATUS_BACKGROUNDS[status]}" if status in STATUS_BACKGROUNDS else ""
         ),
         subset=["Status"],
-    ).format({"Coverage %": "{:.1f}", "Expected %": "{:.1f}", "Players %": "{:.1f}"}, na_rep=NO_VALUE)
+    ).format(percents, na_rep=NO_VALUE)
+
+
+worst = tables.worst_months_table(monthly, STAGE_LABELS)
+if len(worst):
+    st.subheader("Months with gaps, worst first")
+    st.caption(
+        "Missing before blocked before partial, then the lowest coverage; the monthly tables below "
+        "keep calendar order."
+    )
+    st.dataframe(
+        _coloured(worst),
+        hide_index=True,
+        column_config={"Coverage %": percent, "Gap dates": st.column_config.TextColumn(width="large")},
+        key="overview_worst_months",
+    )
 
 
 ORDER = list(reversed(STAGE_LABELS))  # the last stage, the one people read, first
