@@ -331,7 +331,7 @@ run_view.show_notice(NOTICE_KEY)
 if dry_clicked and request is not None:
     try:
         warnings = preflight(settings, data.warehouse(settings), request)
-        plan = dry_run(data.warehouse(settings), settings, request)
+        plan = dry_run(data.warehouse(settings), settings, request, holds)
         st.session_state[PLAN_KEY] = (
             request,
             plan,
