@@ -140,7 +140,7 @@ def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_co
     assert ledger.get_run(run.run_id).pid != os.getpid()  # the worker ran in its own process
 
     at.switch_page("views/overview.py").run()
-    assert not [df for df in at.dataframe if "Gap dates" in df.value.columns], "no month has a gap left"
+    assert not [table for table in at.table if "Gap dates" in table.value.columns], "no month has a gap left"
     (monthly, _) = [df.value for df in at.dataframe if "Note" in df.value.columns]  # predictions first
     predictions = monthly.set_index("Period")
     assert predictions.loc["2021-12", "Coverage %"] == 100.0

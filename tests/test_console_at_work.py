@@ -205,7 +205,7 @@ def test_overview_lists_the_months_with_gaps_worst_first(settings, demo, tmp_pat
 
     at = console_app(settings, tmp_path, monkeypatch).run()
     assert not at.exception
-    (worst,) = [frame.value for frame in at.dataframe if "Gap dates" in frame.value.columns]
+    (worst,) = [table.value for table in at.table if "Gap dates" in table.value.columns]
     assert list(zip(worst["Period"], worst["Stage"], worst["Status"], strict=True)) == expected
     assert list(worst["Coverage %"][:2]) == pytest.approx([coverage[month] for month in missing], abs=0.05)
     assert "None" not in worst.astype(str).to_numpy().ravel().tolist()

@@ -82,11 +82,6 @@ except history.HistoryUnavailable as exc:
     check_label = f"Last check unknown: {exc}"
 st.page_link("views/history.py", label=check_label, icon=":material/monitor_heart:")
 
-st.subheader("Monthly coverage")
-st.caption(
-    "Coverage % is player-game coverage (each player on each date). Players % is the team's own figure: "
-    "distinct players with a row in the month, so it can read 100.0 while whole dates are missing."
-)
 percent = st.column_config.NumberColumn(format="%.1f")
 
 
@@ -94,12 +89,16 @@ def _coloured(table):
     """A table of months with each status on its colour and no raw None."""
     table = table.fillna({column: NO_VALUE for column in ("Note", "Gap dates") if column in table})
     percents = {column: "{:.1f}" for column in ("Coverage %", "Expected %", "Players %") if column in table}
-    return table.style.map(
-        lambda status: (
-            f"background-color: {STATUS_BACKGROUNDS[status]}" if status in STATUS_BACKGROUNDS else ""
-        ),
-        subset=["Status"],
-    ).format(percents, na_rep=NO_VALUE)
+    return (
+        table.style.map(
+            lambda status: (
+                f"background-color: {STATUS_BACKGROUNDS[status]}" if status in STATUS_BACKGROUNDS else ""
+            ),
+            subset=["Status"],
+        )
+        .format(percents, na_rep=NO_VALUE)
+        .set_properties(subset=["Period"], **{"white-space": "nowrap"})
+    )
 
 
 worst = tables.worst_months_table(monthly, STAGE_LABELS)
@@ -109,14 +108,14 @@ if len(worst):
         "Missing before blocked before partial, then the lowest coverage; the monthly tables below "
         "keep calendar order."
     )
-    st.dataframe(
-        _coloured(worst),
-        hide_index=True,
-        column_config={"Coverage %": percent, "Gap dates": st.column_config.TextColumn(width="large")},
-        key="overview_worst_months",
-    )
+    st.table(_coloured(worst), hide_index=True)  # a static table: its text wraps, nothing cut at 1024 px
 
 
+st.subheader("Monthly coverage")
+st.caption(
+    "Coverage % is player-game coverage (each player on each date). Players % is the team's own figure: "
+    "distinct players with a row in the month, so it can read 100.0 while whole dates are missing."
+)
 ORDER = list(reversed(STAGE_LABELS))  # the last stage, the one people read, first
 for tab, stage in zip(st.tabs([STAGE_LABELS[name] for name in ORDER]), ORDER, strict=True):
     with tab:
