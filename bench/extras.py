@@ -23,7 +23,7 @@ def first_paint_rows(runs: int) -> list[Row]:
     notes = {
         "cold": "a fresh server",
         "warm": "the same server again",
-        "cold_complete": "a fresh server: the whole page drawn (informational)",
+        "cold_complete": "a fresh server: its first script run ended (informational)",
     }
     return [
         Row(f"first_paint_{when}_{page}",

@@ -3,9 +3,8 @@
 *Cold* is a page opened as the first request of a fresh ``streamlit run`` on a fresh copy of the
 demo warehouse (nothing cached in the server, a new browser context); *warm* is the same page
 opened again, in a new browser context, on that server, once the cold page is complete. First
-content is the page's title (its ``h1``) drawn in the main area; *complete* is the page's whole first
-run drawn (the sidebar, which app.py draws after the page, has its Refresh button), so a title drawn
-early cannot hide slow figures. Each figure is the median of ``runs`` measurements.
+content is the page's title (its ``h1``) drawn in the main area; *complete* is the page's first
+script run ended (everything drawn), so a title drawn early cannot hide slow figures. Each figure is the median of ``runs`` measurements.
 
     python -m bench.first_paint            # prints {page: {"cold": s, "warm": s, "cold_complete": s, ...}}
 
@@ -44,8 +43,8 @@ TARGET_S = 2.5
 """Issue 12: cold first content under this, per page."""
 
 FIRST_CONTENT = '[data-testid="stMain"] h1'
-COMPLETE = ".st-key-sidebar_refresh"
-"""The sidebar's Refresh button: app.py draws the sidebar after the page, so the page's first run is done."""
+COMPLETE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+"""The app's script run has ended (Streamlit's own marker): after the title, the page is complete."""
 
 
 def _free_port() -> int:
