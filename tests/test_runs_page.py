@@ -249,6 +249,11 @@ def test_params_read_as_one_line():
     )
     # A recorded run names the size it chose (or was asked).
     assert runs.params_text(params | {"batch_size": 31}).endswith("batches of 31 dates")
+    one = params | {"dates": ["2021-12-07"], "max_attempts": 1, "batch_size": 1}
+    assert runs.params_text(one).startswith("1 date (2021-12-07) x ")
+    assert "up to 1 attempt (" in runs.params_text(one) and runs.params_text(one).endswith(
+        "batches of 1 date"
+    )
     skipped = params | {"skip_gates": True, "dates": ["2021-12-09", "2021-12-07"]}
     assert runs.gate_text(skipped) == "skipped"
     assert runs.span_text(skipped["dates"]) == "2021-12-07, 2021-12-09"

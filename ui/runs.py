@@ -19,7 +19,7 @@ from backfill.ledger import ITEM_FINAL, Run
 from backfill.pipeline import Pipeline, builtin_pipeline
 from backfill.request import BackfillRequest
 from ui import charts
-from ui.format import dates_text
+from ui.format import dates_text, plural
 from ui.stages import title
 
 Labels = Mapping[str, str] | None
@@ -164,11 +164,11 @@ def params_text(params: Mapping[str, Any], labels: Labels = None, pipeline: Pipe
     dates = params.get("dates", [])
     delays = "/".join(f"{float(delay):g}" for delay in params.get("retry_delays", [])) or "none"
     return (
-        f"{len(dates)} date{'s' if len(dates) != 1 else ''} ({span_text(dates)}) x "
+        f"{plural(len(dates), 'date')} ({span_text(dates)}) x "
         f"{stages_text(params.get('stages', []), labels)}; gate {gate_text(params, pipeline)}; "
-        f"up to {params.get('max_attempts')} attempts (retry delays {delays} s); "
+        f"up to {plural(int(params.get('max_attempts') or 0), 'attempt')} (retry delays {delays} s); "
         + (
-            f"batches of {params['batch_size']} dates"
+            f"batches of {plural(int(params['batch_size']), 'date')}"
             if params.get("batch_size")
             else "batches sized by the work"
         )
