@@ -7,10 +7,12 @@ from the page under test.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from backfill.ledger import RUN_ACTIVE, Ledger
 from tests.browser.conftest import _serve
@@ -233,7 +235,13 @@ def _hover_to(journey, chart, wanted: str, rows: tuple[float, ...] = (0.5,)) -> 
     raise AssertionError(f"no cell showing {wanted!r} in the chart")
 
 
-def _selected_text(journey) -> str:
+def _selected_text(journey, expected: str) -> str:
+    """The page's Markdown once it shows ``expected`` (the rerun a selection starts may begin after
+    ``settle`` looked), or as it is at the deadline; the caller's check says what is missing."""
+    with contextlib.suppress(PlaywrightTimeout):
+        journey.page.locator('[data-testid="stMarkdownContainer"]').filter(has_text=expected).first.wait_for(
+            timeout=20000
+        )
     return " ".join(journey.page.locator('[data-testid="stMarkdownContainer"]').all_inner_texts())
 
 
@@ -247,7 +255,7 @@ def test_a_click_on_a_month_cell_selects_its_gap_dates(journey, fresh_console):
     journey.page.mouse.click(x, y)
     journey.settle()
     # The demo recipe: December 2021's predictions gaps are the 7th (missing) and the 9th (blocked).
-    text = _selected_text(journey)
+    text = _selected_text(journey, "2 selected: 2021-12-07, 2021-12-09")
     journey.check("2 selected: 2021-12-07, 2021-12-09" in text, "december's gap dates selected", text[-300:])
 
 
@@ -278,7 +286,7 @@ def test_a_drag_across_weeks_of_the_calendar_selects_their_dates(journey, fresh_
     journey.page.mouse.move(end[0], end[1], steps=8)
     journey.page.mouse.up()
     journey.settle()
-    text = _selected_text(journey)
+    text = _selected_text(journey, f"{len(expected)} selected:")
     journey.check(
         f"{len(expected)} selected:" in text, "as many dates selected as the weeks had", text[-300:]
     )
