@@ -19,8 +19,8 @@ PAGES = [
 ]  # in menu order; a new page is one more entry here
 
 page = st.navigation(PAGES)
-# The first paint: the page's title before the console's modules load (pandas, Altair, DuckDB and
-# SQLAlchemy take 1-2 s on a fresh server's first run) and before the warehouse is read.
+# The first paint: the page's title before the console's modules load (pandas, DuckDB and SQLAlchemy
+# take about a second on a fresh server's first run) and before the warehouse is read.
 st.title(page.title)
 
 from ui import data, waiting  # noqa: E402  (after the title, see above)
