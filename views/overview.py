@@ -1,4 +1,4 @@
-"""Overview: headline figures and the team's monthly coverage table."""
+"""Overview: headline figures, the months with gaps worst first, and the team's monthly coverage table."""
 
 import streamlit as st
 
@@ -89,16 +89,12 @@ def _coloured(table):
     """A table of months with each status on its colour and no raw None."""
     table = table.fillna({column: NO_VALUE for column in ("Note", "Gap dates") if column in table})
     percents = {column: "{:.1f}" for column in ("Coverage %", "Expected %", "Players %") if column in table}
-    return (
-        table.style.map(
-            lambda status: (
-                f"background-color: {STATUS_BACKGROUNDS[status]}" if status in STATUS_BACKGROUNDS else ""
-            ),
-            subset=["Status"],
-        )
-        .format(percents, na_rep=NO_VALUE)
-        .set_properties(subset=["Period"], **{"white-space": "nowrap"})
-    )
+    return table.style.map(
+        lambda status: (
+            f"background-color: {STATUS_BACKGROUNDS[status]}" if status in STATUS_BACKGROUNDS else ""
+        ),
+        subset=["Status"],
+    ).format(percents, na_rep=NO_VALUE)
 
 
 worst = tables.worst_months_table(monthly, STAGE_LABELS)
