@@ -1,13 +1,16 @@
 """Dry run: what a backfill would do, measured now, without writing anything.
 
 One row per (date, stage): the coverage now, the gate's verdict, the action the runner would take
-(replace, skip because there are no games, blocked by the gate) and the stale rows that the
-replacement would remove; beside it, the warnings of the stages' processors (for example a column
-of the target table that a built-in replace would leave NULL). Two statements for the whole
+(replace, skip because there are no games, blocked by the gate, held by another live run) and the
+stale rows that the replacement would remove; beside it, the warnings of the stages' processors (for
+example a column of the target table that a built-in replace would leave NULL). Two statements for the whole
 request's measurements, whatever its size.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -17,6 +20,9 @@ from backfill.gates import judge
 from backfill.processors import processor_for
 from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from backfill.holds import Hold
 
 PLAN_COLUMNS = [
     "game_date",
@@ -32,9 +38,16 @@ PLAN_COLUMNS = [
 ]
 
 
-def dry_run(warehouse: Warehouse, settings: Settings, request: BackfillRequest) -> pd.DataFrame:
-    """The plan of a request: one row per work item, in the order the runner would do them."""
+def dry_run(
+    warehouse: Warehouse, settings: Settings, request: BackfillRequest, holds: Iterable[Hold] = ()
+) -> pd.DataFrame:
+    """The plan of a request: one row per work item, in the order the runner would do them.
+
+    ``holds`` (:func:`backfill.holds.held_dates` of the request) name the items another live run
+    holds: the launch would be refused, so their action says by which run and whom.
+    """
     pipeline = settings.pipeline
+    held = {(hold.stage, hold.game_date): hold for hold in holds}
     start, end = min(request.dates), max(request.dates)
     daily = coverage.daily_coverage(warehouse, settings, start, end)
     daily = daily[daily["game_date"].isin(request.dates) & daily["stage"].isin(request.stages)]
@@ -60,6 +73,9 @@ def dry_run(warehouse: Warehouse, settings: Settings, request: BackfillRequest) 
                 gate_text = gate.reason
                 if not gate.passed:
                     action = f"blocked by the {upstream.label} gate"
+        hold = held.get((row.stage, row.game_date))
+        if hold is not None:
+            action = f"held by run {hold.run_id} ({hold.status}, started by {hold.who})"
         rows.append(
             {
                 "game_date": row.game_date,
@@ -74,7 +90,7 @@ def dry_run(warehouse: Warehouse, settings: Settings, request: BackfillRequest) 
                 "upstream_coverage_pct": row.upstream_coverage_pct,
                 "gate": gate_text,
                 "stale_rows_to_go": int(stale_by_key.get((row.game_date, row.stage), 0))
-                if action != "skip: no games" and not action.startswith("blocked")
+                if action != "skip: no games" and not action.startswith(("blocked", "held"))
                 else 0,
             }
         )

@@ -8,6 +8,7 @@ from backfill import coverage, stale
 from backfill.config import Settings
 from backfill.pipeline import builtin_pipeline
 from backfill.processors.sql import SqlProcessor
+from backfill.warehouse import Warehouse
 
 PIPELINE = builtin_pipeline()
 STAGES = PIPELINE.stage_names
@@ -51,9 +52,21 @@ PLAYERS_ON_A_DATE = "SELECT COUNT(DISTINCT player_lookup) AS n FROM {played} WHE
 """Players of a date, counted straight from the reference table (independent of the coverage SQL)."""
 
 
-def thin_date_gate_reason(players: int) -> str:
-    """The gate's words on the demo's thin MLFS date, from the demo's recipe: of the date's players,
+def thin_date_mlfs_pct(players: int) -> float:
+    """MLFS coverage of the demo's thin date, from the demo's recipe: of the date's ``players``,
     ``int(players * THIN_MLFS_SHARE)`` keep their MLFS row."""
     from backfill.demo import THIN_MLFS_SHARE
 
-    return f"MLFS covers {100 * int(players * THIN_MLFS_SHARE) / players:.1f}%, below the 90% gate"
+    return 100 * int(players * THIN_MLFS_SHARE) / players
+
+
+def thin_date_players(warehouse: Warehouse) -> int:
+    """Players of the demo's thin MLFS date, counted straight from the reference table."""
+    from backfill.demo import THIN_MLFS_DATE
+
+    return int(warehouse.query(PLAYERS_ON_A_DATE, {"d": THIN_MLFS_DATE})["n"].iloc[0])
+
+
+def thin_date_gate_reason(players: int) -> str:
+    """The gate's words on the demo's thin MLFS date (a run's item), from the demo's recipe."""
+    return f"MLFS covers {thin_date_mlfs_pct(players):.1f}%, below the 90% gate"

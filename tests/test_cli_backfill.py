@@ -17,10 +17,13 @@ from backfill import cli, coverage, stale
 from backfill.config import Settings
 from backfill.demo import THIN_MLFS_DATE
 from backfill.ledger import Ledger
+from backfill.request import BackfillRequest
+from backfill.runner import create_run
+from backfill.warehouse import connect
 from backfill.warehouse.duckdb import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parent.parent
-DEC_1, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 31)
+DEC_1, DEC_7, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 7), dt.date(2021, 12, 31)
 TODAY = lambda: dt.date(2026, 11, 27)  # noqa: E731
 
 
@@ -96,6 +99,22 @@ def test_dry_run_shows_the_plan_and_writes_nothing(env, settings, capsys):
     assert "2021-12-24  mlfs         skip: no games" in out
     assert Path(settings.warehouse).read_bytes() == before
     assert Ledger(settings.ledger).list_runs() == []
+
+
+def test_dry_run_names_the_dates_another_live_run_holds_and_by_whom(env, settings, capsys):
+    # A run recorded as a launch records it (its worker not started yet): it holds Dec 7's predictions.
+    request = BackfillRequest.build(settings, dates=[DEC_7], stages=["predictions"])
+    holder = create_run(Ledger(settings.ledger), connect(settings), request, "bob@example.com")
+    capsys.readouterr()
+    assert backfill(env, "run", "--dates", "2021-12-07,2021-12-08", "--dry-run") == 0
+    lines = capsys.readouterr().out.splitlines()
+    held = [line for line in lines if f"held by run {holder}" in line]
+    plan_rows = [line for line in held if line.startswith("2021-12-")]
+    assert [row.split()[:2] for row in plan_rows] == [["2021-12-07", "predictions"]]
+    assert "started by bob@example.com" in plan_rows[0]
+    (warning,) = [line for line in held if line.startswith("warning:")]
+    assert "2021-12-07" in warning and "2021-12-08" not in warning and "bob@example.com" in warning
+    assert [run.run_id for run in Ledger(settings.ledger).list_runs()] == [holder], "nothing recorded"
 
 
 def test_runs_lists_and_shows_a_run(env, settings, capsys):

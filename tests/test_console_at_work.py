@@ -7,10 +7,13 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import pandas as pd
 import pytest
 
 from backfill import upstream_rerun
 from backfill.config import Settings
+from backfill.demo import INCIDENT_SEASON, MISSING_PREDICTION_DATES, THIN_MLFS_DATE, THIN_MLFS_SHARE
+from backfill.demo_calendar import season_days
 from backfill.holds import DatesHeld, held_dates
 from backfill.launch import run_here, submit
 from backfill.ledger import Ledger
@@ -23,9 +26,9 @@ from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.lock_holder import warehouse_held
 
 DEC_7, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 9)
-BACKFILL_PAGE = "pages/backfill.py"
-RUNS_PAGE = "pages/runs.py"
-COVERAGE_PAGE = "pages/coverage.py"
+BACKFILL_PAGE = "views/backfill.py"
+RUNS_PAGE = "views/runs.py"
+COVERAGE_PAGE = "views/coverage.py"
 
 
 def _queued_run(settings: Settings, days: list[dt.date], who: str) -> str:
@@ -182,3 +185,44 @@ def test_a_change_by_another_process_shows_on_the_next_rerun_in_every_figure_ali
     links = [element.proto.label for element in at.get("page_link")]
     assert gap_metric.value == "3"
     assert any(label.startswith(f"{lost:%a %Y-%m-%d}") for label in links), "the gap list agrees"
+
+
+def test_overview_lists_the_months_with_gaps_worst_first(settings, demo, tmp_path, monkeypatch):
+    # A second incident beside the demo's December, worse than it: every prediction of three
+    # January dates is lost (December lost two dates), so the later month comes first.
+    january_days = [day for day in season_days(INCIDENT_SEASON) if (day.year, day.month) == (2022, 1)][:3]
+    demo.execute("DELETE FROM {pred} WHERE game_date IN UNNEST(@days)", {"days": january_days})
+    demo.close()
+    # The recipes: a date that lost every prediction (its MLFS whole) is missing, so its month is;
+    # December's MLFS lost a share of one date's rows, under ok_pct, so that month is partial.
+    assert settings.ok_pct > 100 * THIN_MLFS_SHARE
+    december, january = f"{MISSING_PREDICTION_DATES[0]:%Y-%m}", f"{january_days[0]:%Y-%m}"
+    coverage = _prediction_coverage_by_month(settings)
+    missing = sorted([december, january], key=coverage.__getitem__)  # the lower coverage first
+    expected = [(month, "Predictions", "missing") for month in missing] + [
+        (f"{THIN_MLFS_DATE:%Y-%m}", "MLFS", "partial")
+    ]
+
+    at = console_app(settings, tmp_path, monkeypatch).run()
+    assert not at.exception
+    (worst,) = [table.value for table in at.table if "Gap dates" in table.value.columns]
+    assert list(zip(worst["Period"], worst["Stage"], worst["Status"], strict=True)) == expected
+    assert list(worst["Coverage %"][:2]) == pytest.approx([coverage[month] for month in missing], abs=0.05)
+    assert "None" not in worst.astype(str).to_numpy().ravel().tolist()
+    assert missing == [january, december], "the recipes make January the worse month"
+    january_note = "3 gap dates: " + ", ".join(f"{day:%b %d} missing" for day in january_days)
+    assert january_note in worst["Gap dates"].tolist()
+
+
+def _prediction_coverage_by_month(settings: Settings) -> dict[str, float]:
+    """Player-game coverage of predictions per month, counted straight from the tables: the share of
+    (date, player) pairs of the reference with a prediction row."""
+    warehouse = DuckDBWarehouse(settings, settings.warehouse)
+    try:
+        played = warehouse.query("SELECT DISTINCT game_date, player_lookup FROM {pgs}")
+        predicted = warehouse.query("SELECT DISTINCT game_date, player_lookup FROM {pred}")
+    finally:
+        warehouse.close()
+    pairs = played.merge(predicted.assign(covered=True), how="left", on=["game_date", "player_lookup"])
+    months = pairs.groupby(pd.to_datetime(pairs["game_date"]).dt.strftime("%Y-%m"))["covered"]
+    return (100 * months.count() / months.size()).to_dict()

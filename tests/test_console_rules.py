@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import pandas as pd
 import pytest
 
 from backfill import rerun_rules
 from backfill.drill import INCIDENT_DATE, default_drill_date
 from backfill.reviewed_delete import ReviewOutdated, delete_as_reviewed
+from backfill.severity import worst_months_first
 from backfill.stale import stale_counts
 
 DEC = dt.date(2021, 12, 1)
@@ -66,3 +68,27 @@ def test_a_deletion_after_the_stale_rows_changed_deletes_nothing_and_returns_the
         delete_as_reviewed(settings, demo, DEC, end, reviewed, "operator")
     assert outdated.value.counts.equals(before)
     assert stale_counts(demo, settings, DEC, end).equals(before), "nothing deleted"
+
+
+def test_worst_months_first_puts_missing_then_blocked_then_partial_and_the_lower_coverage_first():
+    monthly = pd.DataFrame(
+        [  # period, stage, status, player_game_coverage_pct
+            ("2021-11", "mlfs", "partial", 97.0),
+            ("2021-12", "predictions", "blocked", 99.0),
+            ("2022-01", "predictions", "missing", 96.0),
+            ("2021-10", "predictions", "bootstrap", 40.0),  # expected, not a gap
+            ("2021-12", "mlfs", "partial", 90.0),
+            ("2022-02", "predictions", "missing", 92.0),
+            ("2022-03", "mlfs", "ok", 100.0),
+        ],
+        columns=["period", "stage", "status", "player_game_coverage_pct"],
+    )
+    ordered = worst_months_first(monthly)
+    assert list(zip(ordered["period"], ordered["stage"], strict=True)) == [
+        ("2022-02", "predictions"),  # missing, 92.0
+        ("2022-01", "predictions"),  # missing, 96.0
+        ("2021-12", "predictions"),  # blocked
+        ("2021-12", "mlfs"),  # partial, 90.0
+        ("2021-11", "mlfs"),  # partial, 97.0
+    ]
+    assert list(monthly.columns) == list(ordered.columns), "the rows as they were, only ordered"

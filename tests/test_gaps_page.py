@@ -19,13 +19,14 @@ from backfill.ledger import Ledger
 from backfill.report import gap_report
 from backfill.stale import CATEGORIES, delete_stale, stale_counts
 from backfill.warehouse.duckdb import DuckDBWarehouse
+from tests.builtin import thin_date_mlfs_pct, thin_date_players
 from ui import gaps as helpers
 from ui import selection, stages
 
 TABLE_LABELS = {"ml_feature_store": "MLFS", "player_prop_predictions": "Predictions"}
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-GAPS_PAGE = "pages/gaps.py"
+GAPS_PAGE = "views/gaps.py"
 DEC_7, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 9)
 LOCAL_USER = "carol@example.com"
 OPERATOR, VIEWER = "alice@example.com", "bob@example.com"
@@ -116,7 +117,7 @@ def stale_on_file(settings: Settings) -> pd.DataFrame:
 # -- gaps ------------------------------------------------------------------------------------------
 
 
-def test_gap_table_lists_the_incident_dates_and_hides_bootstrap_dates_by_default(page):
+def test_gap_table_lists_the_incident_dates_and_hides_bootstrap_dates_by_default(page, read_only_demo):
     gaps = gap_table(page)
     assert list(zip(gaps["Date"], gaps["Stage"], gaps["Status"])) == [
         (DEC_7, "Predictions", "missing"),
@@ -124,7 +125,8 @@ def test_gap_table_lists_the_incident_dates_and_hides_bootstrap_dates_by_default
         (DEC_9, "Predictions", "blocked"),
     ]
     assert gaps.loc[0, "Reason"] == "no predictions rows"
-    assert gaps.loc[2, "Reason"].startswith("MLFS covers 84.5% (gate 90%)")
+    mlfs_pct = thin_date_mlfs_pct(thin_date_players(read_only_demo))
+    assert gaps.loc[2, "Reason"].startswith(f"MLFS covers {mlfs_pct:.1f}% (gate 90%)")
 
     page.toggle(key="gaps_show_bootstrap").set_value(True).run()
     with_bootstrap = gap_table(page)

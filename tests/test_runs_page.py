@@ -20,11 +20,12 @@ from backfill.ledger import Ledger, now_utc
 from backfill.request import BackfillRequest
 from backfill.runner import create_run
 from backfill.warehouse.duckdb import DuckDBWarehouse
+from tests.builtin import thin_date_gate_reason, thin_date_players
 from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.faulty import FaultyWarehouse
 from ui import runs, stages
 
-RUNS_PAGE = "pages/runs.py"
+RUNS_PAGE = "views/runs.py"
 DEC_7, DEC_9, DEC_15 = (dt.date(2021, 12, day) for day in (7, 9, 15))
 OPERATOR, VIEWER = "alice@example.com", "viewer@example.com"
 
@@ -75,7 +76,7 @@ def test_without_runs_the_page_says_so(app):
     assert "No runs recorded yet." in texts(at.info)
 
 
-def test_history_and_the_selected_runs_dates_by_stages(app, settings):
+def test_history_and_the_selected_runs_dates_by_stages(app, settings, read_only_demo):
     run_id = blocked_run(settings)
     at = open_page(app)
     assert not at.exception
@@ -92,7 +93,7 @@ def test_history_and_the_selected_runs_dates_by_stages(app, settings):
     assert (
         items.loc["2021-12-09", "Status"] == "blocked" and items.loc["2021-12-09", "Error class"] == "blocked"
     )
-    assert "MLFS covers 84.5%, below the 90% gate" in items.loc["2021-12-09", "Error"]
+    assert thin_date_gate_reason(thin_date_players(read_only_demo)) in items.loc["2021-12-09", "Error"]
     assert "2 of 2 work items finished: 1 done, 1 blocked" in [bar.text for bar in at.get("progress")]
 
 
@@ -248,9 +249,18 @@ def test_params_read_as_one_line():
     )
     # A recorded run names the size it chose (or was asked).
     assert runs.params_text(params | {"batch_size": 31}).endswith("batches of 31 dates")
+    one = params | {"dates": ["2021-12-07"], "max_attempts": 1, "batch_size": 1}
+    assert runs.params_text(one).startswith("1 date (2021-12-07) x ")
+    assert "up to 1 attempt (" in runs.params_text(one) and runs.params_text(one).endswith(
+        "batches of 1 date"
+    )
     skipped = params | {"skip_gates": True, "dates": ["2021-12-09", "2021-12-07"]}
     assert runs.gate_text(skipped) == "skipped"
     assert runs.span_text(skipped["dates"]) == "2021-12-07, 2021-12-09"
+
+
+GATE_MESSAGE = "MLFS covers 80.0%, below the 90% gate"
+"""A blocked item's message, made up: the grid shows whatever the run recorded."""
 
 
 def test_progress_counts_every_final_status_as_finished():
@@ -268,11 +278,11 @@ def test_status_grid_colours_every_item_status_the_same_way_in_every_run():
          "error_message": None},
         {"game_date": "2021-12-07", "stage": "predictions", "status": "blocked", "attempts": 0,
          "duration_s": None, "rows_written": None, "coverage_before": 0.0, "coverage_after": None,
-         "error_class": "blocked", "error_message": "MLFS covers 84.5%, below the 90% gate"},
+         "error_class": "blocked", "error_message": GATE_MESSAGE},
     ]  # fmt: skip
     spec = runs.status_grid(items, stages.labels(Settings())).to_dict()
     assert spec["encoding"]["color"]["scale"]["domain"] == list(runs.ITEM_COLORS)
     assert spec["encoding"]["y"]["sort"] == ["MLFS", "Predictions"]
     cells = runs.grid_data(items).set_index("stage")
     assert cells.loc["mlfs", "coverage_text"] == "98.0% → 100.0%"
-    assert cells.loc["predictions", "error_text"] == "[blocked] MLFS covers 84.5%, below the 90% gate"
+    assert cells.loc["predictions", "error_text"] == f"[blocked] {GATE_MESSAGE}"

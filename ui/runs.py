@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
 import pandas as pd
 
 from backfill.config import Settings
@@ -18,9 +17,14 @@ from backfill.errors import BadInput
 from backfill.ledger import ITEM_FINAL, Run
 from backfill.pipeline import Pipeline, builtin_pipeline
 from backfill.request import BackfillRequest
-from ui import charts
-from ui.format import dates_text
+from ui.format import dates_text, plural
 from ui.stages import title
+
+if TYPE_CHECKING:
+    import altair as alt
+
+# Altair (0.3-0.7 s to import on this machine) is imported by the functions that draw the grid, so a
+# page that draws none (Overview, Gaps, Runs before any run) does not wait for it on a fresh server.
 
 Labels = Mapping[str, str] | None
 """Headings of the stages by name (``ui.stages.labels``); None: the names, capitalised."""
@@ -164,11 +168,11 @@ def params_text(params: Mapping[str, Any], labels: Labels = None, pipeline: Pipe
     dates = params.get("dates", [])
     delays = "/".join(f"{float(delay):g}" for delay in params.get("retry_delays", [])) or "none"
     return (
-        f"{len(dates)} date{'s' if len(dates) != 1 else ''} ({span_text(dates)}) x "
+        f"{plural(len(dates), 'date')} ({span_text(dates)}) x "
         f"{stages_text(params.get('stages', []), labels)}; gate {gate_text(params, pipeline)}; "
-        f"up to {params.get('max_attempts')} attempts (retry delays {delays} s); "
+        f"up to {plural(int(params.get('max_attempts') or 0), 'attempt')} (retry delays {delays} s); "
         + (
-            f"batches of {params['batch_size']} dates"
+            f"batches of {plural(int(params['batch_size']), 'date')}"
             if params.get("batch_size")
             else "batches sized by the work"
         )
@@ -294,6 +298,8 @@ def status_grid(items: list[dict[str, Any]], labels: Labels = None) -> alt.Chart
     :func:`status_key` draws the colours once beside it. Draw it at the width of its box
     (:func:`grid_box_width`): Streamlit 1.67 drew no cells for a chart given its own pixel width.
     """
+    import altair as alt
+
     data = grid_data(items, labels)
     stages = max(data["stage"].nunique(), 1)
     chart = (
@@ -332,10 +338,14 @@ def status_grid(items: list[dict[str, Any]], labels: Labels = None) -> alt.Chart
 
 def status_key() -> alt.Chart:
     """The grid's colour key: one labelled swatch per item status, in order."""
+    from ui import charts
+
     return charts.swatch_key("status", ITEM_COLORS, height=20 + 45)
 
 
 def _status_color() -> alt.Color:
+    from ui import charts
+
     return charts.categorical_color("status", ITEM_COLORS)
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from backfill.coverage import GAP_STATUSES, pct
 from backfill.seasons import season_label
+from backfill.severity import worst_months_first
 from ui.format import of_text
 
 MONTHLY_COLUMNS = {
@@ -85,3 +86,32 @@ def missing_players_table(players: pd.DataFrame, stage_labels: dict[str, str]) -
     columns = MISSING_COLUMNS | {f"rows_{name}": f"{label} rows" for name, label in stage_labels.items()}
     table = players[list(columns)].sort_values(["reason", "team_abbr", "player_name"])
     return table.rename(columns=columns).reset_index(drop=True)
+
+
+WORST_MONTH_COLUMNS = {
+    "period": "Period",
+    "stage": "Stage",
+    "status": "Status",
+    "coverage_pct": "Coverage %",
+    "covered_of_total": "Covered / total",
+    "note": "Gap dates",
+}
+"""Columns of the months-with-gaps table, the status early so that it is seen at a glance."""
+
+
+def worst_months_table(monthly: pd.DataFrame, stage_labels: dict[str, str]) -> pd.DataFrame:
+    """Months with a gap in any stage, worst first (:func:`backfill.severity.worst_months_first`)."""
+    rows = worst_months_first(monthly)
+    table = pd.DataFrame(
+        {
+            "period": rows["period"],
+            "stage": [stage_labels.get(stage, stage) for stage in rows["stage"]],
+            "status": rows["status"],
+            "coverage_pct": rows["player_game_coverage_pct"],
+            "covered_of_total": [
+                of_text(c, t) for c, t in zip(rows["player_games_covered"], rows["player_games_total"])
+            ],
+            "note": rows["note"],
+        }
+    )
+    return table.rename(columns=WORST_MONTH_COLUMNS).reset_index(drop=True)

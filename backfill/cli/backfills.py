@@ -151,12 +151,15 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
     who = local_user()
     warehouse = open_warehouse(ctx, check_tables=args.dry_run)
     if args.dry_run:
+        from backfill.holds import held_dates, held_text
         from backfill.launch import preflight
+        from backfill.ledger import Ledger
         from backfill.plan import dry_run
         from backfill.report import records
 
         warnings = preflight(ctx.settings, warehouse, request)
-        plan = records(dry_run(warehouse, ctx.settings, request))
+        holds = held_dates(Ledger(ctx.settings.ledger), warehouse.url, request.items())
+        plan = records(dry_run(warehouse, ctx.settings, request, holds))
         for row in plan:
             row["covered"] = f"{row['players_covered']}/{row['players_total']}"
         print(
@@ -165,6 +168,8 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
             file=ctx.out,
         )
         print(text_table(plan, _PLAN_COLUMNS), file=ctx.out)
+        if holds:  # the launch would be refused (backfill.launch.submit); say so before it is tried
+            print(f"warning: a launch would be refused: {held_text(holds)}", file=ctx.out)
         for warning in warnings:
             print(f"warning: {warning}", file=ctx.out)
         from backfill.cost import backfill_estimate

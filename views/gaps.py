@@ -123,11 +123,8 @@ def _notice(key: str) -> None:
 
 # -- the page -------------------------------------------------------------------------------------
 
-# app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
-# without app.py hands over to it (see ui.shell.open_console).
-settings, _ = open_console(__file__)
-# The title first: the page has content while its figures are measured.
-st.title("Gaps & stale rows")
+# The settings and warehouse app.py opened (cached); app.py drew the title before anything else.
+settings, _ = open_console()
 STAGE_LABELS = stage_names.labels(settings)
 start, end = require_data_range(settings)
 bounds = (start, end)
@@ -222,7 +219,7 @@ select_col.button(
 if st.session_state.get("gaps_select_notice"):
     notice_col.success(st.session_state["gaps_select_notice"], icon=":material/check:")
     notice_col.page_link(
-        "pages/backfill.py", label="Open the Backfill page with them", icon=":material/arrow_forward:"
+        "views/backfill.py", label="Open the Backfill page with them", icon=":material/arrow_forward:"
     )
 
 # -- stale rows --

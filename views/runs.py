@@ -188,7 +188,7 @@ def _draw_run(ledger: Ledger, run: Run) -> None:
         run_view.log(ledger, run, lines=200)
 
 
-settings, _ = open_console(__file__)
+settings, _ = open_console()
 LINKED_RUN = st.query_params.get("run")  # before the page writes its own choice there
 STAGE_LABELS = stages.labels(settings)
 identity = auth.current_identity(settings)
@@ -196,10 +196,9 @@ ledger = Ledger(settings.ledger)
 ledger.detect_interrupted()
 history = ledger.list_runs(HISTORY_LIMIT)
 
-st.title("Runs")
 if not history:
     st.info("No runs recorded yet.", icon=":material/info:")
-    st.page_link("pages/backfill.py", label="Launch one on the Backfill page", icon=":material/play_circle:")
+    st.page_link("views/backfill.py", label="Launch one on the Backfill page", icon=":material/play_circle:")
     st.stop()
 
 linked = _link_run(ledger)

@@ -1,4 +1,4 @@
-"""Overview: headline figures and the team's monthly coverage table."""
+"""Overview: headline figures, the months with gaps worst first, and the team's monthly coverage table."""
 
 import streamlit as st
 
@@ -11,11 +11,8 @@ from ui.shell import open_console, require_data_range
 METRIC_PX = 230  # a headline card: its label and value whole
 GAP_LINKS = 12  # gap dates linked here; the Coverage page shows every one
 
-# app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
-# without app.py hands over to it (see ui.shell.open_console).
-settings, warehouse = open_console(__file__)
-# The title first: the page has content while its figures are measured.
-st.title("Overview")
+# The settings and warehouse app.py opened (cached); app.py drew the title before anything else.
+settings, warehouse = open_console()
 start, end = require_data_range(settings)
 daily = data.daily_coverage(settings, start, end)
 monthly = data.monthly_coverage(settings, start, end)
@@ -83,27 +80,38 @@ try:
     check_label = f"Last check: {history.check_summary(last_check)}" if last_check else "No check has run yet"
 except history.HistoryUnavailable as exc:
     check_label = f"Last check unknown: {exc}"
-st.page_link("pages/history.py", label=check_label, icon=":material/monitor_heart:")
+st.page_link("views/history.py", label=check_label, icon=":material/monitor_heart:")
+
+percent = st.column_config.NumberColumn(format="%.1f")
+
+
+def _coloured(table):
+    """A table of months with each status on its colour and no raw None."""
+    table = table.fillna({column: NO_VALUE for column in ("Note", "Gap dates") if column in table})
+    percents = {column: "{:.1f}" for column in ("Coverage %", "Expected %", "Players %") if column in table}
+    return table.style.map(
+        lambda status: (
+            f"background-color: {STATUS_BACKGROUNDS[status]}" if status in STATUS_BACKGROUNDS else ""
+        ),
+        subset=["Status"],
+    ).format(percents, na_rep=NO_VALUE)
+
+
+worst = tables.worst_months_table(monthly, STAGE_LABELS)
+if len(worst):
+    st.subheader("Months with gaps, worst first")
+    st.caption(
+        "Missing before blocked before partial, then the lowest coverage; the monthly tables below "
+        "keep calendar order."
+    )
+    st.table(_coloured(worst), hide_index=True)  # a static table: its text wraps, nothing cut at 1024 px
+
 
 st.subheader("Monthly coverage")
 st.caption(
     "Coverage % is player-game coverage (each player on each date). Players % is the team's own figure: "
     "distinct players with a row in the month, so it can read 100.0 while whole dates are missing."
 )
-percent = st.column_config.NumberColumn(format="%.1f")
-
-
-def _coloured(table):
-    """The monthly table with each status on its colour and no raw None."""
-    table = table.fillna({"Note": NO_VALUE})
-    return table.style.map(
-        lambda status: (
-            f"background-color: {STATUS_BACKGROUNDS[status]}" if status in STATUS_BACKGROUNDS else ""
-        ),
-        subset=["Status"],
-    ).format({"Coverage %": "{:.1f}", "Expected %": "{:.1f}", "Players %": "{:.1f}"}, na_rep=NO_VALUE)
-
-
 ORDER = list(reversed(STAGE_LABELS))  # the last stage, the one people read, first
 for tab, stage in zip(st.tabs([STAGE_LABELS[name] for name in ORDER]), ORDER, strict=True):
     with tab:
@@ -126,7 +134,7 @@ if len(gaps):
             for row in gaps[gaps["game_date"] == day].itertuples()
         )
         st.page_link(
-            "pages/coverage.py",
+            "views/coverage.py",
             label=f"{day:%a %Y-%m-%d}: {statuses}",
             icon=":material/search:",
             query_params={"date": day.isoformat()},
@@ -138,7 +146,7 @@ if len(stale):
     for table, per_table in stale.groupby("table_name"):
         counts = per_table.groupby("category")["rows"].sum()
         st.page_link(
-            "pages/gaps.py",
+            "views/gaps.py",
             label=f"{TABLE_LABELS.get(table, table)}: "
             + ", ".join(f"{category} {int(rows):,}" for category, rows in counts.items() if rows),
             icon=":material/rule:",
@@ -149,7 +157,7 @@ if active:
     st.subheader("Active runs")
     for run in active:
         st.page_link(
-            "pages/backfill.py",
+            "views/backfill.py",
             label=f"Run {run.run_id} ({run.status}), started by {run.created_by}",
             icon=":material/play_circle:",
             query_params={"run": run.run_id},

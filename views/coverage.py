@@ -130,11 +130,8 @@ def _link_date(start: dt.date, end: dt.date) -> dt.date | None:
     return day
 
 
-# app.py opened the console already; again here (cheap, cached) so a page that Streamlit ran
-# without app.py hands over to it (see ui.shell.open_console).
-settings, _ = open_console(__file__)
-# The title first: the page has content while its figures are measured.
-st.title("Coverage")
+# The settings and warehouse app.py opened (cached); app.py drew the title before anything else.
+settings, _ = open_console()
 start, end = require_data_range(settings)
 STAGE_LABELS = stages.labels(settings)
 daily = data.daily_coverage(settings, start, end)
@@ -348,7 +345,7 @@ with funnel_col:
         (st.success if kind == "success" else st.error)(text)
         if run_id:
             st.page_link(
-                "pages/backfill.py",
+                "views/backfill.py",
                 label="Follow the run",
                 icon=":material/play_circle:",
                 query_params={"run": run_id},

@@ -85,7 +85,7 @@ def _dates_from_selection() -> dict | None:
             icon=":material/info:",
         )
     st.page_link(
-        "pages/coverage.py", label="Change the selection on Coverage", icon=":material/calendar_month:"
+        "views/coverage.py", label="Change the selection on Coverage", icon=":material/calendar_month:"
     )
     return {"dates": chosen} if chosen else None
 
@@ -182,7 +182,7 @@ def _draw_progress(ledger: Ledger, run: Run) -> None:
         st.caption("Rerun what it did not finish, or resume it, from its page in Runs.")
 
 
-settings, warehouse = open_console(__file__)
+settings, warehouse = open_console()
 identity = auth.current_identity(settings)
 ledger = Ledger(settings.ledger)
 
@@ -190,7 +190,6 @@ STAGE_LABELS = stage_names.labels(settings)
 GATED = [stage for stage in settings.pipeline.backfillable if stage.gated]
 GATE_LABEL = stage_names.title(settings.pipeline.upstream(GATED[0]).label) if GATED else None
 
-st.title("Backfill")
 st.caption(
     f"Rebuild {', '.join(STAGE_LABELS.values())} for past dates, stage by stage in dependency order: each "
     "date's work is retried on transient errors, verified afterwards, and a gated stage waits for its "
@@ -332,7 +331,7 @@ run_view.show_notice(NOTICE_KEY)
 if dry_clicked and request is not None:
     try:
         warnings = preflight(settings, data.warehouse(settings), request)
-        plan = dry_run(data.warehouse(settings), settings, request)
+        plan = dry_run(data.warehouse(settings), settings, request, holds)
         st.session_state[PLAN_KEY] = (
             request,
             plan,
@@ -382,7 +381,7 @@ if run_id:
                 settings, followed, identity, key="backfill_cancel", notice_key=RUN_NOTICE_KEY
             )
         st.page_link(
-            "pages/runs.py",
+            "views/runs.py",
             label="Open in Runs",
             icon=":material/history:",
             query_params={"run": run_id},

@@ -10,9 +10,8 @@ from ui import history
 from ui.shell import open_console
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
-settings, _ = open_console(__file__)
+settings, _ = open_console()
 
-st.title("History")
 st.caption(
     "What the scheduled checks (`python -m backfill check`) found and sent, and coverage over time "
     "from the snapshots that checks and finished backfill runs keep."
