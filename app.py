@@ -1,8 +1,7 @@
-"""The operations console: navigation and the shared sidebar; each page is a file under views/.
+"""The operations console: navigation and the shared sidebar; each page is a file under pages/.
 
-The folder is not named ``pages/``: with that name Streamlit runs a deep link's file alone, without
-this script, on a fresh server's first request (its legacy multipage mode), and the page had to hand
-over to this script and back, three script runs before the first content.
+A page file's first line reruns through this script should Streamlit run the file alone (a fresh
+server's first request, in its legacy ``pages/`` mode): see ``ui/entry.py``.
 """
 
 import streamlit as st
@@ -10,12 +9,12 @@ import streamlit as st
 st.set_page_config(layout="wide", page_title="Prediction coverage console", page_icon=":material/monitoring:")
 
 PAGES = [
-    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("views/coverage.py", title="Coverage", icon=":material/calendar_month:"),
-    st.Page("views/gaps.py", title="Gaps & stale rows", icon=":material/rule:"),
-    st.Page("views/backfill.py", title="Backfill", icon=":material/play_circle:"),
-    st.Page("views/runs.py", title="Runs", icon=":material/history:"),
-    st.Page("views/history.py", title="History", icon=":material/monitor_heart:"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/coverage.py", title="Coverage", icon=":material/calendar_month:"),
+    st.Page("pages/gaps.py", title="Gaps & stale rows", icon=":material/rule:"),
+    st.Page("pages/backfill.py", title="Backfill", icon=":material/play_circle:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("pages/history.py", title="History", icon=":material/monitor_heart:"),
 ]  # in menu order; a new page is one more entry here
 
 page = st.navigation(PAGES)

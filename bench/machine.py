@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.timing import PROJECT_ROOT
 
-PRODUCT_PATHS = ("backfill", "ui", "views", "app.py")
+PRODUCT_PATHS = ("backfill", "ui", "pages", "app.py")
 
 
 @dataclass(frozen=True)

@@ -318,10 +318,10 @@ def page_rows(source: Path, size: int, lab: Lab) -> list[Row]:
     load = load_1min()
     with console_environment(source, lab.scratch):
         app = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
-        for page in ("views/overview.py", "views/coverage.py"):
+        for page in ("pages/overview.py", "pages/coverage.py"):
             name = Path(page).stem.capitalize()
             started = time.perf_counter()
-            if page == "views/overview.py":
+            if page == "pages/overview.py":
                 app.run()
             else:
                 app.switch_page(page).run()

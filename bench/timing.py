@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PROJECT_DIRS = ("backfill", "ui", "views")
+PROJECT_DIRS = ("backfill", "ui", "pages")
 """Where the product's own code lives (the profile charges library time to its caller here)."""
 
 
@@ -140,7 +140,7 @@ def profile(
     """Run ``fn`` once while sampling stacks; returns its wall seconds and the product's hotspots.
 
     Each sample is charged to the innermost frame of the product's own code (``backfill/``, ``ui/``,
-    ``views/``, ``app.py``), so time inside pandas, DuckDB or SQLite lands on the line of ours that
+    ``pages/``, ``app.py``), so time inside pandas, DuckDB or SQLite lands on the line of ours that
     called it. ``threads`` names the threads to sample by prefix (Streamlit runs pages in
     ``ScriptRunner.scriptThread``); by default the calling thread.
     """

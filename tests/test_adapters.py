@@ -30,7 +30,7 @@ KIND_CHECK = re.compile(
 
 
 def _sources() -> list[Path]:
-    files = [REPO / "app.py", *(REPO / "views").rglob("*.py"), *(REPO / "ui").rglob("*.py")]
+    files = [REPO / "app.py", *(REPO / "pages").rglob("*.py"), *(REPO / "ui").rglob("*.py")]
     files += [path for path in (REPO / "backfill").rglob("*.py") if "warehouse" not in path.parts]
     return files
 
@@ -61,7 +61,7 @@ def test_the_check_sees_each_way_of_asking(line):
 
 
 def test_the_check_leaves_other_kinds_alone():
-    assert not KIND_CHECK.search('if kind == "Season":')  # views/gaps.py: a period picker
+    assert not KIND_CHECK.search('if kind == "Season":')  # pages/gaps.py: a period picker
     assert not KIND_CHECK.search('if finding.kind == "stale":')  # backfill/watch.py: a finding's kind
 
 

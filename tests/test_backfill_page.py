@@ -22,7 +22,7 @@ from tests.builtin import thin_date_gate_reason, thin_date_players
 from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from ui import auth, runs, selection
 
-BACKFILL_PAGE = "views/backfill.py"
+BACKFILL_PAGE = "pages/backfill.py"
 DEC_1, DEC_7, DEC_9, DEC_31 = (dt.date(2021, 12, day) for day in (1, 7, 9, 31))
 OPERATOR, VIEWER = "alice@example.com", "viewer@example.com"
 
@@ -139,14 +139,14 @@ def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_co
     assert "backfill_cancel" not in [button.key for button in at.button]  # nothing left to cancel
     assert ledger.get_run(run.run_id).pid != os.getpid()  # the worker ran in its own process
 
-    at.switch_page("views/overview.py").run()
+    at.switch_page("pages/overview.py").run()
     assert not [table for table in at.table if "Gap dates" in table.value.columns], "no month has a gap left"
     (monthly, _) = [df.value for df in at.dataframe if "Note" in df.value.columns]  # predictions first
     predictions = monthly.set_index("Period")
     assert predictions.loc["2021-12", "Coverage %"] == 100.0
     assert predictions.loc["2021-12", "Status"] == "ok"
     at.query_params["date"] = "2021-12-09"
-    at.switch_page("views/coverage.py").run()
+    at.switch_page("pages/coverage.py").run()
     assert "Predictions ok: 100.0%, expected 100.0%" in texts(at.caption)
     assert "Every player of Thu 2021-12-09 has a row in every stage (MLFS, Predictions)." in texts(at.success)
 

@@ -17,7 +17,7 @@ from backfill.warehouse.duckdb import DuckDBWarehouse
 from ui import charts, selection, tables
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-COVERAGE_PAGE = "views/coverage.py"
+COVERAGE_PAGE = "pages/coverage.py"
 DEC_7, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 9)
 CHRISTMAS_EVE = dt.date(2021, 12, 24)  # an off day of the demo calendar
 
@@ -178,7 +178,7 @@ def test_gap_dates_button_selects_every_gap_of_the_stage(coverage_page):
 def test_selection_survives_a_visit_to_another_page(coverage_page):
     at = coverage_page
     at.button(key="coverage_add_gaps").click().run()
-    at.switch_page("views/overview.py").run()
+    at.switch_page("pages/overview.py").run()
     assert at.session_state[selection.SELECTED_DATES_KEY] == [DEC_7, DEC_9]
 
 

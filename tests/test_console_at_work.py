@@ -26,9 +26,9 @@ from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.lock_holder import warehouse_held
 
 DEC_7, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 9)
-BACKFILL_PAGE = "views/backfill.py"
-RUNS_PAGE = "views/runs.py"
-COVERAGE_PAGE = "views/coverage.py"
+BACKFILL_PAGE = "pages/backfill.py"
+RUNS_PAGE = "pages/runs.py"
+COVERAGE_PAGE = "pages/coverage.py"
 
 
 def _queued_run(settings: Settings, days: list[dt.date], who: str) -> str:

@@ -26,7 +26,7 @@ from ui import selection, stages
 TABLE_LABELS = {"ml_feature_store": "MLFS", "player_prop_predictions": "Predictions"}
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-GAPS_PAGE = "views/gaps.py"
+GAPS_PAGE = "pages/gaps.py"
 DEC_7, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 9)
 LOCAL_USER = "carol@example.com"
 OPERATOR, VIEWER = "alice@example.com", "bob@example.com"

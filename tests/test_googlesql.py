@@ -215,10 +215,10 @@ def sent(tmp_path_factory) -> dict[tuple[str, frozenset], dict]:
         at.run()
         assert not at.exception
         at.query_params["date"] = "2021-12-09"
-        at.switch_page("views/coverage.py").run()
+        at.switch_page("pages/coverage.py").run()
         assert not at.exception
         at.query_params.clear()
-        at.switch_page("views/gaps.py").run()
+        at.switch_page("pages/gaps.py").run()
         assert not at.exception
         (tables,) = [widget for widget in at.button_group if widget.key == "gaps_preview_table"]
         tables.set_value("mlfs").run()

@@ -53,7 +53,7 @@ def _frame(at: AppTest, column: str):
 def test_history_page_shows_when_the_gap_appeared_and_which_run_fixed_it(sequence, app):
     (first, second, third), run_id = sequence
     app.run()
-    at = app.switch_page("views/history.py").run()
+    at = app.switch_page("pages/history.py").run()
     assert not at.exception
     checks = _frame(at, "Check")
     assert list(checks["Check"]) == [third, second, first]  # newest first
@@ -78,7 +78,7 @@ def test_history_page_shows_when_the_gap_appeared_and_which_run_fixed_it(sequenc
 def test_a_date_link_narrows_the_gaps_to_that_date(sequence, app, day, gaps):
     app.run()
     app.query_params["date"] = day
-    at = app.switch_page("views/history.py").run()
+    at = app.switch_page("pages/history.py").run()
     assert not at.exception
     tables = [df.value for df in at.dataframe if "Seen first by" in df.value.columns]
     if gaps:
@@ -98,7 +98,7 @@ def test_overview_shows_the_last_checks_time_and_result(sequence, app):
 
 def test_without_any_check_the_history_page_says_how_to_run_one(app, settings):
     app.run()
-    at = app.switch_page("views/history.py").run()
+    at = app.switch_page("pages/history.py").run()
     assert not at.exception
     assert "python -m backfill check" in at.info[0].value
     assert not Path(settings.ledger).exists()  # reading created no ledger
@@ -111,6 +111,6 @@ def test_an_unreachable_ledger_is_one_line_on_the_overview_and_an_error_on_histo
     assert not at.exception
     (link,) = [element for element in at.get("page_link") if "Last check" in element.proto.label]
     assert link.proto.label.startswith("Last check unknown: the check history cannot be read")
-    at = app.switch_page("views/history.py").run()
+    at = app.switch_page("pages/history.py").run()
     assert not at.exception
     assert "the check history cannot be read" in at.error[0].value

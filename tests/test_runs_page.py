@@ -25,7 +25,7 @@ from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.faulty import FaultyWarehouse
 from ui import runs, stages
 
-RUNS_PAGE = "views/runs.py"
+RUNS_PAGE = "pages/runs.py"
 DEC_7, DEC_9, DEC_15 = (dt.date(2021, 12, day) for day in (7, 9, 15))
 OPERATOR, VIEWER = "alice@example.com", "viewer@example.com"
 

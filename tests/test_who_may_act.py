@@ -22,7 +22,7 @@ from backfill.request import BackfillRequest
 from tests.console_app import LOCAL_USER, console_app, texts
 from ui import auth
 
-BACKFILL_PAGE = "views/backfill.py"
+BACKFILL_PAGE = "pages/backfill.py"
 OPERATOR_EMAIL, OPERATOR_SUBJECT = "ada@example.com", "ada-0001"
 VIEWER = "viewer@example.com"
 DEC_7 = dt.date(2021, 12, 7)

@@ -154,7 +154,7 @@ def active_runs(settings: Settings, warehouse_url: str) -> None:
         for run in live:
             done, total = runs.finished(ledger.item_counts(run.run_id))
             st.page_link(
-                "views/backfill.py",
+                "pages/backfill.py",
                 label=f"{run.created_by}: {done}/{total} {run.status}",
                 icon=":material/play_circle:",
                 query_params={"run": run.run_id},

@@ -35,8 +35,8 @@ def test_coverage_heatmaps_are_drawn_and_the_drill_down_lists_missing_players(jo
 
 
 def test_a_deep_link_as_a_fresh_servers_first_request_keeps_navigation_and_parameters(journey, fresh_console):
-    # With a pages/ folder Streamlit ran the file alone for a fresh server's first request; the
-    # console's pages live in views/, so app.py runs first and declares the navigation.
+    # With a pages/ folder Streamlit runs the file alone for a fresh server's first request; the
+    # page reruns through app.py at once (ui/entry.py), which declares the navigation.
     journey.page.goto(f"{fresh_console}/coverage?date=2021-12-09")
     journey.page.get_by_text("Date drill-down").wait_for()
     journey.settle()

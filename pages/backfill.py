@@ -1,5 +1,9 @@
 """Backfill: choose dates and stages, preview the plan, launch, and follow the run as it goes."""
 
+from ui.entry import through_app
+
+through_app()  # first: a fresh server's first request may run this file alone
+
 import datetime as dt
 
 import pandas as pd
@@ -85,7 +89,7 @@ def _dates_from_selection() -> dict | None:
             icon=":material/info:",
         )
     st.page_link(
-        "views/coverage.py", label="Change the selection on Coverage", icon=":material/calendar_month:"
+        "pages/coverage.py", label="Change the selection on Coverage", icon=":material/calendar_month:"
     )
     return {"dates": chosen} if chosen else None
 
@@ -381,7 +385,7 @@ if run_id:
                 settings, followed, identity, key="backfill_cancel", notice_key=RUN_NOTICE_KEY
             )
         st.page_link(
-            "views/runs.py",
+            "pages/runs.py",
             label="Open in Runs",
             icon=":material/history:",
             query_params={"run": run_id},

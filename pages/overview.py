@@ -1,5 +1,9 @@
 """Overview: headline figures, the months with gaps worst first, and the team's monthly coverage table."""
 
+from ui.entry import through_app
+
+through_app()  # first: a fresh server's first request may run this file alone
+
 import streamlit as st
 
 from backfill.ledger import Ledger
@@ -80,7 +84,7 @@ try:
     check_label = f"Last check: {history.check_summary(last_check)}" if last_check else "No check has run yet"
 except history.HistoryUnavailable as exc:
     check_label = f"Last check unknown: {exc}"
-st.page_link("views/history.py", label=check_label, icon=":material/monitor_heart:")
+st.page_link("pages/history.py", label=check_label, icon=":material/monitor_heart:")
 
 percent = st.column_config.NumberColumn(format="%.1f")
 
@@ -134,7 +138,7 @@ if len(gaps):
             for row in gaps[gaps["game_date"] == day].itertuples()
         )
         st.page_link(
-            "views/coverage.py",
+            "pages/coverage.py",
             label=f"{day:%a %Y-%m-%d}: {statuses}",
             icon=":material/search:",
             query_params={"date": day.isoformat()},
@@ -146,7 +150,7 @@ if len(stale):
     for table, per_table in stale.groupby("table_name"):
         counts = per_table.groupby("category")["rows"].sum()
         st.page_link(
-            "views/gaps.py",
+            "pages/gaps.py",
             label=f"{TABLE_LABELS.get(table, table)}: "
             + ", ".join(f"{category} {int(rows):,}" for category, rows in counts.items() if rows),
             icon=":material/rule:",
@@ -157,7 +161,7 @@ if active:
     st.subheader("Active runs")
     for run in active:
         st.page_link(
-            "views/backfill.py",
+            "pages/backfill.py",
             label=f"Run {run.run_id} ({run.status}), started by {run.created_by}",
             icon=":material/play_circle:",
             query_params={"run": run.run_id},

@@ -1,5 +1,9 @@
 """History: the scheduled checks and their alerts, coverage over time, and when gaps appeared and were fixed."""
 
+from ui.entry import through_app
+
+through_app()  # first: a fresh server's first request may run this file alone
+
 import altair as alt
 import streamlit as st
 

@@ -1,5 +1,9 @@
 """Runs: the backfill history, each run's dates x stages, and one-click rerun, resume and cancel."""
 
+from ui.entry import through_app
+
+through_app()  # first: a fresh server's first request may run this file alone
+
 import datetime as dt
 
 import streamlit as st
@@ -198,7 +202,7 @@ history = ledger.list_runs(HISTORY_LIMIT)
 
 if not history:
     st.info("No runs recorded yet.", icon=":material/info:")
-    st.page_link("views/backfill.py", label="Launch one on the Backfill page", icon=":material/play_circle:")
+    st.page_link("pages/backfill.py", label="Launch one on the Backfill page", icon=":material/play_circle:")
     st.stop()
 
 linked = _link_run(ledger)

@@ -1,5 +1,9 @@
 """Gaps & stale rows: every date below the mark with its reason, stale rows and their deletion, exports."""
 
+from ui.entry import through_app
+
+through_app()  # first: a fresh server's first request may run this file alone
+
 import dataclasses
 import datetime as dt
 from functools import partial
@@ -219,7 +223,7 @@ select_col.button(
 if st.session_state.get("gaps_select_notice"):
     notice_col.success(st.session_state["gaps_select_notice"], icon=":material/check:")
     notice_col.page_link(
-        "views/backfill.py", label="Open the Backfill page with them", icon=":material/arrow_forward:"
+        "pages/backfill.py", label="Open the Backfill page with them", icon=":material/arrow_forward:"
     )
 
 # -- stale rows --

@@ -1,5 +1,9 @@
 """Coverage: monthly and daily heatmaps per stage, the date selection, and a per-date drill-down."""
 
+from ui.entry import through_app
+
+through_app()  # first: a fresh server's first request may run this file alone
+
 import datetime as dt
 from functools import partial
 
@@ -345,7 +349,7 @@ with funnel_col:
         (st.success if kind == "success" else st.error)(text)
         if run_id:
             st.page_link(
-                "views/backfill.py",
+                "pages/backfill.py",
                 label="Follow the run",
                 icon=":material/play_circle:",
                 query_params={"run": run_id},
