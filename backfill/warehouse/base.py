@@ -180,7 +180,9 @@ class Warehouse(ABC):
         """Render a template's table names and translate it to this warehouse's dialect."""
         from backfill.warehouse import sql as sqlmod
 
-        return sqlmod.translate(sqlmod.render(template, self.table_refs()), self.dialect)
+        return sqlmod.translate(
+            sqlmod.render(template, self.table_refs()), self.dialect, self.settings.cache_path("sql")
+        )
 
     def query(self, template: str, params: Params | None = None, **options: Any) -> pd.DataFrame:
         """Run one SELECT and return its rows; DATE columns come back as ``datetime.date``."""
