@@ -11,18 +11,22 @@ fingerprints the range, then re-measures only the dates that changed:
 - the distinct-player counts of a month are re-measured when any of its dates is.
 
 Answers are the same as :func:`backfill.coverage.daily_coverage` and ``monthly_coverage`` (the
-tests check it); only the work differs.
+tests check it); only the work differs. :meth:`CoverageSnapshot.persisted` keeps the snapshot between
+processes (:mod:`backfill.coverage_store`), so a fresh process fingerprints and re-measures only what
+changed since another process last looked; that is how the product measures coverage by default.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+from typing import Any, cast
 
 import pandas as pd
 
 from backfill import coverage
 from backfill.config import Settings
+from backfill.coverage_store import CoverageStore
 from backfill.pipeline import Pipeline
 from backfill.seasons import season_of, season_start
 from backfill.warehouse import Warehouse
@@ -51,9 +55,11 @@ def fingerprint_sql(pipeline: Pipeline) -> str:
 class CoverageSnapshot:
     """Coverage of one warehouse under one history rule, kept fresh at the cost of a fingerprint."""
 
-    def __init__(self, warehouse: Warehouse, settings: Settings):
+    def __init__(self, warehouse: Warehouse, settings: Settings, store: CoverageStore | None = None):
         self.warehouse = warehouse
         self.settings = settings
+        self.store = store
+        """Where the snapshot is loaded from and saved to after each change (None: memory only)."""
         self._lock = threading.Lock()
         # (rows, key hash) of each (table, date), or when its partition last changed where the
         # warehouse reports that (then nothing is scanned).
@@ -63,21 +69,47 @@ class CoverageSnapshot:
         self._months: dict[tuple[str, dt.date, dt.date], dict] = {}
         self.dates_measured = 0
         """How many dates were (re)measured since the snapshot was made (for tests and benchmarks)."""
+        self._changed = False  # since loaded or saved
+        if store is not None:
+            self._restore(store.load())
+
+    @classmethod
+    def persisted(cls, warehouse: Warehouse, settings: Settings) -> CoverageSnapshot:
+        """The snapshot kept between processes for this warehouse and pipeline (loaded now), or a new
+        one kept in memory only where nothing can be kept (``cache_dir = off``, ``:memory:``)."""
+        pipeline = settings.pipeline
+        sql = [
+            fingerprint_sql(pipeline),
+            coverage.daily_sql(pipeline),
+            coverage.monthly_players_sql(pipeline),
+        ]
+        return cls(warehouse, settings, CoverageStore.of(warehouse, settings, sql))
 
     def coverage(self, start: dt.date, end: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Daily and monthly coverage of the range, re-measuring only what changed."""
         with self._lock, self.warehouse.session():
-            changed = self._refresh_fingerprints(start, end)
-            wanted = set(coverage.date_span(start, end))
-            stale = (wanted - self._measured) | (changed & wanted)
-            if stale:
-                self._measure(min(stale), max(stale))
-            counts = pd.DataFrame([self._counts[day] for day in sorted(wanted & set(self._counts))])
-            if counts.empty:
-                counts = pd.DataFrame(columns=["game_date"])
-            daily = coverage.daily_from_counts(counts, self.settings, start, end)
-            months = self._month_counts(start, end, stale)
+            daily = self._daily(start, end)
+            months = self._month_counts(start, end)
+            self._save()
             return daily, coverage.monthly_from(daily, months)
+
+    def daily(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Daily coverage of the range alone (no distinct-player counts), re-measuring only what changed."""
+        with self._lock, self.warehouse.session():
+            daily = self._daily(start, end)
+            self._save()
+            return daily
+
+    def _daily(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        changed = self._refresh_fingerprints(start, end)
+        wanted = set(coverage.date_span(start, end))
+        stale = (wanted - self._measured) | (changed & wanted)
+        if stale:
+            self._measure(min(stale), max(stale))
+        counts = pd.DataFrame([self._counts[day] for day in sorted(wanted & set(self._counts))])
+        if counts.empty:
+            counts = pd.DataFrame(columns=["game_date"])
+        return coverage.daily_from_counts(counts, self.settings, start, end)
 
     def _refresh_fingerprints(self, start: dt.date, end: dt.date) -> set[dt.date]:
         """Fingerprint the range; returns the dates whose coverage may have changed."""
@@ -109,6 +141,7 @@ class CoverageSnapshot:
             if (history_start if key[0] == reference else start) <= key[1] <= end
         }
         differ = {key for key in set(now) | set(known) if now.get(key) != known.get(key)}
+        self._changed |= bool(differ)
         changed = {day for _, day in differ}
         # A reference row changed: every later date of that season counts its players' history anew.
         for source, day in differ:
@@ -130,10 +163,11 @@ class CoverageSnapshot:
             self._counts[row["game_date"]] = row
         self._measured |= set(span)
         self.dates_measured += len(span)
+        self._changed = True
         stale_periods = {f"{day:%Y-%m}" for day in span}
         self._months = {key: value for key, value in self._months.items() if key[0] not in stale_periods}
 
-    def _month_counts(self, start: dt.date, end: dt.date, stale: set[dt.date]) -> pd.DataFrame:
+    def _month_counts(self, start: dt.date, end: dt.date) -> pd.DataFrame:
         """Distinct-player counts of each month of the range (clipped to it), measured where missing."""
         periods = sorted({f"{day:%Y-%m}" for day in coverage.date_span(start, end)})
         keys = [(period, *_clip(period, start, end)) for period in periods]
@@ -149,7 +183,100 @@ class CoverageSnapshot:
             }
             for key in missing:
                 self._months[key] = measured.get(key[0], {"period": key[0], **nobody})
+            self._changed = True
         return pd.DataFrame([self._months[key] for key in keys]) if keys else pd.DataFrame(columns=["period"])
+
+    # -- kept between processes -------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.store is not None and self._changed and self.store.save(self._state()):
+            self._changed = False
+
+    def _state(self) -> dict[str, Any]:
+        """Everything the snapshot knows, as JSON values (dates as ordinals)."""
+        columns = [column for column in next(iter(self._counts.values()), {}) if column != "game_date"]
+        return {
+            "fingerprints": [
+                [source, day.toordinal(), *_fingerprint_out(value)]
+                for (source, day), value in self._fingerprints.items()
+            ],
+            "measured": sorted(day.toordinal() for day in self._measured),
+            "count_columns": columns,
+            "counts": [
+                [day.toordinal(), *(int(row[column]) for column in columns)]
+                for day, row in self._counts.items()
+            ],
+            "months": [
+                [
+                    period,
+                    first.toordinal(),
+                    last.toordinal(),
+                    {k: v if k == "period" else int(v) for k, v in row.items()},
+                ]
+                for (period, first, last), row in self._months.items()
+            ],
+        }
+
+    def _restore(self, state: dict[str, Any] | None) -> None:
+        """Take a saved state; one that does not read back whole is ignored (all is measured anew)."""
+        if state is None:
+            return
+        try:
+            fingerprints = {
+                (_text(source), dt.date.fromordinal(day)): _fingerprint_in(value)
+                for source, day, *value in state["fingerprints"]
+            }
+            measured = {dt.date.fromordinal(day) for day in state["measured"]}
+            columns = [_text(column) for column in state["count_columns"]]
+            counts = {}
+            for day, *values in state["counts"]:
+                if len(values) != len(columns):
+                    raise ValueError("a count row of the wrong width")
+                date = dt.date.fromordinal(day)
+                counts[date] = {"game_date": date} | dict(zip(columns, map(_integer, values)))
+            months = {
+                (_text(period), dt.date.fromordinal(first), dt.date.fromordinal(last)): {
+                    k: _text(v) if k == "period" else _integer(v) for k, v in row.items()
+                }
+                for period, first, last, row in state["months"]
+            }
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
+            return
+        if not set(counts) <= measured:
+            return
+        self._fingerprints, self._measured, self._counts, self._months = (
+            fingerprints,
+            measured,
+            counts,
+            months,
+        )
+
+
+def _fingerprint_out(value: object) -> list:
+    """A fingerprint as JSON values: [rows, key hash], or [when the partition last changed]."""
+    if isinstance(value, dt.datetime):
+        return [value.isoformat()]
+    rows, key_hash = cast(tuple[int, int], value)
+    return [int(rows), int(key_hash)]
+
+
+def _fingerprint_in(value: list) -> object:
+    if len(value) == 1:
+        return dt.datetime.fromisoformat(_text(value[0]))
+    rows, key_hash = value
+    return (_integer(rows), _integer(key_hash))
+
+
+def _integer(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(f"not an integer: {value!r}")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"not a string: {value!r}")
+    return value
 
 
 def _clip(period: str, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
