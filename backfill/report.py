@@ -12,18 +12,21 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from backfill.config import Settings
-from backfill.coverage import GAP_STATUSES, daily_coverage, monthly_coverage
+from backfill.coverage import GAP_STATUSES
+from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.errors import BadInput
-from backfill.ledger import Ledger
 from backfill.pipeline import Pipeline
 from backfill.stale import stale_counts
 from backfill.warehouse import Warehouse
+
+if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported only by the reports that list runs
+    from backfill.ledger import Ledger
 
 COVERAGE_COLUMNS = (
     "period",
@@ -182,17 +185,19 @@ def _reason(row: Any, pipeline: Pipeline) -> str:
     return "; ".join(parts) or "complete"
 
 
-def _daily(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Daily coverage (MLFS coverage already beside predictions) with a reason per row."""
-    daily = daily_coverage(warehouse, settings, start, end)
+def _measured(
+    warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date, by_month: bool
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Daily coverage (MLFS coverage already beside predictions) with a reason per row, and coverage
+    by month when asked; from the coverage snapshot kept between processes, so only dates changed
+    since the last look are measured."""
+    snapshot = CoverageSnapshot.persisted(warehouse, settings)
+    daily, monthly = snapshot.coverage(start, end) if by_month else (snapshot.daily(start, end), None)
     daily["reason"] = [_reason(row, settings.pipeline) for row in daily.itertuples()]
-    return daily
+    return daily, monthly
 
 
-def _monthly_table(
-    warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date, daily: pd.DataFrame
-) -> pd.DataFrame:
-    monthly = monthly_coverage(warehouse, settings, start, end, daily=daily)
+def _monthly_table(settings: Settings, monthly: pd.DataFrame) -> pd.DataFrame:
     monthly["bootstrap_player_games"] = monthly["player_games_total"] - monthly["expected_total"]
     pipeline = settings.pipeline
     by_stage = {
@@ -245,8 +250,8 @@ def coverage_table(
     stages = _stages(settings.pipeline, stage)
     if by not in ("month", "date"):
         raise BadInput(f"unknown grouping {by!r} (choose from month, date)")
-    daily = _daily(warehouse, settings, start, end)
-    table = _date_table(daily) if by == "date" else _monthly_table(warehouse, settings, start, end, daily)
+    daily, monthly = _measured(warehouse, settings, start, end, by_month=by == "month")
+    table = _date_table(daily) if monthly is None else _monthly_table(settings, monthly)
     table = table.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))
     return _finish(table, COVERAGE_COLUMNS, stages)
 
@@ -274,8 +279,9 @@ def gap_report(
 ) -> GapReport:
     """Measure a period: coverage by month, gaps with reasons, stale rows; ``runs`` from a ledger."""
     stages = _stages(settings.pipeline, stage)
-    daily = _daily(warehouse, settings, start, end)
-    monthly = _monthly_table(warehouse, settings, start, end, daily)
+    daily, measured = _measured(warehouse, settings, start, end, by_month=True)
+    assert measured is not None
+    monthly = _monthly_table(settings, measured)
     monthly = monthly.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))
     stale = stale_counts(warehouse, settings, start, end, stages)
     return GapReport(
@@ -355,6 +361,8 @@ def ledger_runs(
 
     A report never creates a ledger (a mistyped path stays absent); an unreadable one is a one-line error.
     """
+    from backfill.ledger import Ledger
+
     ledger = Ledger(location)
     if not ledger.exists():
         return None
