@@ -188,13 +188,16 @@ def _reason(row: Any, pipeline: Pipeline) -> str:
 def _measured(
     warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date, by_month: bool
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Daily coverage (MLFS coverage already beside predictions) with a reason per row, and coverage
-    by month when asked; from the coverage snapshot kept between processes, so only dates changed
-    since the last look are measured."""
+    """Daily coverage (MLFS coverage already beside predictions), and coverage by month when asked;
+    from the coverage snapshot kept between processes, so only dates changed since the last look
+    are measured."""
     snapshot = CoverageSnapshot.persisted(warehouse, settings)
-    daily, monthly = snapshot.coverage(start, end) if by_month else (snapshot.daily(start, end), None)
-    daily["reason"] = [_reason(row, settings.pipeline) for row in daily.itertuples()]
-    return daily, monthly
+    return snapshot.coverage(start, end) if by_month else (snapshot.daily(start, end), None)
+
+
+def _with_reasons(daily: pd.DataFrame, pipeline: Pipeline) -> pd.DataFrame:
+    """Daily coverage with a reason per row."""
+    return daily.assign(reason=[_reason(row, pipeline) for row in daily.itertuples()])
 
 
 def _monthly_table(settings: Settings, monthly: pd.DataFrame) -> pd.DataFrame:
@@ -251,7 +254,10 @@ def coverage_table(
     if by not in ("month", "date"):
         raise BadInput(f"unknown grouping {by!r} (choose from month, date)")
     daily, monthly = _measured(warehouse, settings, start, end, by_month=by == "month")
-    table = _date_table(daily) if monthly is None else _monthly_table(settings, monthly)
+    if monthly is None:
+        table = _date_table(_with_reasons(daily, settings.pipeline))
+    else:
+        table = _monthly_table(settings, monthly)
     table = table.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))
     return _finish(table, COVERAGE_COLUMNS, stages)
 
@@ -288,7 +294,9 @@ def gap_report(
         period=(start, end),
         stages=stages,
         monthly=_finish(monthly, COVERAGE_COLUMNS, stages),
-        gaps=_finish(gaps_table(daily, settings.pipeline), GAP_COLUMNS, stages),
+        gaps=_finish(
+            _with_reasons(gaps_table(daily, settings.pipeline), settings.pipeline), GAP_COLUMNS, stages
+        ),
         stale=stale[list(STALE_COLUMNS)].reset_index(drop=True),
         generated_at=now(),
         warehouse=warehouse.describe(),
