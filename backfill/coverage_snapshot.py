@@ -69,6 +69,9 @@ class CoverageSnapshot:
         self._months: dict[tuple[str, dt.date, dt.date], dict] = {}
         self.dates_measured = 0
         """How many dates were (re)measured since the snapshot was made (for tests and benchmarks)."""
+        self._stamp: str | None = None
+        """The warehouse's change stamp when every date known was last checked (None: not all were):
+        while the warehouse shows the same stamp, nothing was written and no fingerprint is needed."""
         self._changed = False  # since loaded or saved
         if store is not None:
             self._restore(store.load())
@@ -101,11 +104,19 @@ class CoverageSnapshot:
             return daily
 
     def _daily(self, start: dt.date, end: dt.date) -> pd.DataFrame:
-        changed = self._refresh_fingerprints(start, end)
         wanted = set(coverage.date_span(start, end))
-        stale = (wanted - self._measured) | (changed & wanted)
-        if stale:
-            self._measure(min(stale), max(stale))
+        # Read before anything else: what is measured next is at least as new as the stamp.
+        stamp = self.warehouse.change_stamp()
+        if stamp is None or stamp != self._stamp or not wanted <= self._measured:
+            verified_all = self._measured <= wanted
+            changed = self._refresh_fingerprints(start, end)
+            stale = (wanted - self._measured) | (changed & wanted)
+            if stale:
+                self._measure(min(stale), max(stale))
+            # Every date known was checked against the warehouse as of the stamp, or none is vouched for.
+            stamp = stamp if verified_all else None
+            self._changed |= stamp != self._stamp
+            self._stamp = stamp
         counts = pd.DataFrame([self._counts[day] for day in sorted(wanted & set(self._counts))])
         if counts.empty:
             counts = pd.DataFrame(columns=["game_date"])
@@ -124,11 +135,10 @@ class CoverageSnapshot:
                 fingerprint_sql(self.settings.pipeline),
                 {"start": start, "end": end, "history_start": history_start},
             )
+            # Plain lists first: iterating the frame's columns one value at a time is far slower.
+            columns = (rows[name].tolist() for name in ("source", "game_date", "row_count", "key_hash"))
             now = {
-                (source, day): (int(count), int(key_hash))
-                for source, day, count, key_hash in zip(
-                    rows["source"], rows["game_date"], rows["row_count"], rows["key_hash"]
-                )
+                (source, day): (int(count), int(key_hash)) for source, day, count, key_hash in zip(*columns)
             }
         now = {
             key: value
@@ -196,6 +206,7 @@ class CoverageSnapshot:
         """Everything the snapshot knows, as JSON values (dates as ordinals)."""
         columns = [column for column in next(iter(self._counts.values()), {}) if column != "game_date"]
         return {
+            "stamp": self._stamp,
             "fingerprints": [
                 [source, day.toordinal(), *_fingerprint_out(value)]
                 for (source, day), value in self._fingerprints.items()
@@ -222,8 +233,9 @@ class CoverageSnapshot:
         if state is None:
             return
         try:
+            # A fingerprint that does not read back as it was written only makes its date re-measured.
             fingerprints = {
-                (_text(source), dt.date.fromordinal(day)): _fingerprint_in(value)
+                (source, dt.date.fromordinal(day)): _fingerprint_in(value)
                 for source, day, *value in state["fingerprints"]
             }
             measured = {dt.date.fromordinal(day) for day in state["measured"]}
@@ -240,6 +252,7 @@ class CoverageSnapshot:
                 }
                 for period, first, last, row in state["months"]
             }
+            stamp = None if state["stamp"] is None else _text(state["stamp"])
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return
         if not set(counts) <= measured:
@@ -250,6 +263,7 @@ class CoverageSnapshot:
             counts,
             months,
         )
+        self._stamp = stamp
 
 
 def _fingerprint_out(value: object) -> list:
@@ -261,10 +275,7 @@ def _fingerprint_out(value: object) -> list:
 
 
 def _fingerprint_in(value: list) -> object:
-    if len(value) == 1:
-        return dt.datetime.fromisoformat(_text(value[0]))
-    rows, key_hash = value
-    return (_integer(rows), _integer(key_hash))
+    return dt.datetime.fromisoformat(value[0]) if len(value) == 1 else tuple(value)
 
 
 def _integer(value: object) -> int:

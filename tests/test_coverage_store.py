@@ -15,6 +15,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -321,3 +322,59 @@ def test_the_coverage_command_keeps_the_snapshot_and_shows_an_outside_write(demo
             row["players_covered"],
             row["player_games_covered"],
         )
+
+
+def settled(warehouse, deadline_s: float = 15.0) -> str:
+    """The warehouse's change stamp once its last write is old enough to vouch for (polled)."""
+    deadline = time.monotonic() + deadline_s
+    while (stamp := warehouse.change_stamp()) is None:
+        assert time.monotonic() < deadline, "the warehouse file never settled"
+        time.sleep(0.05)
+    return stamp
+
+
+def test_an_untouched_warehouse_file_needs_not_even_a_fingerprint(demo, settings):
+    first, last = coverage.data_bounds(demo)
+    settled(demo)
+    warehouse, snapshot = fresh(settings)
+    snapshot.coverage(first, last)
+    warehouse.close()
+
+    warehouse, snapshot = fresh(settings)
+    answer = snapshot.coverage(first, last)
+    assert (snapshot.dates_measured, warehouse.statements_issued) == (0, 0)
+    assert_answers_as_a_full_measurement(answer, demo, settings, first, last)
+    warehouse.close()
+
+
+def test_a_write_after_the_stamp_is_fingerprinted_and_remeasured(demo, settings):
+    first, last = coverage.data_bounds(demo)
+    before = settled(demo)
+    warehouse, snapshot = fresh(settings)
+    snapshot.coverage(first, last)
+    warehouse.close()
+    other = DuckDBWarehouse(settings, settings.warehouse)
+    other.execute("DELETE FROM {mlfs} WHERE game_date = @d", {"d": dt.date(2021, 12, 2)})
+    other.close()
+    assert settled(demo) != before
+
+    warehouse, snapshot = fresh(settings)
+    answer = snapshot.coverage(first, last)
+    assert snapshot.dates_measured == 1
+    assert_answers_as_a_full_measurement(answer, demo, settings, first, last)
+    warehouse.close()
+
+
+def test_a_look_at_part_of_the_range_vouches_for_that_part_only(demo, settings):
+    """A write lands in December; a look at January alone sees a new stamp but checks only January,
+    so the next look at the whole range must still find December's change."""
+    first, last = coverage.data_bounds(demo)
+    settled(demo)
+    snapshot = CoverageSnapshot.persisted(demo, settings)
+    snapshot.coverage(first, last)
+    demo.execute("DELETE FROM {mlfs} WHERE game_date = @d", {"d": dt.date(2021, 12, 2)})
+    settled(demo)
+    snapshot.coverage(dt.date(2022, 1, 1), dt.date(2022, 1, 31))
+    measured = snapshot.dates_measured
+    assert_answers_as_a_full_measurement(snapshot.coverage(first, last), demo, settings, first, last)
+    assert snapshot.dates_measured == measured + 1

@@ -304,6 +304,11 @@ class Warehouse(ABC):
         exist. Reads metadata only, not counted as a statement."""
         raise NotImplementedError(f"{self.describe()} cannot list its columns")
 
+    def change_stamp(self) -> str | None:
+        """A token that stays the same only while nothing was written to the warehouse, read without
+        a request; None where the warehouse cannot tell (or cannot tell yet: a write just now)."""
+        return None
+
     def partition_times(
         self, stages: Iterable[Stage], start: dt.date, end: dt.date
     ) -> dict[PartitionKey, dt.datetime] | None:
