@@ -18,8 +18,10 @@ changed since another process last looked; that is how the product measures cove
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import pandas as pd
@@ -90,7 +92,7 @@ class CoverageSnapshot:
 
     def coverage(self, start: dt.date, end: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Daily and monthly coverage of the range, re-measuring only what changed."""
-        with self._lock, self.warehouse.session():
+        with self._lock, self._session(start, end, months=True):
             daily = self._daily(start, end)
             months = self._month_counts(start, end)
             self._save()
@@ -98,10 +100,23 @@ class CoverageSnapshot:
 
     def daily(self, start: dt.date, end: dt.date) -> pd.DataFrame:
         """Daily coverage of the range alone (no distinct-player counts), re-measuring only what changed."""
-        with self._lock, self.warehouse.session():
+        with self._lock, self._session(start, end, months=False):
             daily = self._daily(start, end)
             self._save()
             return daily
+
+    def _session(self, start: dt.date, end: dt.date, months: bool) -> AbstractContextManager:
+        """The warehouse's session (DuckDB: the open file) where something must be read; none where
+        the stamp vouches for everything the range needs (nothing is opened then)."""
+        stamp = self.warehouse.change_stamp()
+        current = (
+            stamp is not None
+            and stamp == self._stamp
+            and set(coverage.date_span(start, end)) <= self._measured
+        )
+        if current and months:
+            current = all(key in self._months for key in _month_keys(start, end))
+        return contextlib.nullcontext() if current else self.warehouse.session()
 
     def _daily(self, start: dt.date, end: dt.date) -> pd.DataFrame:
         wanted = set(coverage.date_span(start, end))
@@ -174,13 +189,12 @@ class CoverageSnapshot:
         self._measured |= set(span)
         self.dates_measured += len(span)
         self._changed = True
-        stale_periods = {f"{day:%Y-%m}" for day in span}
+        stale_periods = set(_periods(first, last))
         self._months = {key: value for key, value in self._months.items() if key[0] not in stale_periods}
 
     def _month_counts(self, start: dt.date, end: dt.date) -> pd.DataFrame:
         """Distinct-player counts of each month of the range (clipped to it), measured where missing."""
-        periods = sorted({f"{day:%Y-%m}" for day in coverage.date_span(start, end)})
-        keys = [(period, *_clip(period, start, end)) for period in periods]
+        keys = _month_keys(start, end)
         missing = [key for key in keys if key not in self._months]
         if missing:
             first = min(key[1] for key in missing)
@@ -288,6 +302,17 @@ def _text(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"not a string: {value!r}")
     return value
+
+
+def _periods(start: dt.date, end: dt.date) -> list[str]:
+    """The months (``YYYY-MM``) the range touches, in order."""
+    months = range(start.year * 12 + start.month - 1, end.year * 12 + end.month)
+    return [f"{month // 12:04d}-{month % 12 + 1:02d}" for month in months]
+
+
+def _month_keys(start: dt.date, end: dt.date) -> list[tuple[str, dt.date, dt.date]]:
+    """Each month of the range with its part in the range: the keys of the distinct-player counts."""
+    return [(period, *_clip(period, start, end)) for period in _periods(start, end)]
 
 
 def _clip(period: str, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
