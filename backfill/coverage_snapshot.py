@@ -74,6 +74,10 @@ class CoverageSnapshot:
         self._stamp: str | None = None
         """The warehouse's change stamp when every date known was last checked (None: not all were):
         while the warehouse shows the same stamp, nothing was written and no fingerprint is needed."""
+        self._bounds: tuple[str, tuple[dt.date, dt.date] | None] | None = None
+        """The stamp the data's first and last game dates were read at, and those dates."""
+        self._tables_checked: str | None = None
+        """The stamp the stage tables were last found at."""
         self._changed = False  # since loaded or saved
         if store is not None:
             self._restore(store.load())
@@ -104,6 +108,28 @@ class CoverageSnapshot:
             daily = self._daily(start, end)
             self._save()
             return daily
+
+    def bounds(self) -> tuple[dt.date, dt.date] | None:
+        """The first and last game dates of the data (:func:`backfill.coverage.data_bounds`), asked
+        of the warehouse unless the change stamp vouches for the ones read before."""
+        with self._lock:
+            stamp = self.warehouse.change_stamp()
+            if stamp is not None and self._bounds is not None and self._bounds[0] == stamp:
+                return self._bounds[1]
+            found = coverage.data_bounds(self.warehouse)
+            self._bounds = None if stamp is None else (stamp, found)
+            self._changed = True
+            return found
+
+    def check_stage_tables(self) -> None:
+        """:meth:`Warehouse.check_stage_tables`, unless the change stamp vouches for a check passed before."""
+        with self._lock:
+            stamp = self.warehouse.change_stamp()
+            if stamp is not None and stamp == self._tables_checked:
+                return
+            self.warehouse.check_stage_tables()
+            self._tables_checked = stamp
+            self._changed = True
 
     def _session(self, start: dt.date, end: dt.date, months: bool) -> AbstractContextManager:
         """The warehouse's session (DuckDB: the open file) where something must be read; none where
@@ -219,8 +245,13 @@ class CoverageSnapshot:
     def _state(self) -> dict[str, Any]:
         """Everything the snapshot knows, as JSON values (dates as ordinals)."""
         columns = [column for column in next(iter(self._counts.values()), {}) if column != "game_date"]
+        bounds = self._bounds
         return {
             "stamp": self._stamp,
+            "bounds": None
+            if bounds is None
+            else [bounds[0], *(() if bounds[1] is None else (day.toordinal() for day in bounds[1]))],
+            "tables_checked": self._tables_checked,
             "fingerprints": [
                 [source, day.toordinal(), *_fingerprint_out(value)]
                 for (source, day), value in self._fingerprints.items()
@@ -267,6 +298,15 @@ class CoverageSnapshot:
                 for period, first, last, row in state["months"]
             }
             stamp = None if state["stamp"] is None else _text(state["stamp"])
+            tables_checked = None if state["tables_checked"] is None else _text(state["tables_checked"])
+            bounds = None
+            if state["bounds"] is not None:
+                bounds_stamp, *days = state["bounds"]
+                first_last = None
+                if days:
+                    first, last = days
+                    first_last = (dt.date.fromordinal(first), dt.date.fromordinal(last))
+                bounds = (_text(bounds_stamp), first_last)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return
         if not set(counts) <= measured:
@@ -278,6 +318,7 @@ class CoverageSnapshot:
             months,
         )
         self._stamp = stamp
+        self._bounds, self._tables_checked = bounds, tables_checked
 
 
 def _fingerprint_out(value: object) -> list:

@@ -186,12 +186,17 @@ def _reason(row: Any, pipeline: Pipeline) -> str:
 
 
 def _measured(
-    warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date, by_month: bool
+    warehouse: Warehouse,
+    settings: Settings,
+    start: dt.date,
+    end: dt.date,
+    by_month: bool,
+    snapshot: CoverageSnapshot | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Daily coverage (MLFS coverage already beside predictions), and coverage by month when asked;
-    from the coverage snapshot kept between processes, so only dates changed since the last look
-    are measured."""
-    snapshot = CoverageSnapshot.persisted(warehouse, settings)
+    from the coverage snapshot kept between processes (unless the caller has one), so only dates
+    changed since the last look are measured."""
+    snapshot = snapshot or CoverageSnapshot.persisted(warehouse, settings)
     return snapshot.coverage(start, end) if by_month else (snapshot.daily(start, end), None)
 
 
@@ -248,12 +253,13 @@ def coverage_table(
     end: dt.date,
     by: str = "month",
     stage: str | Iterable[str] | None = None,
+    snapshot: CoverageSnapshot | None = None,
 ) -> pd.DataFrame:
     """Coverage per month (or per date) and stage with SPEC 4.7's fields (:data:`COVERAGE_COLUMNS`)."""
     stages = _stages(settings.pipeline, stage)
     if by not in ("month", "date"):
         raise BadInput(f"unknown grouping {by!r} (choose from month, date)")
-    daily, monthly = _measured(warehouse, settings, start, end, by_month=by == "month")
+    daily, monthly = _measured(warehouse, settings, start, end, by_month=by == "month", snapshot=snapshot)
     if monthly is None:
         table = _date_table(_with_reasons(daily, settings.pipeline))
     else:
@@ -282,10 +288,11 @@ def gap_report(
     *,
     runs: pd.DataFrame | None = None,
     now: Callable[[], dt.datetime] = _utc_now,
+    snapshot: CoverageSnapshot | None = None,
 ) -> GapReport:
     """Measure a period: coverage by month, gaps with reasons, stale rows; ``runs`` from a ledger."""
     stages = _stages(settings.pipeline, stage)
-    daily, measured = _measured(warehouse, settings, start, end, by_month=True)
+    daily, measured = _measured(warehouse, settings, start, end, by_month=True, snapshot=snapshot)
     assert measured is not None
     monthly = _monthly_table(settings, measured)
     monthly = monthly.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))

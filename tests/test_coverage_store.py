@@ -24,6 +24,7 @@ import pytest
 from backfill import cache_files, coverage
 from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.coverage_store import CoverageStore
+from backfill.errors import BadInput
 from backfill.pipeline import BUILTIN_PATH, parse_pipeline
 from backfill.warehouse.duckdb import DuckDBWarehouse
 from backfill.warehouse.sql import translate
@@ -378,3 +379,42 @@ def test_a_look_at_part_of_the_range_vouches_for_that_part_only(demo, settings):
     measured = snapshot.dates_measured
     assert_answers_as_a_full_measurement(snapshot.coverage(first, last), demo, settings, first, last)
     assert snapshot.dates_measured == measured + 1
+
+
+def test_the_datas_bounds_are_kept_while_the_file_is_unchanged_and_read_again_after_a_write(demo, settings):
+    first, last = coverage.data_bounds(demo)
+    settled(demo)
+    warehouse, snapshot = fresh(settings)
+    assert snapshot.bounds() == (first, last)
+    snapshot.coverage(first, last)  # saves what it learned
+    warehouse.close()
+
+    warehouse, snapshot = fresh(settings)
+    assert snapshot.bounds() == (first, last)
+    assert warehouse.statements_issued == 0
+    warehouse.close()
+
+    other = DuckDBWarehouse(settings, settings.warehouse)
+    other.execute("DELETE FROM {pgs} WHERE game_date = @d", {"d": last})
+    other.close()
+    warehouse, snapshot = fresh(settings)
+    found = snapshot.bounds()
+    assert found == coverage.data_bounds(demo) and found[1] < last
+    warehouse.close()
+
+
+def test_a_dropped_stage_table_is_noticed_though_an_earlier_check_passed(demo, settings):
+    first, last = coverage.data_bounds(demo)
+    settled(demo)
+    warehouse, snapshot = fresh(settings)
+    snapshot.check_stage_tables()
+    snapshot.coverage(first, last)
+    warehouse.close()
+
+    other = DuckDBWarehouse(settings, settings.warehouse)
+    other.execute("DROP TABLE {pred}")
+    other.close()
+    warehouse, snapshot = fresh(settings)
+    with pytest.raises(BadInput, match="stage predictions"):
+        snapshot.check_stage_tables()
+    warehouse.close()
