@@ -10,6 +10,10 @@ fingerprints the range, then re-measures only the dates that changed:
   season (a player's earlier games), so those are re-measured too;
 - the distinct-player counts of a month are re-measured when any of its dates is.
 
+Where the warehouse has a change stamp (:meth:`Warehouse.change_stamp`: a DuckDB file's identity,
+size and times) and it is the one seen when every date known was last checked, nothing was written
+since: the fingerprint is skipped too, and nothing is read from the warehouse.
+
 Answers are the same as :func:`backfill.coverage.daily_coverage` and ``monthly_coverage`` (the
 tests check it); only the work differs. :meth:`CoverageSnapshot.persisted` keeps the snapshot between
 processes (:mod:`backfill.coverage_store`), so a fresh process fingerprints and re-measures only what
@@ -55,7 +59,8 @@ def fingerprint_sql(pipeline: Pipeline) -> str:
 
 
 class CoverageSnapshot:
-    """Coverage of one warehouse under one history rule, kept fresh at the cost of a fingerprint."""
+    """Coverage of one warehouse under one history rule, kept fresh at the cost of a fingerprint (or,
+    while the warehouse's change stamp shows nothing was written, of nothing)."""
 
     def __init__(self, warehouse: Warehouse, settings: Settings, store: CoverageStore | None = None):
         self.warehouse = warehouse
@@ -134,21 +139,21 @@ class CoverageSnapshot:
     def _session(self, start: dt.date, end: dt.date, months: bool) -> AbstractContextManager:
         """The warehouse's session (DuckDB: the open file) where something must be read; none where
         the stamp vouches for everything the range needs (nothing is opened then)."""
-        stamp = self.warehouse.change_stamp()
-        current = (
-            stamp is not None
-            and stamp == self._stamp
-            and set(coverage.date_span(start, end)) <= self._measured
-        )
+        current = self._vouched(self.warehouse.change_stamp(), set(coverage.date_span(start, end)))
         if current and months:
             current = all(key in self._months for key in _month_keys(start, end))
         return contextlib.nullcontext() if current else self.warehouse.session()
+
+    def _vouched(self, stamp: str | None, dates: set[dt.date]) -> bool:
+        """Whether the warehouse's stamp vouches for the counts of these dates: all were checked when
+        the warehouse last showed this stamp, so nothing was written since."""
+        return stamp is not None and stamp == self._stamp and dates <= self._measured
 
     def _daily(self, start: dt.date, end: dt.date) -> pd.DataFrame:
         wanted = set(coverage.date_span(start, end))
         # Read before anything else: what is measured next is at least as new as the stamp.
         stamp = self.warehouse.change_stamp()
-        if stamp is None or stamp != self._stamp or not wanted <= self._measured:
+        if not self._vouched(stamp, wanted):
             verified_all = self._measured <= wanted
             changed = self._refresh_fingerprints(start, end)
             stale = (wanted - self._measured) | (changed & wanted)

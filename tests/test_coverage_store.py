@@ -418,3 +418,46 @@ def test_a_dropped_stage_table_is_noticed_though_an_earlier_check_passed(demo, s
     with pytest.raises(BadInput, match="stage predictions"):
         snapshot.check_stage_tables()
     warehouse.close()
+
+
+def test_partition_times_kept_between_processes_are_the_fingerprint_where_the_warehouse_tracks_them(settings):
+    """As on BigQuery: no change stamp, INFORMATION_SCHEMA.PARTITIONS' times as fingerprints."""
+
+    class Tracked(DuckDBWarehouse):
+        """The demo file, answering partition times as BigQuery would, and with no change stamp."""
+
+        times: dict = {}
+
+        def partition_times(self, stages, start, end):
+            return {key: value for key, value in self.times.items() if start <= key[1] <= end}
+
+        def change_stamp(self):
+            return None
+
+    first, last = dt.date(2021, 12, 1), dt.date(2021, 12, 31)
+    stamp = dt.datetime(2022, 1, 1, 12, 30, tzinfo=dt.UTC)
+    Tracked.times = {
+        (stage.name, day): stamp
+        for stage in settings.pipeline.stages
+        for day in coverage.date_span(dt.date(2021, 10, 1), last)
+    }
+
+    def fresh_tracked():
+        warehouse = Tracked(settings, settings.warehouse)
+        return warehouse, CoverageSnapshot.persisted(warehouse, settings)
+
+    warehouse, snapshot = fresh_tracked()
+    snapshot.coverage(first, last)
+    warehouse.close()
+
+    warehouse, snapshot = fresh_tracked()
+    answer = snapshot.coverage(first, last)
+    assert (snapshot.dates_measured, warehouse.statements_issued) == (0, 0)
+    assert_answers_as_a_full_measurement(answer, warehouse, settings, first, last)
+    warehouse.close()
+
+    Tracked.times[("predictions", dt.date(2021, 12, 20))] = stamp + dt.timedelta(minutes=5)
+    warehouse, snapshot = fresh_tracked()
+    snapshot.coverage(first, last)
+    assert snapshot.dates_measured == 1
+    warehouse.close()
