@@ -88,9 +88,7 @@ def _sqlite_files(path: str) -> list[Path]:
 
 def _forget_translations() -> None:
     """Drop the cached GoogleSQL-to-DuckDB translations, as a fresh process starts without them."""
-    clear = getattr(sqlmod.translate, "cache_clear", None)
-    if clear:
-        clear()
+    sqlmod.forget_translations()
 
 
 def _ms(seconds: list[float]) -> list[float]:

@@ -27,7 +27,7 @@ from backfill.coverage_store import CoverageStore
 from backfill.errors import BadInput
 from backfill.pipeline import BUILTIN_PATH, parse_pipeline
 from backfill.warehouse.duckdb import DuckDBWarehouse
-from backfill.warehouse.sql import translate
+from backfill.warehouse.sql import forget_translations, translate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -283,18 +283,18 @@ def test_a_kept_translation_is_used_only_when_intact(tmp_path):
     sql = "SELECT FARM_FINGERPRINT('a') AS h, FORMAT_DATE('%Y-%m', DATE '2021-12-07') AS period"
     folder = tmp_path / "sql"
     expected = translate(sql, "duckdb")  # no folder: straight from sqlglot
-    translate.cache_clear()
+    forget_translations()
     assert translate(sql, "duckdb", folder) == expected
     (kept,) = folder.iterdir()
-    translate.cache_clear()
+    forget_translations()
     assert translate(sql, "duckdb", folder) == expected  # read back from the file
 
     # A tampered file (its digest no longer matches) is ignored and written anew.
     kept.write_bytes(kept.read_bytes().replace(b"HASH", b"HASX"))
-    translate.cache_clear()
+    forget_translations()
     assert translate(sql, "duckdb", folder) == expected
     assert b"HASX" not in kept.read_bytes()
-    translate.cache_clear()
+    forget_translations()
 
 
 def test_the_coverage_command_keeps_the_snapshot_and_shows_an_outside_write(demo, settings, capsys):

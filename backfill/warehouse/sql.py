@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -46,27 +47,46 @@ def render(template: str, table_refs: Mapping[str, str]) -> str:
     return template.format_map(dict(table_refs))
 
 
-@lru_cache(maxsize=512)
+TRANSLATIONS_IN_MEMORY = 512
+"""Translations a process keeps in memory (more distinct statements than this start it afresh)."""
+
+_translations: dict[tuple[str, str], tuple[str, ...]] = {}
+_translations_lock = threading.Lock()
+
+
 def translate(googlesql: str, dialect: str, cache: Path | None = None) -> tuple[str, ...]:
-    """GoogleSQL to ``dialect``, one string per statement (a script may hold several); ``cache`` is
-    the folder of translations kept between processes (None: none)."""
+    """GoogleSQL to ``dialect``, one string per statement (a script may hold several): from this
+    process's memory, else from ``cache`` (the folder of translations kept between processes; None:
+    none), else from sqlglot (then kept in both)."""
     if dialect == SOURCE_DIALECT:
         return (googlesql,)
+    key = (googlesql, dialect)
+    found = _translations.get(key)
+    if found is not None:
+        return found
     path = None if cache is None else cache / f"{_translation_key(googlesql, dialect)}.json"
-    if path is not None:
-        kept = _read_translation(path, googlesql, dialect)
-        if kept is not None:
-            return kept
-    import sqlglot
+    found = None if path is None else _read_translation(path, googlesql, dialect)
+    if found is None:
+        import sqlglot
 
-    statements = tuple(
-        sqlglot.transpile(googlesql, read=SOURCE_DIALECT, write=_dialects().get(dialect, dialect))
-    )
-    if path is not None:
-        entry = {"source": googlesql, "dialect": dialect, "statements": list(statements)}
-        with contextlib.suppress(OSError):  # a read-only or full disk: the next process translates again
-            cache_files.write(path, json.dumps(entry).encode())
-    return statements
+        found = tuple(
+            sqlglot.transpile(googlesql, read=SOURCE_DIALECT, write=_dialects().get(dialect, dialect))
+        )
+        if path is not None:
+            entry = {"source": googlesql, "dialect": dialect, "statements": list(found)}
+            with contextlib.suppress(OSError):  # a read-only or full disk: the next process translates again
+                cache_files.write(path, json.dumps(entry).encode())
+    with _translations_lock:
+        if len(_translations) >= TRANSLATIONS_IN_MEMORY:
+            _translations.clear()
+        _translations[key] = found
+    return found
+
+
+def forget_translations() -> None:
+    """Drop the translations this process keeps in memory (a fresh process starts without them)."""
+    with _translations_lock:
+        _translations.clear()
 
 
 def _read_translation(path: Path, googlesql: str, dialect: str) -> tuple[str, ...] | None:
