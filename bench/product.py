@@ -41,15 +41,15 @@ class Lab:
     profiles: dict = field(default_factory=dict)
     """Profiles taken along the way, by (row key, size); the report shows those of missed targets."""
 
-    def settings(self, warehouse: Path, cache: Path | None = None) -> Settings:
-        """Defaults, except: whole-warehouse ranges allowed, a private ledger, no retry sleeps, and the
-        caches kept between processes (coverage snapshots, translated SQL) in ``cache`` (default: a
-        new folder, so nothing measured earlier is found)."""
+    def settings(self, warehouse: Path) -> Settings:
+        """Defaults, except: whole-warehouse ranges allowed, a private ledger, no retry sleeps, and a
+        new folder for the caches kept between processes (coverage snapshots, translated SQL), so
+        nothing an earlier measurement kept is found."""
         tag = uuid.uuid4().hex[:8]
         ledger = self.scratch / "runs" / f"ledger-{tag}.sqlite"
         return Settings(
             warehouse=str(warehouse), ledger=str(ledger), max_range_days=100_000, retry_delays=(0.0, 0.0, 0.0),
-            cache_dir=str(cache or self.scratch / "caches" / tag),
+            cache_dir=str(self.scratch / "caches" / tag),
         )  # fmt: skip
 
     @contextlib.contextmanager
