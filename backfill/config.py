@@ -66,6 +66,10 @@ class Settings:
     operators: tuple[str, ...] = ()
     operator_claim: str = "email"
     cache_ttl_s: int = 60
+    cache_dir: str = ""
+    """Where summaries kept between processes live (coverage snapshots, translated SQL): empty means
+    ``cache/`` beside a SQLite ledger file (``data/cache`` by default) when that folder exists;
+    ``off`` keeps none."""
 
     # The watch (``python -m backfill check``) and its alerts. Secrets are not settings: the webhook
     # URL and the SMTP password come from the environment or .streamlit/secrets.toml (backfill.alerts).
@@ -95,6 +99,17 @@ class Settings:
             "precompute": self.precompute_dataset,
             "predictions": self.predictions_dataset,
         }
+
+    def cache_path(self, kind: str) -> Path | None:
+        """The directory of one kind of cache (``coverage``, ``sql``), or None when caching is off."""
+        if self.cache_dir.strip().lower() == "off":
+            return None
+        if self.cache_dir:
+            return Path(self.cache_dir) / kind
+        # Beside the ledger's file; a ledger in a database server has no folder, so the default one.
+        # Only in a folder that exists: a mistyped ledger path must not have its folder created.
+        folder = Path(DEFAULT_LEDGER if "://" in self.ledger else self.ledger).parent
+        return folder / "cache" / kind if folder.is_dir() else None
 
     def dataset_name(self, dataset: str) -> str:
         """The dataset a pipeline's dataset name stands for: the three dataset settings rename the

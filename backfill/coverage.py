@@ -337,12 +337,15 @@ def monthly_from(daily: pd.DataFrame, players: pd.DataFrame) -> pd.DataFrame:
     ]
     by_period = players.set_index("period")
     totals = by_period["players_total"].reindex(monthly["period"]).fillna(0).astype("int64").to_numpy()
-    covered = [
-        by_period[f"{stage}_players_covered"].get(period, 0)
-        for period, stage in zip(monthly["period"], monthly["stage"])
-    ]
+    # Each row's stage column of its period's counts (0 where the month has no counts).
+    aligned = by_period.reindex(monthly["period"].to_numpy())
+    stages = monthly["stage"].to_numpy()
+    covered = np.zeros(len(monthly), dtype="int64")
+    for stage in pd.unique(stages):
+        rows = stages == stage
+        covered[rows] = aligned[f"{stage}_players_covered"].fillna(0).to_numpy(dtype="int64")[rows]
     monthly["players_total"] = totals
-    monthly["players_covered"] = np.asarray(covered, dtype="int64")
+    monthly["players_covered"] = covered
     monthly["player_coverage_pct"] = pct_column(monthly["players_covered"], monthly["players_total"])
     monthly["player_game_coverage_pct"] = pct_column(
         monthly["player_games_covered"], monthly["player_games_total"]

@@ -12,18 +12,21 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from backfill.config import Settings
-from backfill.coverage import GAP_STATUSES, daily_coverage, monthly_coverage
+from backfill.coverage import GAP_STATUSES
+from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.errors import BadInput
-from backfill.ledger import Ledger
 from backfill.pipeline import Pipeline
 from backfill.stale import stale_counts
 from backfill.warehouse import Warehouse
+
+if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported only by the reports that list runs
+    from backfill.ledger import Ledger
 
 COVERAGE_COLUMNS = (
     "period",
@@ -182,17 +185,27 @@ def _reason(row: Any, pipeline: Pipeline) -> str:
     return "; ".join(parts) or "complete"
 
 
-def _daily(warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Daily coverage (MLFS coverage already beside predictions) with a reason per row."""
-    daily = daily_coverage(warehouse, settings, start, end)
-    daily["reason"] = [_reason(row, settings.pipeline) for row in daily.itertuples()]
-    return daily
+def _measured(
+    warehouse: Warehouse,
+    settings: Settings,
+    start: dt.date,
+    end: dt.date,
+    by_month: bool,
+    snapshot: CoverageSnapshot | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Daily coverage (MLFS coverage already beside predictions), and coverage by month when asked;
+    from the coverage snapshot kept between processes (unless the caller has one), so only dates
+    changed since the last look are measured."""
+    snapshot = snapshot or CoverageSnapshot.persisted(warehouse, settings)
+    return snapshot.coverage(start, end) if by_month else (snapshot.daily(start, end), None)
 
 
-def _monthly_table(
-    warehouse: Warehouse, settings: Settings, start: dt.date, end: dt.date, daily: pd.DataFrame
-) -> pd.DataFrame:
-    monthly = monthly_coverage(warehouse, settings, start, end, daily=daily)
+def _with_reasons(daily: pd.DataFrame, pipeline: Pipeline) -> pd.DataFrame:
+    """Daily coverage with a reason per row."""
+    return daily.assign(reason=[_reason(row, pipeline) for row in daily.itertuples()])
+
+
+def _monthly_table(settings: Settings, monthly: pd.DataFrame) -> pd.DataFrame:
     monthly["bootstrap_player_games"] = monthly["player_games_total"] - monthly["expected_total"]
     pipeline = settings.pipeline
     by_stage = {
@@ -240,13 +253,17 @@ def coverage_table(
     end: dt.date,
     by: str = "month",
     stage: str | Iterable[str] | None = None,
+    snapshot: CoverageSnapshot | None = None,
 ) -> pd.DataFrame:
     """Coverage per month (or per date) and stage with SPEC 4.7's fields (:data:`COVERAGE_COLUMNS`)."""
     stages = _stages(settings.pipeline, stage)
     if by not in ("month", "date"):
         raise BadInput(f"unknown grouping {by!r} (choose from month, date)")
-    daily = _daily(warehouse, settings, start, end)
-    table = _date_table(daily) if by == "date" else _monthly_table(warehouse, settings, start, end, daily)
+    daily, monthly = _measured(warehouse, settings, start, end, by_month=by == "month", snapshot=snapshot)
+    if monthly is None:
+        table = _date_table(_with_reasons(daily, settings.pipeline))
+    else:
+        table = _monthly_table(settings, monthly)
     table = table.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))
     return _finish(table, COVERAGE_COLUMNS, stages)
 
@@ -271,18 +288,22 @@ def gap_report(
     *,
     runs: pd.DataFrame | None = None,
     now: Callable[[], dt.datetime] = _utc_now,
+    snapshot: CoverageSnapshot | None = None,
 ) -> GapReport:
     """Measure a period: coverage by month, gaps with reasons, stale rows; ``runs`` from a ledger."""
     stages = _stages(settings.pipeline, stage)
-    daily = _daily(warehouse, settings, start, end)
-    monthly = _monthly_table(warehouse, settings, start, end, daily)
+    daily, measured = _measured(warehouse, settings, start, end, by_month=True, snapshot=snapshot)
+    assert measured is not None
+    monthly = _monthly_table(settings, measured)
     monthly = monthly.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))
     stale = stale_counts(warehouse, settings, start, end, stages)
     return GapReport(
         period=(start, end),
         stages=stages,
         monthly=_finish(monthly, COVERAGE_COLUMNS, stages),
-        gaps=_finish(gaps_table(daily, settings.pipeline), GAP_COLUMNS, stages),
+        gaps=_finish(
+            _with_reasons(gaps_table(daily, settings.pipeline), settings.pipeline), GAP_COLUMNS, stages
+        ),
         stale=stale[list(STALE_COLUMNS)].reset_index(drop=True),
         generated_at=now(),
         warehouse=warehouse.describe(),
@@ -355,6 +376,8 @@ def ledger_runs(
 
     A report never creates a ledger (a mistyped path stays absent); an unreadable one is a one-line error.
     """
+    from backfill.ledger import Ledger
+
     ledger = Ledger(location)
     if not ledger.exists():
         return None

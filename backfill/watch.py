@@ -29,7 +29,8 @@ import pandas as pd
 
 from backfill import alerts as alerting
 from backfill.config import Settings
-from backfill.coverage import GAP_STATUSES, daily_coverage
+from backfill.coverage import GAP_STATUSES
+from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.errors import BadInput
 from backfill.history import HistoryStore, now_utc
 from backfill.stale import stale_counts
@@ -290,7 +291,7 @@ def run_check(
     targets = alerting.channels(settings, secrets)
 
     started_at = now()
-    daily = daily_coverage(warehouse, settings, start, end)
+    daily = CoverageSnapshot.persisted(warehouse, settings).daily(start, end)
     stale = stale_counts(warehouse, settings, start, end)
     store = HistoryStore.of(settings)
     key = settings.warehouse

@@ -39,7 +39,7 @@ class Comparison:
 
 
 def monthly_comparison(source, size: int, lab: Lab, product_cold: Row) -> tuple[list[Row], Comparison]:
-    """The team's month-by-month check against the product's full coverage measurement (cold)."""
+    """The team's month-by-month check against the product's full coverage measurement (first-ever)."""
     settings = lab.settings(source)
     load = load_1min()
     results = []
@@ -65,7 +65,7 @@ def monthly_comparison(source, size: int, lab: Lab, product_cold: Row) -> tuple[
               "ms", [1000 * s for s in seconds], load,
               f"{results[0].statements} queries; same numbers: {same} ({detail})")  # fmt: skip
     comparison = Comparison(
-        "one query per month (by hand) vs the product's coverage queries (cold)",
+        "one query per month (by hand) vs the product's coverage queries (first-ever: everything measured)",
         size,
         row.median,
         product_cold.median,

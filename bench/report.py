@@ -36,13 +36,14 @@ GROWTH_PER_STEP = 2.5
 """Growth is reported per 2.5x more data; "no worse than linear" is a factor of at most 2.5."""
 
 GROWN = {
+    "coverage_first": "Coverage queries, first-ever",
     "coverage_cold": "Coverage queries, cold",
     "coverage_warm": "Coverage queries, warm",
     "full_default": "Full backfill, default settings",
     "dec_seconds": "31-date backfill",
     "mem_full": "Peak RSS, full backfill",
     "mem_december": "Peak RSS, 31-date backfill",
-    "mem_coverage": "Peak RSS, cold coverage",
+    "mem_coverage": "Peak RSS, full coverage measurement",
 }
 """Measurements whose growth with the warehouse's size is reported (row key: name)."""
 
@@ -66,7 +67,7 @@ TARGETS = (
     Target("Command jobs, max_parallel 4 at least 3x faster than 1", "parallel_ratio", 3, "x", at_least=True),
     Target("Per-date loop over the whole history at least 10x slower than the default backfill",
            "ratio_loop_full", 10, "x", 20, at_least=True),
-    Target("Month-by-month check at least 10x slower than cold coverage", "ratio_monthly", 10, "x", 20,
+    Target("Month-by-month check at least 10x slower than the product's first-ever coverage", "ratio_monthly", 10, "x", 20,
            at_least=True),
     *(
         Target(f"Growth per 2.5x data no worse than linear: {name}", f"growth_{key}", GROWTH_PER_STEP,
@@ -294,10 +295,14 @@ def markdown(results: Results) -> str:
         "",
         "## SPEC 5 targets",
         "",
-        "Judged on the median. The Coverage page's queries are judged twice: cold (a full daily and monthly "
-        "measurement of the whole range: what the CLI does, and a fresh console process on its first page) "
-        "and warm (`CoverageSnapshot.coverage` on unchanged data: what the console's loaders in `ui/data.py` "
-        "do on each refresh once the snapshot exists).",
+        "Judged on the median. The Coverage page's queries are judged twice: cold (what a fresh process does "
+        "by default, the CLI or a console server on its first page: a new adapter loads the coverage snapshot "
+        "kept on disk by an earlier process and answers the whole range, re-measuring only what changed; "
+        "here nothing changed and the warehouse file was untouched since, the usual case) and warm "
+        "(`CoverageSnapshot.coverage` on unchanged data: what the console's loaders in `ui/data.py` do on each "
+        "refresh once the snapshot exists). Not judged, shown beside them: the first-ever look (nothing kept "
+        "yet: every date measured, every statement translated) and a cold look after the warehouse file was "
+        "touched (a fingerprint scan of every date, nothing re-measured).",
         "",
         targets_table(found),
         "",
@@ -339,8 +344,14 @@ def markdown(results: Results) -> str:
         "",
         "## How it was measured",
         "",
-        "- Cold coverage: `daily_coverage` then `monthly_coverage(daily=...)` over the whole range, through a "
-        "new adapter with the SQL translation cache cleared each run.",
+        "- First-ever coverage: `CoverageSnapshot.persisted(...).coverage` of the whole range through a new "
+        "adapter, with a new, empty cache folder each run (no kept snapshot, no kept translation; the in-process "
+        "translation cache cleared; sqlglot itself already imported); includes writing the kept snapshot.",
+        "- Cold coverage: the same call through a new adapter, the in-process translation cache cleared, the "
+        "snapshot and translations loaded from the cache folder a first look left (brought up to date once the "
+        "file's change stamp had settled, as any later process would); loading the snapshot file is timed. "
+        "Nothing changed since, so no statement is sent. Cold after a touch: the warehouse file's times are "
+        "renewed (`os.utime`) before each run, so the change stamp cannot vouch and every date is fingerprinted.",
         "- Warm coverage: `CoverageSnapshot.coverage` of the whole range after a first call, nothing changed. "
         "After a 31-date backfill: a fresh copy, a first call, `run_here` of 2021-12-01..31 (both stages), "
         "then the timed call.",
@@ -362,7 +373,8 @@ def markdown(results: Results) -> str:
         "job, each job spending 2 s before it writes (`TEAM_JOB_SECONDS`), December 2021, at max_parallel 1 "
         "and 4.",
         "- Whole-process CLI: `python -m backfill coverage --by month` over the whole history as a new process "
-        "each run (interpreter start and imports included).",
+        "each run (interpreter start and imports included), with the snapshot and translations an earlier "
+        "command kept (the file unchanged since); first-ever: a new, empty cache folder each run.",
         "- Profiles: one extra run, stacks sampled every 5 ms from another thread; each sample charged to "
         "the innermost line of the product's own code (time in pandas, DuckDB or SQLite lands on our line "
         "that called it).",

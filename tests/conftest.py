@@ -68,9 +68,9 @@ def demo(settings) -> DuckDBWarehouse:
 
 
 @pytest.fixture
-def read_only_demo(demo_file) -> DuckDBWarehouse:
-    """The adapter of the shared demo file, for tests that only read."""
-    settings = Settings(warehouse=str(demo_file))
+def read_only_demo(demo_file, tmp_path) -> DuckDBWarehouse:
+    """The adapter of the shared demo file, for tests that only read (caches kept in the test's folder)."""
+    settings = Settings(warehouse=str(demo_file), cache_dir=str(tmp_path / "cache"))
     warehouse = DuckDBWarehouse(settings, demo_file)
     yield warehouse
     warehouse.close()

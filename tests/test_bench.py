@@ -14,11 +14,14 @@ from bench.run import Config, run
 
 EVERY_ROW = (
     "build",
+    "coverage_first",
     "coverage_cold",
+    "coverage_cold_touched",
     "coverage_warm",
     "coverage_after_31",
     "dec_measure",
     "game_dates",
+    "cli_coverage_first",
     "cli_coverage",
     "dec_seconds",
     "dec_statements",

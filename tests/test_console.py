@@ -29,6 +29,7 @@ def app(demo_file, tmp_path, monkeypatch) -> AppTest:
         monkeypatch.delenv(name)
     monkeypatch.setenv("BACKFILL_CONFIG", os.devnull)
     monkeypatch.setenv("BACKFILL_WAREHOUSE", str(demo_file))
+    monkeypatch.setenv("BACKFILL_CACHE_DIR", str(tmp_path / "cache"))  # not the repository's data/cache
     return AppTest.from_file(str(APP), default_timeout=60)
 
 

@@ -104,9 +104,12 @@ def test_without_any_check_the_history_page_says_how_to_run_one(app, settings):
     assert not Path(settings.ledger).exists()  # reading created no ledger
 
 
-def test_an_unreachable_ledger_is_one_line_on_the_overview_and_an_error_on_history(app, monkeypatch):
+def test_an_unreachable_ledger_is_one_line_on_the_overview_and_an_error_on_history(
+    app, monkeypatch, tmp_path
+):
     # Nothing listens on port 1 of the loopback: the connection is refused at once.
     monkeypatch.setenv("BACKFILL_LEDGER", "postgresql://nobody@127.0.0.1:1/ledger")
+    monkeypatch.setenv("BACKFILL_CACHE_DIR", str(tmp_path / "cache"))  # not the repository's data/cache
     at = app.run()
     assert not at.exception
     (link,) = [element for element in at.get("page_link") if "Last check" in element.proto.label]

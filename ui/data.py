@@ -186,8 +186,9 @@ def data_bounds(settings: Settings) -> tuple[dt.date, dt.date] | None:
 
 @st.cache_resource(show_spinner=False)
 def snapshot(settings: Settings) -> CoverageSnapshot:
-    """Coverage kept between reruns and sessions; each refresh re-measures only changed dates."""
-    return CoverageSnapshot(warehouse(settings), settings)
+    """Coverage kept between reruns, sessions and processes (loaded from the kept snapshot when the
+    server starts); each refresh re-measures only changed dates."""
+    return CoverageSnapshot.persisted(warehouse(settings), settings)
 
 
 @st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)

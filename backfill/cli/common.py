@@ -106,24 +106,29 @@ def parse_range(args: argparse.Namespace, ctx: Context) -> tuple[dt.date | None,
 
 
 def resolve_range(
-    warehouse: Warehouse, start: dt.date | None, end: dt.date | None, today: Today
+    warehouse: Warehouse,
+    start: dt.date | None,
+    end: dt.date | None,
+    today: Today,
+    bounds: Callable[[], tuple[dt.date, dt.date] | None] | None = None,
 ) -> tuple[dt.date, dt.date]:
-    """Fill open ends of a range from the data's first and last game dates."""
+    """Fill open ends of a range from the data's first and last game dates (read by ``bounds``, or
+    asked of the warehouse)."""
     if start is None or end is None:
         from backfill.coverage import data_bounds
 
-        bounds = data_bounds(warehouse)
-        if bounds is None:
+        found = bounds() if bounds is not None else data_bounds(warehouse)
+        if found is None:
             raise BadInput(
                 f"{warehouse.describe()} has no player_game_summary rows "
                 "(build the demo: python -m backfill demo, or give --start and --end)"
             )
-        if start is not None and start > bounds[1]:
-            raise BadInput(f"--start {start} is after the last game date in the warehouse ({bounds[1]})")
-        if end is not None and end < bounds[0]:
-            raise BadInput(f"--end {end} is before the first game date in the warehouse ({bounds[0]})")
-        start = start or bounds[0]
-        end = end or bounds[1]
+        if start is not None and start > found[1]:
+            raise BadInput(f"--start {start} is after the last game date in the warehouse ({found[1]})")
+        if end is not None and end < found[0]:
+            raise BadInput(f"--end {end} is before the first game date in the warehouse ({found[0]})")
+        start = start or found[0]
+        end = end or found[1]
     return check_range(start, end, today=today)
 
 

@@ -156,14 +156,22 @@ def add_coverage(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def _run_coverage(args: argparse.Namespace, ctx: Context) -> int:
     stages = ctx.settings.pipeline.check_stages(args.stage) if args.stage is not None else None
     start, end = parse_range(args, ctx)
-    warehouse = open_warehouse(ctx)
+    warehouse = open_warehouse(ctx, check_tables=False)
     try:
-        from backfill.cost import coverage_estimate
+        from backfill.coverage_snapshot import CoverageSnapshot
         from backfill.report import coverage_table, records
 
-        start, end = resolve_range(warehouse, start, end, ctx.today)
-        print_estimate(ctx, lambda: coverage_estimate(warehouse, ctx.settings, start, end, by=args.by))
-        table = coverage_table(warehouse, ctx.settings, start, end, by=args.by, stage=stages)
+        # The kept snapshot answers the table check and the data's bounds too while nothing was written.
+        snapshot = CoverageSnapshot.persisted(warehouse, ctx.settings)
+        snapshot.check_stage_tables()
+        start, end = resolve_range(warehouse, start, end, ctx.today, bounds=snapshot.bounds)
+        if warehouse.SUPPORTS_DRY_RUN:  # the estimate's module is imported only where there is one
+            from backfill.cost import coverage_estimate
+
+            print_estimate(ctx, lambda: coverage_estimate(warehouse, ctx.settings, start, end, by=args.by))
+        table = coverage_table(
+            warehouse, ctx.settings, start, end, by=args.by, stage=stages, snapshot=snapshot
+        )
     finally:
         warehouse.close()
     if args.format == "json":
@@ -221,19 +229,22 @@ def _run_gaps(args: argparse.Namespace, ctx: Context) -> int:
         from backfill.export import check_report_path
 
         check_report_path(args.output)
-    warehouse = open_warehouse(ctx)
+    warehouse = open_warehouse(ctx, check_tables=False)
     try:
+        from backfill.coverage_snapshot import CoverageSnapshot
         from backfill.export import write_report
         from backfill.report import gap_report, ledger_runs, records
 
-        start, end = resolve_range(warehouse, start, end, ctx.today)
+        snapshot = CoverageSnapshot.persisted(warehouse, ctx.settings)
+        snapshot.check_stage_tables()
+        start, end = resolve_range(warehouse, start, end, ctx.today, bounds=snapshot.bounds)
         # Runs and their outcomes, for the hand-off note; a ledger that does not exist is not created.
         runs = (
             ledger_runs(ctx.settings.ledger, start, end, stages or ctx.settings.pipeline.stage_names)
             if args.output
             else None
         )
-        report = gap_report(warehouse, ctx.settings, start, end, stage=stages, runs=runs)
+        report = gap_report(warehouse, ctx.settings, start, end, stage=stages, runs=runs, snapshot=snapshot)
     finally:
         warehouse.close()
     if args.output:

@@ -180,7 +180,9 @@ class Warehouse(ABC):
         """Render a template's table names and translate it to this warehouse's dialect."""
         from backfill.warehouse import sql as sqlmod
 
-        return sqlmod.translate(sqlmod.render(template, self.table_refs()), self.dialect)
+        return sqlmod.translate(
+            sqlmod.render(template, self.table_refs()), self.dialect, self.settings.cache_path("sql")
+        )
 
     def query(self, template: str, params: Params | None = None, **options: Any) -> pd.DataFrame:
         """Run one SELECT and return its rows; DATE columns come back as ``datetime.date``."""
@@ -301,6 +303,11 @@ class Warehouse(ABC):
         """Every column of a table (name, GoogleSQL type, required), or None when it does not
         exist. Reads metadata only, not counted as a statement."""
         raise NotImplementedError(f"{self.describe()} cannot list its columns")
+
+    def change_stamp(self) -> str | None:
+        """A token that stays the same only while nothing was written to the warehouse, read without
+        a request; None where the warehouse cannot tell (or cannot tell yet: a write just now)."""
+        return None
 
     def partition_times(
         self, stages: Iterable[Stage], start: dt.date, end: dt.date

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,10 @@ GOOGLESQL_TYPES = {
     "DATE": "DATE",
 }
 """DuckDB's names of the column types the schema uses, as GoogleSQL names them."""
+
+STAMP_SETTLED_S = 2.0
+"""A file's stamp counts only once its last change is this old: file times advance in clock ticks,
+so a write within a tick of the one before it could leave them as they were ("racy" stamps)."""
 
 IDLE_CLOSE_S = 1.0
 """Seconds the database stays open after its last use, unless a session holds it."""
@@ -135,6 +140,27 @@ class DuckDBWarehouse(Warehouse):
     @property
     def url(self) -> str:
         return self.url_of(self.path)
+
+    def change_stamp(self) -> str | None:
+        """The database file's and its write-ahead log's identity, size and times: every commit
+        writes one of them. None for ``:memory:``, or while the last change is younger than
+        :data:`STAMP_SETTLED_S`."""
+        if self.path == ":memory:":
+            return None
+        parts, newest = [], 0
+        for path in (Path(self.path), Path(f"{self.path}.wal")):
+            try:
+                found = path.stat()
+            except FileNotFoundError:
+                parts.append("-")
+                continue
+            except OSError:
+                return None
+            parts.append(f"{found.st_ino}:{found.st_size}:{found.st_mtime_ns}:{found.st_ctime_ns}")
+            newest = max(newest, found.st_mtime_ns, found.st_ctime_ns)
+        if time.time_ns() - newest < STAMP_SETTLED_S * 1e9:
+            return None
+        return f"{Path(self.path).resolve()} " + " ".join(parts)
 
     def name_ref(self, dataset: str, table: str) -> str:
         return f"`{dataset}`.`{table}`"
