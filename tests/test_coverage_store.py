@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing
 import os
 import pickle
 import subprocess
@@ -251,20 +250,27 @@ def test_nothing_is_kept_when_caching_is_off_or_the_warehouse_is_in_memory(setti
     warehouse.close()
 
 
-def _save_many(path: str, key: str, marker: int, times: int) -> None:
-    store = CoverageStore(Path(path), key)
-    for number in range(times):
-        store.save({"writer": marker, "number": number, "padding": "x" * 200_000})
+SAVE_MANY = """
+import sys
+from pathlib import Path
+from backfill.coverage_store import CoverageStore
+store = CoverageStore(Path(sys.argv[1]), sys.argv[2])
+for number in range(int(sys.argv[4])):
+    store.save({"writer": int(sys.argv[3]), "number": number, "padding": "x" * 200_000})
+"""
+"""A writer process: saves a 200 KB state 40 times over (its own processes: not multiprocessing,
+whose spawned children re-run the parent's __main__, which an AppTest in the same worker replaces)."""
 
 
 def test_two_processes_saving_at_once_never_leave_a_mixed_or_broken_file(tmp_path):
     path, key = tmp_path / "coverage" / "k.json", "k"
     reader = CoverageStore(path, key)
-    context = multiprocessing.get_context("spawn")
-    writers = [context.Process(target=_save_many, args=(str(path), key, marker, 40)) for marker in (1, 2)]
-    for writer in writers:
-        writer.start()
-    while any(writer.is_alive() for writer in writers):
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", SAVE_MANY, str(path), key, str(marker), "40"], env=env)
+        for marker in (1, 2)
+    ]
+    while any(writer.poll() is None for writer in writers):
         existed = path.exists()  # files are only ever replaced, never removed
         state = reader.load()
         if existed:
@@ -272,8 +278,7 @@ def test_two_processes_saving_at_once_never_leave_a_mixed_or_broken_file(tmp_pat
             assert state is not None
             assert state["padding"] == "x" * 200_000
     for writer in writers:
-        writer.join()
-        assert writer.exitcode == 0
+        assert writer.wait(timeout=120) == 0
     final = reader.load()
     assert final is not None and final["number"] == 39 and final["writer"] in (1, 2)
     assert not [leftover for leftover in path.parent.iterdir() if leftover.name.endswith(".tmp")]
