@@ -322,7 +322,9 @@ class Runner:
         stage's verification and the next stage's "before" (and gate)."""
         open_now = {
             (i["stage"], i["game_date"])
-            for i in self.ledger.items(self.run_id, ITEM_OPEN, between=(window[0], window[-1]))
+            for i in self.ledger.items(
+                self.run_id, ITEM_OPEN, between=(window[0], window[-1]), stages=self.request.stages
+            )
         }
         measured: Measurement | None = None
         for stage in self.request.stages:
