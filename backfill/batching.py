@@ -12,13 +12,16 @@ is the largest window the work allows:
 - the warehouse may bound it (:meth:`backfill.warehouse.Warehouse.batch_dates_bound`: on BigQuery,
   the bytes a batch would process against ``maximum_bytes_billed``).
 
-An explicit size (``--batch-size``, the ``batch_size`` setting) always wins.
+A window sized by the work also ends where a season does (:func:`windows`). An explicit size
+(``--batch-size``, the ``batch_size`` setting) always wins, and its windows are cut by count alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING
+
+from backfill.seasons import season_of
 
 if TYPE_CHECKING:
     from backfill.config import Settings
@@ -63,6 +66,20 @@ def window_size(
             if bound is not None and bound < size:
                 size, why = max(1, bound), "sized by the work, bounded by the warehouse"
     return size, why
+
+
+def windows(dates: list[dt.date], size: int, by_season: bool) -> list[list[dt.date]]:
+    """The run's (sorted) dates in windows of at most ``size``; with ``by_season`` a window also ends
+    at the end of a season. A set-based statement reads its look-back from the start of the season of
+    its window's first date, so a window of 366 dates straddling two seasons read the earlier
+    season's days before its first date for nothing, and windows drifted further into their seasons
+    the more seasons a run held (issue 13)."""
+    found: list[list[dt.date]] = []
+    for day in dates:
+        if not found or len(found[-1]) >= size or (by_season and season_of(day) != season_of(found[-1][-1])):
+            found.append([])
+        found[-1].append(day)
+    return found
 
 
 def _now() -> dt.datetime:

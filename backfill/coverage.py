@@ -222,10 +222,13 @@ def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end
 def daily_from_counts(counts: pd.DataFrame, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Coverage, status, season and month of every (date, stage) from :func:`daily_counts` rows."""
     pipeline = settings.pipeline
-    calendar = pd.DataFrame({"game_date": date_span(start, end)})
-    counts = calendar.merge(counts, on="game_date", how="left").fillna(0)
-    for column in counts.columns.drop("game_date"):
-        counts[column] = counts[column].astype("int64")
+    calendar = date_span(start, end)
+    # Every date of the range, off days counted as zeros (a runner's window measures this often).
+    counts = (
+        (counts.set_index("game_date").reindex(calendar, fill_value=0).fillna(0).astype("int64"))
+        .rename_axis("game_date")
+        .reset_index()
+    )
     stamps = pd.to_datetime(counts["game_date"])
     season = (stamps.dt.year - (stamps.dt.month < 8)).astype("int64")
     period = stamps.dt.strftime("%Y-%m")

@@ -26,6 +26,7 @@ from backfill.demo_calendar import TEAMS, schedule
 from backfill.errors import BadInput
 from backfill.pipeline import builtin_pipeline
 from backfill.processors.sql import SqlProcessor
+from backfill.seasons import season_of
 from backfill.warehouse import Warehouse
 from backfill.warehouse.schema import PLAYER_GAME_SUMMARY
 
@@ -161,11 +162,18 @@ def build_demo(warehouse: Warehouse, settings: Settings, seasons: int = 1, seed:
     warehouse.label_tables(DEMO_LABELS)
     warehouse.load_frame(PLAYER_GAME_SUMMARY, box)
     dates = sorted(set(box["game_date"]))
-    # The demo's recipe is the built-in pipeline's SQL, whatever pipeline the console runs.
+    # The demo's recipe is the built-in pipeline's SQL, whatever pipeline the console runs, a season
+    # per statement as a backfill writes it: each table then holds its rows in date order, as a
+    # warehouse filled day by day does (BigQuery: date partitions; DuckDB: zone maps that let a
+    # batch's statements skip the other seasons), not one whole history ordered by player.
     pipeline = builtin_pipeline()
+    by_season: dict[int, list[dt.date]] = {}
+    for day in dates:
+        by_season.setdefault(season_of(day), []).append(day)
     for stage in pipeline.backfillable:
         processor = SqlProcessor(stage, pipeline)
-        warehouse.execute(processor.script(), processor.params(dates, BUILT_AT))
+        for season_dates in by_season.values():
+            warehouse.execute(processor.script(), processor.params(season_dates, BUILT_AT))
     _break_like_the_incident(warehouse, seed)
     create_declared_tables(warehouse, settings)
     return DemoSummary(

@@ -132,6 +132,8 @@ class Runner:
         params = ledger.get_run(run_id).params
         self.request = BackfillRequest.from_params(params)
         self.window_size: int = params.get("batch_size") or batching.window_size(self.request, settings)[0]
+        # No size was asked: windows also end with their season (batching.windows).
+        self.sized_by_work = str(params.get("batch_size_by", "")).startswith("sized by the work")
         self.policy = self.request.retry_policy(sleep=sleep)
         self.pipeline = settings.pipeline
         self.processors: dict[str, Processor] = {
@@ -188,7 +190,7 @@ class Runner:
             dates = sorted({_date(item["game_date"]) for item in open_items})
             self._bound_window(dates)
             released = self.monotonic()
-            for window in _chunks(dates, self.window_size):
+            for window in batching.windows(dates, self.window_size, by_season=self.sized_by_work):
                 if self.ledger.cancel_requested(self.run_id):
                     return self._cancel()
                 # Every job of the run carries its id (BigQuery: a job label), so its cost adds up.
@@ -322,7 +324,9 @@ class Runner:
         stage's verification and the next stage's "before" (and gate)."""
         open_now = {
             (i["stage"], i["game_date"])
-            for i in self.ledger.items(self.run_id, ITEM_OPEN, between=(window[0], window[-1]))
+            for i in self.ledger.items(
+                self.run_id, ITEM_OPEN, between=(window[0], window[-1]), stages=self.request.stages
+            )
         }
         measured: Measurement | None = None
         for stage in self.request.stages:

@@ -133,3 +133,26 @@ def test_a_run_shrinks_its_window_to_the_bytes_bound_and_counts_its_dry_runs(set
     # Two windows of a measurement, a replace and a measurement, and the two dry runs.
     assert result.status == "succeeded" and result.statements == 2 * 3 + len(dry_runs)
     warehouse.close()
+
+
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def test_a_window_sized_by_the_work_ends_with_its_season():
+    # Seasons start on August 1: 2020-10-01..2022-03-31 holds the end of 2020-21, all of 2021-22's
+    # first part; 366-date windows would straddle 2021-08-01.
+    dates = _days(dt.date(2020, 10, 1), dt.date(2022, 3, 31))
+    windows = batching.windows(dates, batching.SEASON_DATES, by_season=True)
+    assert [(w[0], w[-1]) for w in windows] == [
+        (dt.date(2020, 10, 1), dt.date(2021, 7, 31)),
+        (dt.date(2021, 8, 1), dt.date(2022, 3, 31)),
+    ]
+    # A smaller size still bounds each window.
+    assert [len(w) for w in batching.windows(dates, 200, by_season=True)] == [200, 104, 200, 43]
+
+
+def test_an_asked_batch_size_cuts_windows_by_count_alone():
+    dates = _days(dt.date(2020, 10, 1), dt.date(2022, 3, 31))
+    windows = batching.windows(dates, batching.SEASON_DATES, by_season=False)
+    assert [len(w) for w in windows] == [366, len(dates) - 366]

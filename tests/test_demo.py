@@ -11,6 +11,7 @@ from backfill import coverage, stale
 from backfill.config import Settings
 from backfill.demo import build_demo
 from backfill.demo_calendar import TEAMS, season_days
+from backfill.seasons import SEASON_SQL
 from backfill.warehouse.duckdb import DuckDBWarehouse
 
 DEC_1, DEC_31 = dt.date(2021, 12, 1), dt.date(2021, 12, 31)
@@ -119,3 +120,16 @@ def test_same_seed_gives_the_same_warehouse_and_another_seed_does_not():
     first, again, other = snapshot(11), snapshot(11), snapshot(12)
     pd.testing.assert_frame_equal(first, again)
     assert not first.equals(other)
+
+
+def test_each_table_holds_its_seasons_one_after_another():
+    # As a warehouse filled day by day does, so a batch's statements can skip the other seasons.
+    warehouse = DuckDBWarehouse(SETTINGS, ":memory:")
+    build_demo(warehouse, SETTINGS, seasons=3)
+    for table in ("pgs", "mlfs", "pred"):
+        # rowid: DuckDB's position of a row in its table
+        seasons = warehouse.query(f"SELECT {SEASON_SQL} AS season FROM {{{table}}} ORDER BY rowid")[
+            "season"
+        ].tolist()
+        assert len(set(seasons)) == 3
+        assert seasons == sorted(seasons), table

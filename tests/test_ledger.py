@@ -28,6 +28,7 @@ from backfill.ledger import (
 )
 from backfill.ledger.holder import Holder, this_process
 from backfill.ledger.migrations import LATEST
+from backfill.ledger.status import ITEM_OPEN
 
 ROOT = Path(__file__).resolve().parent.parent
 DEC_7, DEC_8, DEC_9 = dt.date(2021, 12, 7), dt.date(2021, 12, 8), dt.date(2021, 12, 9)
@@ -649,3 +650,59 @@ def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait(timeout=30)
     return child.pid
+
+
+# -- what a window costs the ledger ---------------------------------------------------------------
+
+
+class SqliteWork:
+    """SQLite's virtual-machine steps and the statements of a ledger's work: how much it read."""
+
+    def __init__(self, path: str):
+        import sqlalchemy as sa
+
+        self.engine, self.steps, self.statements = database.engine_for(path), 0, []
+        self._sa = sa
+
+    def _count(self) -> int:
+        self.steps += 1
+        return 0
+
+    def _before(self, connection, cursor, statement, parameters, context, executemany) -> None:
+        self.statements.append(statement)
+        connection.connection.dbapi_connection.set_progress_handler(self._count, 1)
+
+    def __enter__(self) -> SqliteWork:
+        self._sa.event.listen(self.engine, "before_cursor_execute", self._before)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sa.event.remove(self.engine, "before_cursor_execute", self._before)
+
+
+def test_a_windows_ledger_work_does_not_grow_with_the_run(tmp_path, clock):
+    # A full backfill of 50 seasons has about 36,000 items and 50 windows: what a window asks of the
+    # ledger (its open items, marking them running, the lease check before a write, recording the
+    # outcomes, the cancel check) must read the window's items only, never the run's others, nor
+    # its parameters (which hold every date).
+    window = [DEC_7 + dt.timedelta(days=n) for n in range(31)]
+
+    def window_work(run_days: int) -> SqliteWork:
+        path = str(tmp_path / f"ledger-{run_days}.sqlite")
+        ledger = Ledger(path, clock=clock)
+        dates = [DEC_7 - dt.timedelta(days=n) for n in range(run_days - 31, 0, -1)] + window
+        run_id = running(ledger, dates=dates)
+        with SqliteWork(path) as work:
+            open_items = ledger.items(
+                run_id, ITEM_OPEN, between=(window[0], window[-1]), stages=("mlfs", "predictions")
+            )
+            ledger.update_items(run_id, "mlfs", window, status="running")
+            ledger.check_lease(run_id, "mlfs", window)
+            ledger.record_items(run_id, "mlfs", {day: {"status": "done", "attempts": 1} for day in window})
+            ledger.cancel_requested(run_id)
+        assert len(open_items) == 2 * len(window)
+        return work
+
+    small, large = window_work(62), window_work(62 * 20)
+    assert large.steps < 1.25 * small.steps, (small.steps, large.steps)
+    assert not any("params" in statement for statement in large.statements)

@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from backfill.errors import BackfillError
 from backfill.ledger import database, migrations, tables
 from backfill.ledger.holder import Holder, this_process
 from backfill.ledger.items import guarded_update, guarded_updates
@@ -282,7 +283,14 @@ class Ledger:
             )
 
     def cancel_requested(self, run_id: str) -> bool:
-        return self.get_run(run_id).cancel_requested
+        """Whether a cancel was asked (read alone: a run's parameters hold every date of it)."""
+        with self._begin() as connection:
+            asked = connection.execute(
+                sa.select(runs.c.cancel_requested).where(runs.c.run_id == run_id)
+            ).first()
+        if asked is None:
+            raise BackfillError(f"no run {run_id!r} in the ledger")
+        return bool(asked.cancel_requested)
 
     def is_alive(self, run: Run) -> bool:
         """Whether an active run's process is still there.
@@ -340,22 +348,28 @@ class Ledger:
         run_id: str,
         statuses: Iterable[str] | None = None,
         between: tuple[dt.date, dt.date] | None = None,
+        stages: Iterable[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """The run's items (of these statuses, dated between these two dates), in date and stage order."""
+        """The run's items (of these statuses, dated between these two dates, of these stages), in
+        date and stage order: the order of ``stages`` when given, else the run's dependency order."""
         query = sa.select(items).where(items.c.run_id == run_id)
+        if stages is not None:
+            stages = list(stages)
+            # With the run and its stages, a range of dates is a range of the primary key: a window's
+            # items are found without reading the run's other items.
+            query = query.where(items.c.stage.in_(stages))
         if between is not None:
             query = query.where(items.c.game_date.between(between[0].isoformat(), between[1].isoformat()))
         if statuses is not None:
             query = query.where(items.c.status.in_([str(status) for status in statuses]))
         with self._begin() as connection:
             rows = [dict(row._mapping) for row in connection.execute(query.order_by(items.c.game_date))]
-            params = connection.execute(sa.select(runs.c.params).where(runs.c.run_id == run_id)).scalar()
-        # Stages in the run's dependency order (its request lists them so), not alphabetically.
-        order = (
-            {stage: index for index, stage in enumerate(json.loads(params).get("stages", []))}
-            if params
-            else {}
-        )
+            if stages is None:
+                # The run's request lists its stages in dependency order; its parameters also hold
+                # every date, so they are read only when the caller does not say.
+                params = connection.execute(sa.select(runs.c.params).where(runs.c.run_id == run_id)).scalar()
+                stages = json.loads(params).get("stages", []) if params else []
+        order = {stage: index for index, stage in enumerate(stages)}
         return sorted(
             rows, key=lambda item: (item["game_date"], order.get(item["stage"], len(order)), item["stage"])
         )

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from backfill.errors import BackfillError
-from backfill.ledger.records import Run, get_run, run_from_row
-from backfill.ledger.status import RunStatus
+from backfill.ledger.records import run_from_row
+from backfill.ledger.status import RunStatus, run_status
 from backfill.ledger.tables import leases, runs
 
 if TYPE_CHECKING:
@@ -71,11 +71,11 @@ def _raced(exc: sa.exc.DBAPIError) -> bool:
 def _acquire_once(ledger: Ledger, run_id: str, wanted: set[tuple[str, str]]) -> LeaseConflict | None:
     """One transaction; dead holders are interrupted (and that is kept) even when live ones conflict."""
     with ledger._begin(write=True) as connection:
-        run = _held_run(ledger, connection, run_id)
+        warehouse = _held_warehouse(ledger, connection, run_id)
         found = connection.execute(
             sa.select(leases.c.stage, leases.c.game_date, leases.c.run_id)
             .where(
-                leases.c.warehouse == run.warehouse,
+                leases.c.warehouse == warehouse,
                 leases.c.stage.in_(sorted({stage for stage, _ in wanted})),
                 leases.c.game_date.in_(sorted({day for _, day in wanted})),
             )
@@ -98,7 +98,7 @@ def _acquire_once(ledger: Ledger, run_id: str, wanted: set[tuple[str, str]]) -> 
         mine = {(stage, day) for stage, day, holder in held if holder == run_id}
         new = [
             {
-                "warehouse": run.warehouse,
+                "warehouse": warehouse,
                 "stage": stage,
                 "game_date": day,
                 "run_id": run_id,
@@ -115,38 +115,39 @@ def check(ledger: Ledger, run_id: str, stage: str, dates: Iterable[dt.date]) -> 
     """Raise LeaseLost unless this process holds the run and its leases of ``dates``; beats if it does."""
     days = sorted({day.isoformat() for day in dates})
     with ledger._begin(write=True) as connection:
-        run = _held_run(ledger, connection, run_id)
+        warehouse = _held_warehouse(ledger, connection, run_id)
         ledger._beat(connection, run_id)
-        ours = set(
+        # The leases of these dates whoever holds them: looked up by their key (asking for this run's
+        # alone, SQLite went through every lease of the run, for each batch of a long run).
+        holders = dict(
             connection.execute(
-                sa.select(leases.c.game_date).where(
-                    leases.c.warehouse == run.warehouse,
+                sa.select(leases.c.game_date, leases.c.run_id).where(
+                    leases.c.warehouse == warehouse,
                     leases.c.stage == stage,
                     leases.c.game_date.in_(days),
-                    leases.c.run_id == run_id,
                 )
-            ).scalars()
+            ).all()
         )
-        missing = [day for day in days if day not in ours]
-        if missing:
-            holder = connection.execute(
-                sa.select(leases.c.run_id).where(
-                    leases.c.warehouse == run.warehouse,
-                    leases.c.stage == stage,
-                    leases.c.game_date == missing[0],
-                )
-            ).scalar()
+        missing = [day for day in days if holders.get(day) != run_id]
+        holder = holders.get(missing[0]) if missing else None
     if missing:
         now = f"held by run {holder}" if holder else "not held"
         raise LeaseLost(f"run {run_id} no longer holds {stage} {missing[0]} ({now}); stopping before writing")
 
 
-def _held_run(ledger: Ledger, connection: sa.Connection, run_id: str) -> Run:
-    """The run, if it is running in this process (its row locked for the transaction); else LeaseLost."""
-    connection.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
-    run = get_run(connection, run_id)
-    me = ledger.process()
-    if run.status != RunStatus.RUNNING or (run.host, run.pid) != (me.host, me.pid):
-        where = f"process {run.pid} on {run.host}" if run.pid is not None else "no process"
-        raise LeaseLost(f"run {run_id} is {run.status} ({where}), not running in this process")
-    return run
+def _held_warehouse(ledger: Ledger, connection: sa.Connection, run_id: str) -> str:
+    """The run's warehouse, if the run is running in this process (its row locked for the
+    transaction); else LeaseLost. Only the columns it needs are read: a run's parameters hold
+    every date of it, and this is read before every write."""
+    row = connection.execute(
+        sa.select(runs.c.status, runs.c.host, runs.c.pid, runs.c.warehouse)
+        .where(runs.c.run_id == run_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise BackfillError(f"no run {run_id!r} in the ledger")
+    status, me = run_status(row.status), ledger.process()
+    if status != RunStatus.RUNNING or (row.host, row.pid) != (me.host, me.pid):
+        where = f"process {row.pid} on {row.host}" if row.pid is not None else "no process"
+        raise LeaseLost(f"run {run_id} is {status} ({where}), not running in this process")
+    return row.warehouse
