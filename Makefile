@@ -33,8 +33,8 @@ TIMED = started=$$(date +%s); $(1); status=$$?; \
 test: $(VENV)/.installed  ## lint, then run the whole test suite (what CI runs)
 	@$(call TIMED,$(MAKE) --no-print-directory lint && \
 	$(PY) -m pytest -n $(WORKERS) --durations=15 -m "not browser" && \
-	$(PY) -m pytest --durations=5 -m browser,make test,360)
-# The browser journeys run after the rest, one at a time: beside the rest on 2 cores their timing wavered.
+	$(PY) -m pytest -n $(WORKERS) --durations=5 -m browser,make test,360)
+# The browser journeys run after the rest, by themselves: beside the rest on 2 cores their timing wavered.
 
 test-fast: $(VENV)/.installed  ## the suite without browser, emulator, PostgreSQL or slow tests
 	@$(call TIMED,$(PY) -m pytest -q -n $(WORKERS) -m "$(FAST)",make test-fast,60)

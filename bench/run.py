@@ -33,6 +33,8 @@ class Config:
     output: Path | None = PROJECT_ROOT / "BENCHMARKS.md"
     seed: int = 7
     season_loop: bool = True
+    loop_dates: int | None = None
+    """At most this many game dates in the whole-history loop (None: all; the tests take a few)."""
     profiles: bool = True
     extras: bool = True
     """First paint in Chromium and BigQuery bytes on the emulator (each skipped where missing)."""
@@ -101,7 +103,7 @@ def run(config: Config) -> report.Results:
                 add(rows)
                 results.comparisons.append(comparison)
         if config.season_loop and size == max(config.baseline_sizes):
-            rows, comparison = compare.full_history_comparison(source, size, lab, full[0])
+            rows, comparison = compare.full_history_comparison(source, size, lab, full[0], config.loop_dates)
             add(rows)
             results.comparisons.append(comparison)
         if size == min(config.sizes):

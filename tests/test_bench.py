@@ -58,6 +58,7 @@ def tiny_results(tmp_path_factory) -> report.Results:
             output=None,
             profiles=False,
             job_seconds=0.2,
+            loop_dates=10,  # the whole-history loop's row, on its first 10 dates
             extras=False,  # first paint and BigQuery bytes: their own test below, and the bench
         )
     )
