@@ -193,8 +193,9 @@ class Runner:
             for window in batching.windows(dates, self.window_size, by_season=self.sized_by_work):
                 if self.ledger.cancel_requested(self.run_id):
                     return self._cancel()
-                # Every job of the run carries its id (BigQuery: a job label), so its cost adds up.
-                with self.warehouse.labels(backfill_run=self.run_id):
+                # Every job of the run carries its id (BigQuery: a job label), so its cost adds up. The
+                # window holds the open database (DuckDB): no idle-close timer started per statement.
+                with self.warehouse.labels(backfill_run=self.run_id), self.warehouse.session():
                     self._run_window(window)
                 # Between windows the embedded warehouse file is freed now and then, so readers get in.
                 if self.monotonic() - released >= RELEASE_EVERY_S:
