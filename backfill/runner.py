@@ -374,9 +374,8 @@ class Runner:
                 fields |= self._verified(processor, after[(day, stage)], outcomes[day]["coverage_before"])
                 fields["stale_rows_deleted"] = cleaned.get(day, 0)
             outcomes[day] |= fields
-        finished_at = self.clock().isoformat()  # the window's dates finish together, recorded at once
         for day in dates:
-            outcomes[day].setdefault("finished_at", finished_at)
+            outcomes[day].setdefault("finished_at", self.clock().isoformat())
         self.ledger.record_items(self.run_id, stage, outcomes)
         self.ledger.heartbeat(self.run_id, self._statements())
         counts = {

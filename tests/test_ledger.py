@@ -128,31 +128,6 @@ def test_items_record_their_outcomes(ledger):
     assert ledger.item_counts(run_id) == {"done": 1, "failed": 1, "pending": 2}
 
 
-def test_items_with_the_same_outcome_each_get_it_beside_one_of_their_own(ledger):
-    dates = [DEC_7 + dt.timedelta(days=n) for n in range(6)]
-    run_id = running(ledger, dates=dates)
-    ledger.update_items(run_id, "mlfs", dates, status="running", started_at="t0")
-    off_day = {"status": "skipped", "error_message": "no games on this date", "finished_at": "t1"}
-    outcomes = {day: dict(off_day) for day in dates[:4]}
-    outcomes[dates[4]] = {"status": "done", "rows_written": 7, "finished_at": "t1"}
-    ledger.record_items(run_id, "mlfs", outcomes)
-    by_date = {item["game_date"]: item for item in ledger.items(run_id) if item["stage"] == "mlfs"}
-    for day, given in outcomes.items():
-        assert {name: by_date[day.isoformat()][name] for name in given} == given
-    assert by_date[dates[5].isoformat()]["status"] == "running"  # not in the outcomes: untouched
-
-
-def test_items_with_the_same_outcome_change_all_or_none(ledger):
-    dates = [DEC_7 + dt.timedelta(days=n) for n in range(3)]
-    run_id = running(ledger, dates=dates)
-    ledger.update_items(run_id, "mlfs", dates, status="running", started_at="t0")
-    ledger.record_items(run_id, "mlfs", {dates[0]: {"status": "done"}})
-    with pytest.raises(IllegalTransition, match="2021-12-07 is done"):
-        ledger.record_items(run_id, "mlfs", {day: {"status": "failed"} for day in dates[:2]})
-    by_date = {item["game_date"]: item["status"] for item in ledger.items(run_id) if item["stage"] == "mlfs"}
-    assert [by_date[day.isoformat()] for day in dates] == ["done", "running", "running"]
-
-
 def test_an_item_field_that_does_not_exist_is_refused(ledger):
     run_id = running(ledger)
     with pytest.raises(BackfillError, match="no settable field colour"):

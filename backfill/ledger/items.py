@@ -14,9 +14,6 @@ from backfill.ledger.tables import items
 SETTABLE = frozenset(items.c.keys()) - {"run_id", "stage", "game_date"}
 """Fields of an item a run may set (its key is not one of them)."""
 
-DAYS_PER_LIST = 500
-"""Dates one UPDATE lists at most (well within SQLite's and PostgreSQL's bound on parameters)."""
-
 
 def guarded_update(
     connection: sa.Connection, run_id: str, stage: str, days: list[str], values: dict[str, Any]
@@ -48,8 +45,7 @@ def guarded_updates(
     connection: sa.Connection, run_id: str, stage: str, values_by_day: dict[str, dict[str, Any]]
 ) -> None:
     """Set each day's own ``values`` on its item: one read checks every item exists and may change
-    to its status, then days with the very same values (a window's dates without games) change in
-    one UPDATE of their list, and the others in one UPDATE per set of fields (an executemany).
+    to its status, then one UPDATE per set of fields runs over all their days (an executemany).
     Raises before any write when one item may not change; the caller's write transaction holds the
     items meanwhile (SQLite: the database's write lock; PostgreSQL: the rows, read FOR UPDATE)."""
     if not values_by_day:
@@ -65,7 +61,7 @@ def guarded_updates(
     missing = sorted(set(values_by_day) - set(found))
     if missing:
         raise BackfillError(f"run {run_id} has no {stage} item for {', '.join(missing[:3])}")
-    alike: dict[tuple[tuple[str, Any], ...], list[str]] = {}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     stuck = []
     for day, values in sorted(values_by_day.items()):
         if "status" in values:
@@ -73,24 +69,11 @@ def guarded_updates(
             if found[day] not in item_sources(target):
                 stuck.append(f"{day} is {found[day]}; cannot become {target}")
             values = values | {"status": target.value}
-        alike.setdefault(tuple(sorted(values.items())), []).append(day)
+        groups.setdefault(tuple(sorted(values)), []).append(
+            {f"v_{name}": value for name, value in values.items()} | {"k_day": day}
+        )
     if stuck:
         raise IllegalTransition(f"run {run_id} {stage}: {'; '.join(stuck[:3])}")
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for pairs, days in alike.items():
-        values = dict(pairs)
-        if len(days) == 1:
-            groups.setdefault(tuple(values), []).append(
-                {f"v_{name}": value for name, value in values.items()} | {"k_day": days[0]}
-            )
-            continue
-        for start in range(0, len(days), DAYS_PER_LIST):
-            listed = days[start : start + DAYS_PER_LIST]
-            connection.execute(
-                items.update()
-                .where(items.c.run_id == run_id, items.c.stage == stage, items.c.game_date.in_(listed))
-                .values(**values)
-            )
     for fields, rows in groups.items():
         statement = (
             items.update()
