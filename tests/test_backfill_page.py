@@ -122,6 +122,7 @@ def test_dry_run_shows_the_warehouses_cost_estimate_and_warns_over_the_guard(app
     assert "3.0 TiB processed by 5 statements" in warning and "would be refused" in warning
 
 
+@pytest.mark.slow
 def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_complete(app, settings):
     at = open_page(app)  # Overview ran first: its December figures are cached below 100%
     launch_clicked(at)
@@ -231,6 +232,7 @@ def test_viewer_sees_operator_controls_disabled_and_the_backend_refuses(app, set
     assert Ledger(settings.ledger).list_runs() == []
 
 
+@pytest.mark.slow
 def test_signed_in_operator_launches_and_the_run_records_their_email(app, settings, monkeypatch):
     monkeypatch.setenv("BACKFILL_OPERATORS", OPERATOR)
     app.user = {"is_logged_in": True, "email": OPERATOR}

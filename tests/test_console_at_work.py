@@ -57,6 +57,7 @@ def test_a_page_opened_while_another_process_holds_the_warehouse_waits_instead_o
     assert [metric.label for metric in at.metric][:1] == ["Seasons"]
 
 
+@pytest.mark.slow
 def test_figures_read_once_stay_on_screen_with_their_time_while_the_warehouse_is_held(
     settings, tmp_path, monkeypatch
 ):
@@ -133,6 +134,7 @@ def test_a_blocked_runs_rerun_with_upstream_redoes_the_upstream_stage_first(sett
     assert request.stages == (pipeline.upstream(predictions).name, predictions.name)
 
 
+@pytest.mark.slow
 def test_rerun_with_upstream_on_the_runs_page_ends_with_every_item_done(settings, tmp_path, monkeypatch):
     blocked = _blocked_predictions_of_dec_9(settings)
     at = console_app(settings, tmp_path, monkeypatch)
@@ -148,6 +150,7 @@ def test_rerun_with_upstream_on_the_runs_page_ends_with_every_item_done(settings
     assert ledger.item_counts(rerun.run_id) == {"done": len(settings.pipeline.stage_names)}
 
 
+@pytest.mark.slow
 def test_the_drill_down_of_a_blocked_date_offers_rerun_with_upstream_and_launches_it(
     settings, tmp_path, monkeypatch
 ):

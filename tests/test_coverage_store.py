@@ -339,6 +339,7 @@ def settled(warehouse, deadline_s: float = 15.0) -> str:
     return stamp
 
 
+@pytest.mark.slow
 def test_an_untouched_warehouse_file_needs_not_even_a_fingerprint(demo, settings):
     first, last = coverage.data_bounds(demo)
     settled(demo)
@@ -353,6 +354,7 @@ def test_an_untouched_warehouse_file_needs_not_even_a_fingerprint(demo, settings
     warehouse.close()
 
 
+@pytest.mark.slow
 def test_a_write_after_the_stamp_is_fingerprinted_and_remeasured(demo, settings):
     first, last = coverage.data_bounds(demo)
     before = settled(demo)
@@ -371,6 +373,7 @@ def test_a_write_after_the_stamp_is_fingerprinted_and_remeasured(demo, settings)
     warehouse.close()
 
 
+@pytest.mark.slow
 def test_a_look_at_part_of_the_range_vouches_for_that_part_only(demo, settings):
     """A write lands in December; a look at January alone sees a new stamp but checks only January,
     so the next look at the whole range must still find December's change."""
@@ -386,6 +389,7 @@ def test_a_look_at_part_of_the_range_vouches_for_that_part_only(demo, settings):
     assert snapshot.dates_measured == measured + 1
 
 
+@pytest.mark.slow
 def test_the_datas_bounds_are_kept_while_the_file_is_unchanged_and_read_again_after_a_write(demo, settings):
     first, last = coverage.data_bounds(demo)
     settled(demo)
@@ -408,6 +412,7 @@ def test_the_datas_bounds_are_kept_while_the_file_is_unchanged_and_read_again_af
     warehouse.close()
 
 
+@pytest.mark.slow
 def test_a_dropped_stage_table_is_noticed_though_an_earlier_check_passed(demo, settings):
     first, last = coverage.data_bounds(demo)
     settled(demo)

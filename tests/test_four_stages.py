@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +53,7 @@ def cli(env, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_a_fourth_stage_is_one_more_section_in_the_file(settings, tmp_path):
     pipeline = tmp_path / "pipeline.toml"
     pipeline.write_text((ROOT / "backfill" / "pipelines" / "demo.toml").read_text() + GRADING)

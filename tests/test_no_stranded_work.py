@@ -63,6 +63,7 @@ def hold(path: str, seconds: float) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow
 def test_a_run_started_while_another_process_holds_the_duckdb_file_for_5_s_completes(settings):
     holder = hold(settings.warehouse, 5.0)
     try:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from backfill.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,7 @@ def environment(settings, warehouse: str, **extra) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_resume_writes_to_the_recorded_warehouse_whatever_the_environment_says(settings, tmp_path):
     other = tmp_path / "other.duckdb"
     shutil.copy(settings.warehouse, other)
@@ -60,6 +63,7 @@ def test_resume_writes_to_the_recorded_warehouse_whatever_the_environment_says(s
     assert [(row[1], row[2]) for row in rows] == [("mlfs", "ok"), ("predictions", "ok")]
 
 
+@pytest.mark.slow
 def test_resume_and_rerun_refuse_a_pipeline_file_that_changed_since(settings, tmp_path):
     pipeline = tmp_path / "pipeline.toml"
     pipeline.write_text(PIPELINE)

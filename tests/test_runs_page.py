@@ -97,6 +97,7 @@ def test_history_and_the_selected_runs_dates_by_stages(app, settings, read_only_
     assert "2 of 2 work items finished: 1 done, 1 blocked" in [bar.text for bar in at.get("progress")]
 
 
+@pytest.mark.slow
 def test_rerun_failed_dates_starts_a_run_of_only_the_unfinished_dates(app, settings):
     blocked_id = blocked_run(settings)
     at = open_page(app)
@@ -116,6 +117,7 @@ def test_rerun_failed_dates_starts_a_run_of_only_the_unfinished_dates(app, setti
     assert f"Rerun of {blocked_id}" in [button.label for button in at.button]
 
 
+@pytest.mark.slow
 def test_rerun_transient_failures_takes_only_those(app, settings):
     warehouse = FaultyWarehouse(settings, settings.warehouse, poison={DEC_15})
 
@@ -136,6 +138,7 @@ def test_rerun_transient_failures_takes_only_those(app, settings):
     assert follow_to_the_end(at, ledger, rerun.run_id) == "succeeded"
 
 
+@pytest.mark.slow
 def test_resume_finishes_an_interrupted_run_in_a_new_process(app, settings):
     run_id = interrupted_run(settings)
     at = open_page(app, run_id)
