@@ -67,12 +67,13 @@ TARGETS = (
     Target("Command jobs, max_parallel 4 at least 3x faster than 1", "parallel_ratio", 3, "x", at_least=True),
     Target("Per-date loop over the whole history at least 10x slower than the default backfill",
            "ratio_loop_full", 10, "x", 20, at_least=True),
-    Target("Month-by-month check at least 10x slower than the product's first-ever coverage", "ratio_monthly", 10, "x", 20,
+    Target("Month-by-month check at least 10x slower than cold coverage (issue 13)", "ratio_monthly", 10, "x", 20,
            at_least=True),
     *(
         Target(f"Growth per 2.5x data no worse than linear: {name}", f"growth_{key}", GROWTH_PER_STEP,
                "x per 2.5x", at_most=True)
         for key, name in GROWN.items()
+        if key != "coverage_first"  # shown, not judged: issue 13 judges coverage cold and warm
     ),
 )  # fmt: skip
 """SPEC 5 "Speed" and issue 13's; the Coverage queries are judged both cold and warm."""
@@ -101,7 +102,8 @@ def growth_rows(rows: list[Row]) -> list[Row]:
 
 def ratio_rows(comparisons: list[Comparison]) -> list[Row]:
     """The baselines' ratios as rows, so targets can judge them."""
-    keys = {
+    keys = {  # the first prefix that matches names the row
+        "one query per month (by hand) vs the product's coverage queries (first-ever": "ratio_monthly_first",
         "one query per month": "ratio_monthly",
         "per-date loop vs the product's full backfill": "ratio_loop_full",
     }
@@ -110,6 +112,7 @@ def ratio_rows(comparisons: list[Comparison]) -> list[Row]:
         for prefix, key in keys.items():
             if c.name.startswith(prefix):
                 found.append(Row(key, f"Ratio: {c.name}", c.size, "x", [c.ratio], 0.0, c.note))
+                break
     return found
 
 

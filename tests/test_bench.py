@@ -41,6 +41,7 @@ EVERY_ROW = (
     "page_first_coverage",
     "page_rerun_coverage",
     "ratio_monthly",
+    "ratio_monthly_first",
     "ratio_loop_full",
 )
 
@@ -88,8 +89,12 @@ def test_the_benchmark_backfills_succeed_and_count_their_statements(tiny_results
 
 @pytest.mark.slow
 def test_the_monthly_baseline_finds_the_products_numbers_in_the_run(tiny_results):
-    (monthly,) = [c for c in tiny_results.comparisons if c.name.startswith("one query per month")]
-    assert monthly.same_numbers is True
+    monthly = [c for c in tiny_results.comparisons if c.name.startswith("one query per month")]
+    assert [c.name.split("(")[-1] for c in monthly] == [
+        "cold: a fresh process, the kept snapshot)",
+        "first-ever: everything measured)",
+    ]
+    assert all(c.same_numbers is True for c in monthly)
     assert all(c.ratio > 0 for c in tiny_results.comparisons)
 
 

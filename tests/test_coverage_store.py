@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backfill import cache_files, coverage
+from backfill import cache_files, coverage, freshness
 from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.coverage_store import CoverageStore
 from backfill.errors import BadInput
@@ -471,3 +471,18 @@ def test_partition_times_kept_between_processes_are_the_fingerprint_where_the_wa
     snapshot.coverage(first, last)
     assert snapshot.dates_measured == 1
     warehouse.close()
+
+
+@pytest.mark.slow
+def test_the_consoles_fingerprint_reads_nothing_while_the_stamp_holds_and_moves_with_a_write(demo, settings):
+    settled(demo)
+    sent = demo.statements_issued
+    quiet = freshness.warehouse_fingerprint(demo, settings.pipeline)
+    assert freshness.warehouse_fingerprint(demo, settings.pipeline) == quiet
+    assert demo.statements_issued == sent  # the stamp answered: no scan
+    other = DuckDBWarehouse(settings, settings.warehouse)
+    other.execute("DELETE FROM {pred} WHERE game_date = @d", {"d": dt.date(2021, 12, 2)})
+    other.close()
+    assert freshness.warehouse_fingerprint(demo, settings.pipeline) != quiet  # at once: scanned
+    settled(demo)
+    assert freshness.warehouse_fingerprint(demo, settings.pipeline) not in {quiet}
