@@ -28,6 +28,10 @@ def warehouse_fingerprint(warehouse: Warehouse, pipeline: Pipeline) -> str:
     read), else one cheap scan. Going from one to the other reads the figures once more, no harm."""
     stamp = warehouse.change_stamp()
     if stamp is not None:
+        # The stamp is read without the file; opening it still says whether it can be read now (a
+        # file another process holds is waited out, then reported, as a scan would be).
+        with warehouse.session():
+            pass
         return hashlib.sha256(f"stamp\n{stamp}".encode()).hexdigest()[:16]
     rows = warehouse.query(fingerprint_sql(pipeline), EVERY_DATE)
     parts = sorted(
