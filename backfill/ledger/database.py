@@ -105,10 +105,29 @@ def _sqlite_engine(path: str) -> sa.Engine:
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection, _record) -> None:
         # Write-ahead log: readers (the console) never block the writer (a run), nor it them.
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        _write_ahead_log(dbapi_connection)
 
     _begin_explicitly(engine)
     return engine
+
+
+def _write_ahead_log(dbapi_connection) -> None:
+    """Put the file in write-ahead-log mode. Turning a new file's journal into a log needs the file
+    alone, and a process asking while another creates the ledger (two runs started together) is told
+    "database is locked" at once, not after the busy timeout: it asks again until that timeout."""
+    import sqlite3
+
+    import tenacity
+
+    asking = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(SQLITE_BUSY_TIMEOUT_S),
+        wait=tenacity.wait_random(0.01, 0.1),
+        retry=tenacity.retry_if_exception(
+            lambda exc: isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+        ),
+        reraise=True,
+    )
+    asking(dbapi_connection.execute, "PRAGMA journal_mode=WAL")
 
 
 def _begin_explicitly(engine: sa.Engine) -> None:
