@@ -12,7 +12,10 @@ is the largest window the work allows:
 - the warehouse may bound it (:meth:`backfill.warehouse.Warehouse.batch_dates_bound`: on BigQuery,
   the bytes a batch would process against ``maximum_bytes_billed``).
 
-A window sized by the work also ends where a season does (:func:`windows`). An explicit size
+A window sized by the work also ends where a season does (:func:`windows`). When every stage of a
+run is set-based, whole seasons then share a window while their reference rows stay within
+:data:`WINDOW_ROWS`: a window's fixed price (measurements, a statement per stage, a ledger checkpoint)
+is paid once for them, and its statements read no more than the seasons' own rows. An explicit size
 (``--batch-size``, the ``batch_size`` setting) always wins, and its windows are cut by count alone.
 """
 
@@ -31,6 +34,11 @@ if TYPE_CHECKING:
 
 SEASON_DATES = 366
 """A set-based processor's window: every date of a season (and of a leap year) at once."""
+
+WINDOW_ROWS = 300_000
+"""Whole seasons of a set-based run share a window up to this many reference rows (player-games):
+about ten NBA seasons, a second and a half of DuckDB work on a 2-core machine, so a cancel or a reader
+waits about that long at most. A season with more rows has a window of its own."""
 
 JOB_DATES = 31
 """A job's window when it gives no ``batch_size``: the dates it is handed in one call."""
@@ -68,18 +76,46 @@ def window_size(
     return size, why
 
 
-def windows(dates: list[dt.date], size: int, by_season: bool) -> list[list[dt.date]]:
+def windows(
+    dates: list[dt.date],
+    size: int,
+    by_season: bool,
+    rows: dict[dt.date, int] | None = None,
+    max_rows: int = WINDOW_ROWS,
+) -> list[list[dt.date]]:
     """The run's (sorted) dates in windows of at most ``size``; with ``by_season`` a window also ends
     at the end of a season. A set-based statement reads its look-back from the start of the season of
     its window's first date, so a window of 366 dates straddling two seasons read the earlier
     season's days before its first date for nothing, and windows drifted further into their seasons
-    the more seasons a run held (issue 13)."""
+    the more seasons a run held (issue 13).
+
+    With ``rows`` (reference rows per date), consecutive windows then merge while their rows stay
+    within ``max_rows``: whole seasons share a window, and a window still ends where a season does."""
     found: list[list[dt.date]] = []
     for day in dates:
         if not found or len(found[-1]) >= size or (by_season and season_of(day) != season_of(found[-1][-1])):
             found.append([])
         found[-1].append(day)
-    return found
+    if rows is None:
+        return found
+    packed: list[list[dt.date]] = []
+    packed_rows = 0
+    for window in found:
+        weight = sum(rows.get(day, 0) for day in window)
+        if packed and packed_rows + weight <= max_rows:
+            packed[-1].extend(window)
+            packed_rows += weight
+        else:
+            packed.append(list(window))
+            packed_rows = weight
+    return packed
+
+
+def packs_seasons(processors: list[Processor]) -> bool:
+    """Whether whole seasons may share a window: every stage is set-based and sized by the work (a
+    job's window stays what its ``batch_size`` and ``max_parallel`` make it, so its dates are
+    checkpointed as often as before)."""
+    return bool(processors) and all(p.set_based and p.batch_size is None for p in processors)
 
 
 def _now() -> dt.datetime:

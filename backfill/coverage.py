@@ -193,6 +193,20 @@ def pct_column(covered: pd.Series, total: pd.Series) -> list[float | None]:
     return [float(v) if ok else None for v, ok in zip(value, t > 0)]
 
 
+def reference_rows_sql(pipeline: Pipeline) -> str:
+    ref = pipeline.reference
+    return (
+        f"SELECT {ref.date_column} AS game_date, COUNT(*) AS reference_rows FROM {{{ref.name}}}\n"
+        f"WHERE {ref.date_column} BETWEEN @start AND @end GROUP BY {ref.date_column}"
+    )
+
+
+def reference_rows(warehouse: Warehouse, start: dt.date, end: dt.date) -> dict[dt.date, int]:
+    """Rows of the reference table on each date of the range that has any (one statement)."""
+    found = warehouse.query(reference_rows_sql(warehouse.settings.pipeline), {"start": start, "end": end})
+    return dict(zip(found["game_date"].tolist(), (int(n) for n in found["reference_rows"].tolist())))
+
+
 def data_bounds(warehouse: Warehouse) -> tuple[dt.date, dt.date] | None:
     """First and last date of the reference table, or None when it is empty."""
     row = warehouse.query(bounds_sql(warehouse.settings.pipeline)).iloc[0]

@@ -45,14 +45,24 @@ DONE_STATUSES = ("ok", "bootstrap")
 
 HEARTBEAT_EVERY_S = 2.0
 
-RELEASE_EVERY_S = 2.0
-"""Between windows the runner closes an embedded warehouse file so readers (the console) get in;
-closing checkpoints the file, which costs about a third of a second on a 20-season warehouse, so it
-does so when this much time has passed since it last did (a reader waits at most about this plus a
-window; lock waits are retried). Measured by ``make bench``."""
+RELEASE_EVERY_S = 10.0
+"""Between windows the runner makes way for a reader of an embedded warehouse file that says it waits
+(the console, the CLI: :meth:`backfill.warehouse.Warehouse.readers_waiting`), so it waits at most
+about a window. Closing checkpoints the file (about a quarter of a second on a 20-season warehouse),
+so with nobody waiting it closes only this often, for readers that do not say so. Measured by ``make
+bench``."""
 
-Measurement = dict[tuple[dt.date, str], dict]
-"""Daily coverage rows of a batch, by (date, stage)."""
+
+class Measurement(dict[tuple[dt.date, str], dict]):
+    """Daily coverage rows of a window, by (date, stage), and the frame they were read from."""
+
+    def __init__(self, frame: pd.DataFrame):
+        names = list(frame.columns)
+        # Rows built from whole columns (tolist gives the plain values to_dict("records") gives, at a
+        # fraction of its cost on a season of dates).
+        rows = (dict(zip(names, values)) for values in zip(*(frame[name].tolist() for name in names)))
+        super().__init__(((row["game_date"], row["stage"]), row) for row in rows)
+        self.frame = frame
 
 
 @dataclass(frozen=True)
@@ -142,22 +152,27 @@ class Runner:
         self._statements_at_start = warehouse.statements_issued
         self._statements_recorded = ledger.get_run(run_id).statements  # a resume keeps counting
         self._stop_heartbeat = threading.Event()
-        self._measured: Measurement = {}  # the latest coverage of each (date, stage): the run's snapshot
+        # What each window measured of its own dates, in order (the latest row of a (date, stage)
+        # wins): the run's coverage snapshot. Kept as frames: a long run's millions of row objects
+        # made every garbage collection of the run slower (issue 13).
+        self._measured: list[pd.DataFrame] = []
 
     # -- the run ----------------------------------------------------------------------------
 
     def execute(self) -> RunResult:
         """Do every unfinished item of the run; returns how it ended."""
-        open_items = self.ledger.items(self.run_id, ITEM_OPEN)
+        # (stage, date) of each unfinished item: plain pairs, not the ledger's rows, are what the run
+        # keeps while it works.
+        open_items = [(i["stage"], _date(i["game_date"])) for i in self.ledger.items(self.run_id, ITEM_OPEN)]
         if self.ledger.get_run(self.run_id).cancel_requested:
             # Cancelled while it waited for its worker: it never starts.
             return self._cancel(before_start=True)
         self.ledger.start_run(self.run_id)
         try:
-            self.ledger.acquire_leases(self.run_id, [(i["stage"], _date(i["game_date"])) for i in open_items])
+            self.ledger.acquire_leases(self.run_id, open_items)
         except LeaseConflict as conflict:
             for stage in self.request.stages:
-                dates = [_date(i["game_date"]) for i in open_items if i["stage"] == stage]
+                dates = [day for item_stage, day in open_items if item_stage == stage]
                 self.ledger.update_items(
                     self.run_id,
                     stage,
@@ -187,18 +202,23 @@ class Runner:
         heartbeat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.run_id}", daemon=True)
         heartbeat.start()
         try:
-            dates = sorted({_date(item["game_date"]) for item in open_items})
-            self._bound_window(dates)
+            dates = sorted({day for _, day in open_items})
+            del open_items
             released = self.monotonic()
-            for window in batching.windows(dates, self.window_size, by_season=self.sized_by_work):
+            for window in self._windows(dates):
                 if self.ledger.cancel_requested(self.run_id):
                     return self._cancel()
                 # Every job of the run carries its id (BigQuery: a job label), so its cost adds up. The
                 # window holds the open database (DuckDB): no idle-close timer started per statement.
                 with self.warehouse.labels(backfill_run=self.run_id), self.warehouse.session():
                     self._run_window(window)
-                # Between windows the embedded warehouse file is freed now and then, so readers get in.
-                if self.monotonic() - released >= RELEASE_EVERY_S:
+                # Between windows a waiting reader of an embedded warehouse file gets in (and, now and
+                # then, one that does not say it waits).
+                if self.warehouse.readers_waiting():
+                    if self.warehouse.make_way():
+                        self._log("let a waiting reader of the warehouse in")
+                    released = self.monotonic()
+                elif self.monotonic() - released >= RELEASE_EVERY_S:
                     self.warehouse.close()
                     released = self.monotonic()
             self.warehouse.close()
@@ -218,26 +238,66 @@ class Runner:
             self._stop_heartbeat.set()
         return self._result()
 
-    def _bound_window(self, dates: list[dt.date]) -> None:
+    def _windows(self, dates: list[dt.date]) -> list[list[dt.date]]:
+        """The run's windows (:func:`backfill.batching.windows`). Sized by the work, a set-based run
+        counts its reference rows per date (one statement) so whole seasons share a window; the first
+        window is then checked against the warehouse's bound, and a bounded run is cut by count."""
+        rows = self._reference_rows(dates)
+        found = batching.windows(dates, self.window_size, by_season=self.sized_by_work, rows=rows)
+        if found and self._bound_window(found[0]):
+            return batching.windows(dates, self.window_size, by_season=self.sized_by_work)
+        if rows is not None:
+            self.window_size = max(len(window) for window in found)
+            self.ledger.record_params(self.run_id, batch_size=self.window_size)
+            self._log(
+                f"{len(dates)} dates in {len(found)} window{'' if len(found) == 1 else 's'} of whole seasons, "
+                f"each up to {batching.WINDOW_ROWS:,} reference rows"
+            )
+        return found
+
+    def _reference_rows(self, dates: list[dt.date]) -> dict[dt.date, int] | None:
+        """Reference rows per date where whole seasons may share a window, else None (nothing read).
+        A failed count costs nothing but the packing: the run goes on a season per window."""
+        if not (
+            self.sized_by_work
+            and batching.packs_seasons(list(self.processors.values()))
+            and len(batching.windows(dates, self.window_size, by_season=True)) > 1
+        ):
+            return None
+        try:
+            with self.warehouse.labels(backfill_run=self.run_id):
+                return self._retried(
+                    lambda: coverage.reference_rows(self.warehouse, dates[0], dates[-1]), "counting rows"
+                )[0]
+        except Exception as exc:  # noqa: BLE001 - packing is an optimisation, never the run's outcome
+            self._log(
+                f"a season per window: counting reference rows failed ({_one_line(exc)[:200]})", "warning"
+            )
+            return None
+
+    def _bound_window(self, first: list[dt.date]) -> bool:
         """Where the warehouse bounds a batch (BigQuery: the bytes its dry run would process), shrink a
-        window sized by the work to fit, and record the size; its dry runs are the run's jobs. A window
-        of at most 31 dates (what every batch was before sizing) is not checked: no extra job for it."""
-        if self.request.batch_size is not None or not dates or self.window_size <= batching.JOB_DATES:
-            return
+        window sized by the work to fit, record the size and return True; its dry runs are the run's
+        jobs. A window of at most 31 dates (what every batch was before sizing) is not checked: no
+        extra job for it."""
+        if self.request.batch_size is not None or len(first) <= batching.JOB_DATES:
+            return False
+        bounded = False
         with self.warehouse.labels(backfill_run=self.run_id):
             for processor in self.processors.values():
-                chunk = dates[: self.window_size]
-                bound = self.warehouse.batch_dates_bound(processor, chunk, self.clock())
-                if bound is not None and bound < self.window_size:
-                    self.window_size = max(1, bound)
-                    self.ledger.record_params(
-                        self.run_id,
-                        batch_size=self.window_size,
-                        batch_size_by="sized by the work, bounded by the warehouse",
-                    )
-                    self._log(
-                        f"{self.window_size} dates per batch: a larger batch would pass maximum_bytes_billed"
-                    )
+                bound = self.warehouse.batch_dates_bound(processor, first, self.clock())
+                if bound is not None and bound < len(first):
+                    first = first[: max(1, bound)]
+                    bounded = True
+        if bounded:
+            self.window_size = len(first)
+            self.ledger.record_params(
+                self.run_id,
+                batch_size=self.window_size,
+                batch_size_by="sized by the work, bounded by the warehouse",
+            )
+            self._log(f"{self.window_size} dates per batch: a larger batch would pass maximum_bytes_billed")
+        return bounded
 
     def _fail_open(self, exc: BaseException, what: str) -> None:
         """Every unfinished item failed with the error's class: nothing is left pending or running."""
@@ -283,13 +343,11 @@ class Runner:
         try:
             from backfill import history
 
-            daily = pd.DataFrame(list(self._measured.values()))
+            daily = pd.concat(self._measured, ignore_index=True).drop_duplicates(
+                ["game_date", "stage"], keep="last"
+            )
             history.record_run_snapshot(
-                self.settings,
-                self.run_id,
-                self.warehouse,
-                sorted({day for day, _ in self._measured}),
-                daily=daily,
+                self.settings, self.run_id, self.warehouse, daily["game_date"].unique(), daily=daily
             )
         except Exception as exc:  # noqa: BLE001 - history is a record of the run, never its outcome
             self._log(f"coverage history not recorded: {_one_line(exc)[:200]}", "warning")
@@ -359,7 +417,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001
             self._fail_stage(stage, runnable, exc, "verifying coverage after the work")
             return None
-        self._measured |= {key: row for key, row in after.items() if key[0] in dates}
+        self._measured.append(after.frame[after.frame["game_date"].isin(set(dates))])
         elapsed = self.monotonic() - started
         for day in runnable:
             outcome = results[day]
@@ -448,11 +506,7 @@ class Runner:
         daily, _ = self._retried(
             lambda: coverage.daily_coverage(self.warehouse, self.settings, min(dates), max(dates))
         )
-        # Rows built from whole columns (tolist gives the plain values to_dict("records") gives, at a
-        # fraction of its cost on a season of dates).
-        names = list(daily.columns)
-        rows = (dict(zip(names, values)) for values in zip(*(daily[name].tolist() for name in names)))
-        return {(row["game_date"], row["stage"]): row for row in rows}
+        return Measurement(daily)
 
     def _process(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
         """The processor's batches of the dates, up to ``max_parallel`` at once."""

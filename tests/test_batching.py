@@ -156,3 +156,58 @@ def test_an_asked_batch_size_cuts_windows_by_count_alone():
     dates = _days(dt.date(2020, 10, 1), dt.date(2022, 3, 31))
     windows = batching.windows(dates, batching.SEASON_DATES, by_season=False)
     assert [len(w) for w in windows] == [366, len(dates) - 366]
+
+
+def test_whole_seasons_share_a_window_while_their_reference_rows_fit():
+    # Three seasons of dates, each season's game dates holding 10 rows a date (counted by hand below).
+    dates = _days(dt.date(2019, 10, 1), dt.date(2022, 3, 31))
+    rows = {day: 10 for day in dates if day.month in (10, 11, 12, 1, 2, 3)}
+    per_season = {
+        2019: sum(10 for day in dates if dt.date(2019, 8, 1) <= day < dt.date(2020, 8, 1) and day in rows),
+        2020: sum(10 for day in dates if dt.date(2020, 8, 1) <= day < dt.date(2021, 8, 1) and day in rows),
+    }
+    # October to March: 31 + 30 + 31 + 31 + 29 + 31 days in 2019-20 (a leap February), 182 in 2020-21.
+    assert per_season == {2019: 10 * 183, 2020: 10 * 182}
+    # Room for two seasons: 2019-20 and 2020-21 share the first window, 2021-22 has the second.
+    windows = batching.windows(dates, batching.SEASON_DATES, by_season=True, rows=rows, max_rows=1830 + 1820)
+    assert [(w[0], w[-1]) for w in windows] == [
+        (dt.date(2019, 10, 1), dt.date(2021, 7, 31)),
+        (dt.date(2021, 8, 1), dt.date(2022, 3, 31)),
+    ]
+    # No room for any two (2020-21 and 2021-22 hold 1820 + 1820): a season per window, as without counts.
+    one = batching.windows(dates, batching.SEASON_DATES, by_season=True, rows=rows, max_rows=1820 + 1820 - 1)
+    assert one == batching.windows(dates, batching.SEASON_DATES, by_season=True)
+    assert len(one) == 3
+
+
+def test_a_job_stage_keeps_its_own_windows_and_set_based_stages_pack_seasons(settings):
+    pipeline = load_pipeline(ROOT / "examples" / "team_pipeline" / "pipeline.toml", environ={})
+    jobs = [processor_for(stage, pipeline) for stage in pipeline.backfillable]
+    assert not batching.packs_seasons(jobs)
+    built_in = [processor_for(stage, settings.pipeline) for stage in settings.pipeline.backfillable]
+    assert batching.packs_seasons(built_in)
+
+
+def test_a_run_over_two_seasons_counts_its_rows_once_and_does_both_in_one_window(tmp_path):
+    from backfill.config import Settings
+    from backfill.demo import build_demo_file
+
+    path = tmp_path / "two.duckdb"
+    settings = Settings(
+        warehouse=str(path), ledger=str(tmp_path / "ledger.sqlite"), retry_delays=(0.0,), max_range_days=1000
+    )
+    build_demo_file(path, settings, seasons=2, seed=7)
+    warehouse = DuckDBWarehouse(settings, path)
+    first, last = (warehouse.query(f"SELECT {f}(game_date) AS d FROM nba_analytics.player_game_summary")["d"][0]
+                   for f in ("MIN", "MAX"))  # fmt: skip
+    request = BackfillRequest.build(settings, start=first, end=last, today=TODAY)
+    ledger = Ledger(settings.ledger)
+    run_id = create_run(ledger, warehouse, request, "tester")
+    result = execute_run(run_id, warehouse, settings, ledger, sleep=lambda s: None)
+    warehouse.close()
+    assert result.status == "succeeded"
+    # Two demo seasons are far below WINDOW_ROWS: the row count, then one window of a measurement
+    # before, each stage's replace and a measurement after each.
+    assert result.statements == 1 + 1 + 2 * 2
+    assert ledger.get_run(run_id).params["batch_size"] == (last - first).days + 1
+    assert any("in 1 window of whole seasons" in e["message"] for e in ledger.events(run_id, limit=100))

@@ -381,6 +381,16 @@ class Warehouse(ABC):
     def close(self) -> None:  # noqa: B027 - adapters without connections have nothing to release
         """Release connections; the adapter may be used again afterwards."""
 
+    def readers_waiting(self) -> bool:
+        """Whether another process waits for what this one holds (an embedded file); never for a
+        warehouse any number of processes may use at once."""
+        return False
+
+    def make_way(self) -> bool:
+        """Let a waiting reader in (close, and wait briefly for it); True when one came."""
+        self.close()
+        return False
+
     def _count(self) -> None:
         with self._lock:
             self._statements_issued += 1

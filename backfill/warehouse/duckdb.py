@@ -56,6 +56,14 @@ IDLE_CLOSE_S = 1.0
 LOCK_WAIT_S = 30.0
 """How long opening waits for another process to release the file before giving up."""
 
+WAITING_FRESH_S = 3.0
+"""A reader's waiting mark (:meth:`DuckDBWarehouse.readers_waiting`) counts for this long after its
+last failed attempt: the console tries for half a second every two."""
+
+READER_TURN_S = 2.5
+"""How long a writer that made way (:meth:`DuckDBWarehouse.make_way`) waits for the waiting reader
+to take the file before it goes on."""
+
 CHECKPOINT_THRESHOLD = "1GB"
 """Write-ahead log size at which a commit also checkpoints (DuckDB's default: 16 MiB). Closing the
 file checkpoints too, and a writer closes it often (a backfill between windows, at most every
@@ -138,6 +146,7 @@ class DuckDBWarehouse(Warehouse):
         self._users = 0
         self._idle_timer: threading.Timer | None = None
         self._closes_at_exit = False
+        self._marked_waiting = False
 
     def describe(self) -> str:
         # Absolute: runs lease (warehouse, stage, date), so one file must have one name from any directory.
@@ -167,6 +176,35 @@ class DuckDBWarehouse(Warehouse):
         if time.time_ns() - newest < STAMP_SETTLED_S * 1e9:
             return None
         return f"{Path(self.path).resolve()} " + " ".join(parts)
+
+    @property
+    def _waiting_mark(self) -> Path:
+        """The file a process waiting to open the database touches on each failed attempt, so the
+        process holding it (a backfill between windows) can make way (DuckDB has no lock queue)."""
+        return Path(f"{self.path}.waiting")
+
+    def readers_waiting(self) -> bool:
+        """Whether another process has been trying to open the file within :data:`WAITING_FRESH_S`."""
+        if self.path == ":memory:":
+            return False
+        try:
+            touched = self._waiting_mark.stat().st_mtime
+        except OSError:
+            return False
+        return time.time() - touched < WAITING_FRESH_S
+
+    def make_way(self) -> bool:
+        """Close the file and wait (at most :data:`READER_TURN_S`) until the waiting reader has opened
+        it; True when it did. The next request reopens the file once the reader lets go."""
+        self.close()
+        mark = self._waiting_mark
+        poll = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(READER_TURN_S),
+            wait=tenacity.wait_fixed(0.02),
+            retry=tenacity.retry_if_result(lambda waiting: waiting),
+            retry_error_callback=lambda state: True,  # still waiting at the deadline: go on
+        )
+        return not poll(mark.exists)
 
     def name_ref(self, dataset: str, table: str) -> str:
         return f"`{dataset}`.`{table}`"
@@ -243,6 +281,9 @@ class DuckDBWarehouse(Warehouse):
                 log.warning(
                     "waiting up to %.0f s for %s: another process holds it", self.lock_wait_s, self.path
                 )
+            with contextlib.suppress(OSError):  # the holder makes way when it can (make_way)
+                self._waiting_mark.touch()
+                self._marked_waiting = True
 
         opener = tenacity.Retrying(
             stop=tenacity.stop_after_delay(self.lock_wait_s),
@@ -254,6 +295,9 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         database = opener(duckdb.connect, self.path)
+        if self._marked_waiting:  # in: the holder may go on (another waiter marks again)
+            self._marked_waiting = False
+            self._waiting_mark.unlink(missing_ok=True)
         database.execute("SET TimeZone = 'UTC'")
         database.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         if not self._closes_at_exit:
