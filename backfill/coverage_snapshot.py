@@ -32,9 +32,10 @@ import pandas as pd
 
 from backfill import coverage
 from backfill.config import Settings
-from backfill.coverage_store import CoverageStore
+from backfill.coverage_store import CoverageStore, collection_paused
 from backfill.pipeline import Pipeline
 from backfill.seasons import season_of, season_start
+from backfill.validate import date_set
 from backfill.warehouse import Warehouse
 
 
@@ -85,7 +86,8 @@ class CoverageSnapshot:
         """The stamp the stage tables were last found at."""
         self._changed = False  # since loaded or saved
         if store is not None:
-            self._restore(store.load())
+            with collection_paused():
+                self._restore(store.load())
 
     @classmethod
     def persisted(cls, warehouse: Warehouse, settings: Settings) -> CoverageSnapshot:
@@ -139,18 +141,18 @@ class CoverageSnapshot:
     def _session(self, start: dt.date, end: dt.date, months: bool) -> AbstractContextManager:
         """The warehouse's session (DuckDB: the open file) where something must be read; none where
         the stamp vouches for everything the range needs (nothing is opened then)."""
-        current = self._vouched(self.warehouse.change_stamp(), set(coverage.date_span(start, end)))
+        current = self._vouched(self.warehouse.change_stamp(), date_set(start, end))
         if current and months:
             current = all(key in self._months for key in _month_keys(start, end))
         return contextlib.nullcontext() if current else self.warehouse.session()
 
-    def _vouched(self, stamp: str | None, dates: set[dt.date]) -> bool:
+    def _vouched(self, stamp: str | None, dates: frozenset[dt.date]) -> bool:
         """Whether the warehouse's stamp vouches for the counts of these dates: all were checked when
         the warehouse last showed this stamp, so nothing was written since."""
         return stamp is not None and stamp == self._stamp and dates <= self._measured
 
     def _daily(self, start: dt.date, end: dt.date) -> pd.DataFrame:
-        wanted = set(coverage.date_span(start, end))
+        wanted = date_set(start, end)
         # Read before anything else: what is measured next is at least as new as the stamp.
         stamp = self.warehouse.change_stamp()
         if not self._vouched(stamp, wanted):

@@ -18,8 +18,11 @@ A warehouse with no lasting identity (DuckDB ``:memory:``) keeps nothing.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,22 @@ from backfill.config import Settings
 
 if TYPE_CHECKING:
     from backfill.warehouse import Warehouse
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a block that builds many objects and frees none:
+    reading a kept snapshot (on 50 seasons, some 100,000 lists, dates and tuples). Each collection the
+    block set off walked every object it had built so far, and reading took twice as long as the
+    parsing alone (issue 13). Nothing the block builds is garbage, so pausing loses nothing."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
 
 FORMAT = 1
 """Version of the kept state's layout and of the rules that produce it; raise it when either changes."""

@@ -7,6 +7,7 @@ validate all input before they write anything.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable
 
@@ -99,4 +100,20 @@ def parse_date_list(
 
 def date_span(start: dt.date, end: dt.date) -> list[dt.date]:
     """Every date from start to end, inclusive."""
-    return [start + dt.timedelta(days=offset) for offset in range((end - start).days + 1)]
+    return list(_span(start, end))
+
+
+def date_set(start: dt.date, end: dt.date) -> frozenset[dt.date]:
+    """The dates of :func:`date_span` as a set; the last few are kept (a coverage look asks for the
+    same whole range several times, and 50 seasons are 18,000 dates)."""
+    return _span_set(start, end)
+
+
+@functools.lru_cache(maxsize=8)
+def _span(start: dt.date, end: dt.date) -> tuple[dt.date, ...]:
+    return tuple(map(dt.date.fromordinal, range(start.toordinal(), end.toordinal() + 1)))
+
+
+@functools.lru_cache(maxsize=8)
+def _span_set(start: dt.date, end: dt.date) -> frozenset[dt.date]:
+    return frozenset(_span(start, end))
