@@ -335,6 +335,42 @@ def full_backfill_rows(source: Path, size: int, lab: Lab, batch_size: int | None
     ]  # fmt: skip
 
 
+def paired_growth_rows(sources: dict[int, Path], lab: Lab, days: dict[int, float]) -> list[Row]:
+    """Growth of the default full backfill from interleaved pairs: for each two sizes next to each
+    other, a run at the smaller, then one at the larger, ``repeats`` times; each pair's ratio scaled
+    to 2.5x more data. A slow spell of a shared machine (runs minutes apart differed by a fifth here)
+    then slows both runs of a pair instead of one side of the comparison. ``days``: each size's date
+    range (a run has an item per date and stage), whose growth the note gives beside."""
+    import math
+    import statistics
+
+    from bench.report import GROWN, GROWTH_PER_STEP
+
+    found = []
+    sizes = sorted(sources)
+    for small, large in zip(sizes, sizes[1:]):
+        load = load_1min()
+        power = math.log(GROWTH_PER_STEP) / math.log(large / small)
+        pairs = [
+            (backfill_once(sources[small], lab, None, None).seconds, backfill_once(sources[large], lab, None, None).seconds)
+            for _ in range(lab.repeats)
+        ]  # fmt: skip
+        factors = [(b / a) ** power for a, b in pairs]
+        a, b = (statistics.median(side) for side in zip(*pairs))
+        dates = days[large] / days[small]
+        per_dates = statistics.median(
+            (y / x) ** (math.log(GROWTH_PER_STEP) / math.log(dates)) for x, y in pairs
+        )
+        found.append(
+            Row("growth_full_default",
+                f"Growth of {GROWN['full_default']}, {small} to {large} seasons, per 2.5x data (interleaved pairs)",
+                large, "x per 2.5x", factors, load,
+                f"{len(pairs)} pairs, {small} then {large} seasons; medians {a:.2f} s and {b:.2f} s; linear is 2.5. "
+                f"The date range (items) grew {dates:.3f}x; per 2.5x more dates: {per_dates:.2f}")
+        )  # fmt: skip
+    return found
+
+
 MEMORY_KINDS = {
     "full": "Full backfill, default settings",
     "december": "31-date backfill (2021-12), default settings",

@@ -117,6 +117,8 @@ def run(config: Config) -> report.Results:
     if config.extras:
         add(extras.first_paint_rows(config.repeats))
         add(extras.bigquery_bytes_rows())
+    days = {row.size: row.median for row in results.rows if row.key == "game_dates"}
+    add(product.paired_growth_rows(sources, lab, days))
     add(report.ratio_rows(results.comparisons))
     add(report.growth_rows(results.rows))
     say("")
@@ -147,9 +149,18 @@ def profile_missed(
             found = product.profile_backfill(source, lab, config.large_batch, size)
         elif key == "full_default":
             found = product.profile_backfill(source, lab, None, size)
+        elif key == "growth_full_default":
+            # Both sizes of the pair: where the larger one spends more than its share.
+            smaller = max(s for s in sources if s < size)
+            for each in (smaller, size):
+                results.profiles.setdefault((key, size), []).append(
+                    product.profile_backfill(sources[each], lab, None, each)
+                )
+            found = None
         else:
             continue
-        results.profiles.setdefault((key, size), []).append(found)
+        if found is not None:
+            results.profiles.setdefault((key, size), []).append(found)
         for shown in results.profiles[(key, size)]:
             say("")
             say(report.profile_text(shown))

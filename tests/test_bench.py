@@ -153,3 +153,19 @@ def test_bigquery_bytes_are_reported_per_page_load_and_per_31_date_backfill():
         rows["bigquery_backfill_31_dates_bytes_billed"].median
         > rows["bigquery_page_load_bytes_billed"].median
     )
+
+
+def test_a_growth_measured_in_pairs_is_kept_and_the_others_come_from_medians():
+    from bench.timing import Row
+
+    rows = [
+        Row("full_default", "Full backfill", 5, "s", [1.0, 1.0, 1.0]),
+        Row("full_default", "Full backfill", 20, "s", [4.0, 4.0, 4.0]),
+        Row("coverage_warm", "Coverage, warm", 5, "ms", [10.0]),
+        Row("coverage_warm", "Coverage, warm", 20, "ms", [40.0]),
+        Row("growth_full_default", "Growth in pairs", 20, "x per 2.5x", [2.4, 2.5, 2.6]),
+    ]
+    grown = report.growth_rows(rows)
+    # Four times the data at four times the time: linear, 2.5 per 2.5x (the warm coverage's growth).
+    assert [(row.key, row.size) for row in grown] == [("growth_coverage_warm", 20)]
+    assert grown[0].median == pytest.approx(2.5)
