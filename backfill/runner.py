@@ -163,7 +163,7 @@ class Runner:
         """Do every unfinished item of the run; returns how it ended."""
         # (stage, date) of each unfinished item: plain pairs, not the ledger's rows, are what the run
         # keeps while it works.
-        open_items = [(i["stage"], _date(i["game_date"])) for i in self.ledger.items(self.run_id, ITEM_OPEN)]
+        open_items = self.ledger.item_keys(self.run_id, ITEM_OPEN)
         if self.ledger.get_run(self.run_id).cancel_requested:
             # Cancelled while it waited for its worker: it never starts.
             return self._cancel(before_start=True)
@@ -381,15 +381,14 @@ class Runner:
     def _run_window(self, window: list[dt.date]) -> None:
         """Each stage of a window in dependency order; one measurement serves as the previous
         stage's verification and the next stage's "before" (and gate)."""
-        open_now = {
-            (i["stage"], i["game_date"])
-            for i in self.ledger.items(
+        open_now = set(
+            self.ledger.item_keys(
                 self.run_id, ITEM_OPEN, between=(window[0], window[-1]), stages=self.request.stages
             )
-        }
+        )
         measured: Measurement | None = None
         for stage in self.request.stages:
-            dates = [day for day in window if (stage, day.isoformat()) in open_now]
+            dates = [day for day in window if (stage, day) in open_now]
             if dates:
                 measured = self._run_stage(stage, dates, measured)
 

@@ -374,6 +374,27 @@ class Ledger:
             rows, key=lambda item: (item["game_date"], order.get(item["stage"], len(order)), item["stage"])
         )
 
+    def item_keys(
+        self,
+        run_id: str,
+        statuses: Iterable[str],
+        between: tuple[dt.date, dt.date] | None = None,
+        stages: Iterable[str] | None = None,
+    ) -> list[tuple[str, dt.date]]:
+        """(stage, date) of the run's items of these statuses (dated between these two dates, of these
+        stages: then a range of the primary key), unordered: what a run needs to know of its
+        unfinished work, without reading whole rows."""
+        query = sa.select(items.c.stage, items.c.game_date).where(
+            items.c.run_id == run_id, items.c.status.in_([str(status) for status in statuses])
+        )
+        if stages is not None:
+            query = query.where(items.c.stage.in_(list(stages)))
+        if between is not None:
+            query = query.where(items.c.game_date.between(between[0].isoformat(), between[1].isoformat()))
+        with self._begin() as connection:
+            rows = connection.execute(query).all()
+        return [(stage, dt.date.fromisoformat(day)) for stage, day in rows]
+
     def update_items(self, run_id: str, stage: str, dates: Iterable[dt.date], **values: Any) -> None:
         """Set the same fields on several items of a run (one transaction)."""
         days = sorted({day.isoformat() for day in dates})
