@@ -55,7 +55,7 @@ format: $(VENV)/.installed  ## apply ruff's formatting and safe fixes
 demo: $(VENV)/.installed  ## rebuild the demo warehouse from scratch
 	$(PY) -m backfill demo --warehouse $(WAREHOUSE)
 
-bench: $(VENV)/.installed  ## SPEC 5 benchmark on 5- and 20-season demos; writes BENCHMARKS.md (~8 min)
+bench: $(VENV)/.installed  ## SPEC 5 benchmark on 5-, 20- and 50-season demos; writes BENCHMARKS.md (~15 min)
 	$(PY) -m bench
 
 clean:  ## remove the virtual environment and generated data

@@ -45,13 +45,6 @@ DONE_STATUSES = ("ok", "bootstrap")
 
 HEARTBEAT_EVERY_S = 2.0
 
-RELEASE_EVERY_S = 10.0
-"""Between windows the runner makes way for a reader of an embedded warehouse file that says it waits
-(the console, the CLI: :meth:`backfill.warehouse.Warehouse.readers_waiting`), so it waits at most
-about a window. Closing checkpoints the file (about a quarter of a second on a 20-season warehouse),
-so with nobody waiting it closes only this often, for readers that do not say so. Measured by ``make
-bench``."""
-
 
 class Measurement(dict[tuple[dt.date, str], dict]):
     """Daily coverage rows of a window, by (date, stage), and the frame they were read from."""
@@ -218,7 +211,7 @@ class Runner:
                     if self.warehouse.make_way():
                         self._log("let a waiting reader of the warehouse in")
                     released = self.monotonic()
-                elif self.monotonic() - released >= RELEASE_EVERY_S:
+                elif self.monotonic() - released >= self.settings.release_every_s:
                     self.warehouse.close()
                     released = self.monotonic()
             self.warehouse.close()

@@ -66,9 +66,9 @@ to take the file before it goes on."""
 
 CHECKPOINT_THRESHOLD = "1GB"
 """Write-ahead log size at which a commit also checkpoints (DuckDB's default: 16 MiB). Closing the
-file checkpoints too, and a writer closes it often (a backfill between windows, at most every
-``RELEASE_EVERY_S``), so with DuckDB's default a backfill checkpointed about every other
-season's window as well, and that cost more than its inserts (issue 13)."""
+file checkpoints too, and a writer closes it now and then (a backfill between windows, for a waiting
+reader or every ``release_every_s``), so with DuckDB's default a backfill checkpointed about every
+other season's window as well, and that cost more than its inserts (issue 13)."""
 
 
 def _duckdb(*names: str) -> frozenset[str]:
