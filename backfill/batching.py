@@ -76,39 +76,36 @@ def window_size(
     return size, why
 
 
-def windows(
-    dates: list[dt.date],
-    size: int,
-    by_season: bool,
-    rows: dict[dt.date, int] | None = None,
-    max_rows: int = WINDOW_ROWS,
-) -> list[list[dt.date]]:
+def windows(dates: list[dt.date], size: int, by_season: bool) -> list[list[dt.date]]:
     """The run's (sorted) dates in windows of at most ``size``; with ``by_season`` a window also ends
     at the end of a season. A set-based statement reads its look-back from the start of the season of
     its window's first date, so a window of 366 dates straddling two seasons read the earlier
     season's days before its first date for nothing, and windows drifted further into their seasons
-    the more seasons a run held (issue 13).
-
-    With ``rows`` (reference rows per date), consecutive windows then merge while their rows stay
-    within ``max_rows``: whole seasons share a window, and a window still ends where a season does."""
+    the more seasons a run held (issue 13)."""
     found: list[list[dt.date]] = []
     for day in dates:
         if not found or len(found[-1]) >= size or (by_season and season_of(day) != season_of(found[-1][-1])):
             found.append([])
         found[-1].append(day)
-    if rows is None:
-        return found
-    packed: list[list[dt.date]] = []
-    packed_rows = 0
-    for window in found:
+    return found
+
+
+def packed(
+    windows: list[list[dt.date]], rows: dict[dt.date, int], max_rows: int = WINDOW_ROWS
+) -> list[list[dt.date]]:
+    """Consecutive :func:`windows` merged while their reference rows (``rows``, per date) stay within
+    ``max_rows``: whole seasons share a window, and a window still ends where a season does."""
+    found: list[list[dt.date]] = []
+    found_rows = 0
+    for window in windows:
         weight = sum(rows.get(day, 0) for day in window)
-        if packed and packed_rows + weight <= max_rows:
-            packed[-1].extend(window)
-            packed_rows += weight
+        if found and found_rows + weight <= max_rows:
+            found[-1].extend(window)
+            found_rows += weight
         else:
-            packed.append(list(window))
-            packed_rows = weight
-    return packed
+            found.append(list(window))
+            found_rows = weight
+    return found
 
 
 def packs_seasons(processors: list[Processor]) -> bool:

@@ -233,10 +233,13 @@ class Runner:
 
     def _windows(self, dates: list[dt.date]) -> list[list[dt.date]]:
         """The run's windows (:func:`backfill.batching.windows`). Sized by the work, a set-based run
-        counts its reference rows per date (one statement) so whole seasons share a window; the first
-        window is then checked against the warehouse's bound, and a bounded run is cut by count."""
-        rows = self._reference_rows(dates)
-        found = batching.windows(dates, self.window_size, by_season=self.sized_by_work, rows=rows)
+        of more than one season counts its reference rows per date (one statement) so whole seasons
+        share a window (:func:`backfill.batching.packed`); the first window is then checked against
+        the warehouse's bound, and a bounded run is cut by count."""
+        found = batching.windows(dates, self.window_size, by_season=self.sized_by_work)
+        rows = self._reference_rows(dates) if self._packs(found) else None
+        if rows is not None:
+            found = batching.packed(found, rows)
         if found and self._bound_window(found[0]):
             return batching.windows(dates, self.window_size, by_season=self.sized_by_work)
         if rows is not None:
@@ -248,15 +251,16 @@ class Runner:
             )
         return found
 
+    def _packs(self, windows: list[list[dt.date]]) -> bool:
+        """Whether these season windows may share windows: sized by the work, every stage set-based,
+        and more than one of them."""
+        return (
+            self.sized_by_work and len(windows) > 1 and batching.packs_seasons(list(self.processors.values()))
+        )
+
     def _reference_rows(self, dates: list[dt.date]) -> dict[dt.date, int] | None:
-        """Reference rows per date where whole seasons may share a window, else None (nothing read).
-        A failed count costs nothing but the packing: the run goes on a season per window."""
-        if not (
-            self.sized_by_work
-            and batching.packs_seasons(list(self.processors.values()))
-            and len(batching.windows(dates, self.window_size, by_season=True)) > 1
-        ):
-            return None
+        """Reference rows per date of the run (one retried statement); None when the count failed,
+        which costs nothing but the packing: the run goes on a season per window."""
         try:
             with self.warehouse.labels(backfill_run=self.run_id):
                 return self._retried(

@@ -169,14 +169,15 @@ def test_whole_seasons_share_a_window_while_their_reference_rows_fit():
     # October to March: 31 + 30 + 31 + 31 + 29 + 31 days in 2019-20 (a leap February), 182 in 2020-21.
     assert per_season == {2019: 10 * 183, 2020: 10 * 182}
     # Room for two seasons: 2019-20 and 2020-21 share the first window, 2021-22 has the second.
-    windows = batching.windows(dates, batching.SEASON_DATES, by_season=True, rows=rows, max_rows=1830 + 1820)
+    seasons = batching.windows(dates, batching.SEASON_DATES, by_season=True)
+    windows = batching.packed(seasons, rows, max_rows=1830 + 1820)
     assert [(w[0], w[-1]) for w in windows] == [
         (dt.date(2019, 10, 1), dt.date(2021, 7, 31)),
         (dt.date(2021, 8, 1), dt.date(2022, 3, 31)),
     ]
     # No room for any two (2020-21 and 2021-22 hold 1820 + 1820): a season per window, as without counts.
-    one = batching.windows(dates, batching.SEASON_DATES, by_season=True, rows=rows, max_rows=1820 + 1820 - 1)
-    assert one == batching.windows(dates, batching.SEASON_DATES, by_season=True)
+    one = batching.packed(seasons, rows, max_rows=1820 + 1820 - 1)
+    assert one == seasons
     assert len(one) == 3
 
 

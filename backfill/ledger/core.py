@@ -352,16 +352,8 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         """The run's items (of these statuses, dated between these two dates, of these stages), in
         date and stage order: the order of ``stages`` when given, else the run's dependency order."""
-        query = sa.select(items).where(items.c.run_id == run_id)
-        if stages is not None:
-            stages = list(stages)
-            # With the run and its stages, a range of dates is a range of the primary key: a window's
-            # items are found without reading the run's other items.
-            query = query.where(items.c.stage.in_(stages))
-        if between is not None:
-            query = query.where(items.c.game_date.between(between[0].isoformat(), between[1].isoformat()))
-        if statuses is not None:
-            query = query.where(items.c.status.in_([str(status) for status in statuses]))
+        stages = None if stages is None else list(stages)
+        query = sa.select(items).where(*_item_conditions(run_id, statuses, between, stages))
         with self._begin() as connection:
             rows = [dict(row._mapping) for row in connection.execute(query.order_by(items.c.game_date))]
             if stages is None:
@@ -385,12 +377,8 @@ class Ledger:
         stages: then a range of the primary key), unordered: what a run needs to know of its
         unfinished work, without reading whole rows."""
         query = sa.select(items.c.stage, items.c.game_date).where(
-            items.c.run_id == run_id, items.c.status.in_([str(status) for status in statuses])
+            *_item_conditions(run_id, statuses, between, stages)
         )
-        if stages is not None:
-            query = query.where(items.c.stage.in_(list(stages)))
-        if between is not None:
-            query = query.where(items.c.game_date.between(between[0].isoformat(), between[1].isoformat()))
         with self._begin() as connection:
             rows = connection.execute(query).all()
         return [(stage, dt.date.fromisoformat(day)) for stage, day in rows]
@@ -466,3 +454,22 @@ class Ledger:
 
 def _active():
     return runs.c.status.in_([str(status) for status in RUN_ACTIVE])
+
+
+def _item_conditions(
+    run_id: str,
+    statuses: Iterable[str] | None,
+    between: tuple[dt.date, dt.date] | None,
+    stages: Iterable[str] | None,
+) -> list[sa.ColumnElement[bool]]:
+    """The WHERE of a run's items of these statuses, dated between these two dates, of these stages
+    (None: any). With the run and its stages, a range of dates is a range of the primary key: a
+    window's items are found without reading the run's other items."""
+    conditions = [items.c.run_id == run_id]
+    if stages is not None:
+        conditions.append(items.c.stage.in_(list(stages)))
+    if between is not None:
+        conditions.append(items.c.game_date.between(between[0].isoformat(), between[1].isoformat()))
+    if statuses is not None:
+        conditions.append(items.c.status.in_([str(status) for status in statuses]))
+    return conditions

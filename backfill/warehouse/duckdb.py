@@ -276,7 +276,8 @@ class DuckDBWarehouse(Warehouse):
     def _open(self) -> duckdb.DuckDBPyConnection:
         """Open the file, waiting (briefly and repeatedly) while another process holds it."""
 
-        def tell_once(state: tenacity.RetryCallState) -> None:
+        def on_wait(state: tenacity.RetryCallState) -> None:
+            """Say once that the file is held; mark on every attempt that this process waits."""
             if state.attempt_number == 1:
                 log.warning(
                     "waiting up to %.0f s for %s: another process holds it", self.lock_wait_s, self.path
@@ -289,7 +290,7 @@ class DuckDBWarehouse(Warehouse):
             stop=tenacity.stop_after_delay(self.lock_wait_s),
             wait=tenacity.wait_random(0.05, 0.3),
             retry=tenacity.retry_if_exception(is_lock_conflict),
-            before_sleep=tell_once,
+            before_sleep=on_wait,
             reraise=True,
         )
         import duckdb
