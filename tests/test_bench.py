@@ -137,10 +137,9 @@ def test_the_per_date_loop_issues_a_delete_and_an_insert_per_date_and_stage(demo
 @pytest.mark.slow
 def test_bigquery_bytes_are_reported_per_page_load_and_per_31_date_backfill():
     from bench.extras import bigquery_bytes_rows
-    from tests.bigquery.conftest import EMULATOR
+    from tests.bigquery.conftest import require_emulator
 
-    if not EMULATOR.exists():
-        pytest.skip("the BigQuery emulator is not installed (scripts/bqemulator-env.sh)")
+    require_emulator()
     rows = {row.key: row for row in bigquery_bytes_rows()}
     assert set(rows) == {
         f"bigquery_{work}_{measure}"

@@ -324,8 +324,12 @@ def test_json_and_markdown_output(check, demo):
 
 
 def test_e_mail_alert_through_a_local_smtp_server(demo, settings):
-    pytest.importorskip("aiosmtpd")
-    from aiosmtpd.controller import Controller
+    try:
+        from aiosmtpd.controller import Controller
+    except ImportError:
+        if os.environ.get("CI"):
+            raise  # CI must run it: requirements-dev.txt pins aiosmtpd
+        pytest.skip("aiosmtpd is not installed: pip install -r requirements-dev.txt")
 
     received = []
 

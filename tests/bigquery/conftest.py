@@ -89,17 +89,23 @@ def _log_tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def require_emulator() -> None:
+    """Skip a test that needs the emulator when it is not installed; fail instead where it must be
+    (``BQEMU_REQUIRED=1``, as .ci/run sets)."""
+    if EMULATOR.exists():
+        return
+    reason = (
+        f"BigQuery emulator not installed ({EMULATOR} is missing): run scripts/bqemulator-env.sh to create it"
+    )
+    if os.environ.get(REQUIRED_ENV) == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def bigquery_emulator(tmp_path_factory) -> Iterator[str]:
     """``host:port`` of a running emulator, started for the session and stopped after it."""
-    if not EMULATOR.exists():
-        reason = (
-            f"BigQuery emulator not installed ({EMULATOR} is missing): "
-            "run scripts/bqemulator-env.sh to create it"
-        )
-        if os.environ.get(REQUIRED_ENV) == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_emulator()
     workdir = tmp_path_factory.mktemp("bqemulator")  # it reads .bqemu.toml from its working directory
     log = workdir / "emulator.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("BQEMU_")}
