@@ -233,13 +233,23 @@ def daily_coverage(warehouse: Warehouse, settings: Settings, start: dt.date, end
     return daily_from_counts(daily_counts(warehouse, settings, start, end), settings, start, end)
 
 
+def count_columns(pipeline: Pipeline) -> list[str]:
+    """The columns of :func:`daily_sql`'s rows besides ``game_date``."""
+    per_stage = ("bootstrap", "covered", "expected_covered", "rows")
+    return ["players_total", *(f"{s.name}_{what}" for s in pipeline.backfillable for what in per_stage)]
+
+
 def daily_from_counts(counts: pd.DataFrame, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Coverage, status, season and month of every (date, stage) from :func:`daily_counts` rows."""
     pipeline = settings.pipeline
     calendar = date_span(start, end)
-    # Every date of the range, off days counted as zeros (a runner's window measures this often).
+    # Every date of the range, off days counted as zeros (a runner's window measures this often); a
+    # range without a single game has no count columns at all until they are named here.
     counts = (
-        (counts.set_index("game_date").reindex(calendar, fill_value=0).fillna(0).astype("int64"))
+        counts.set_index("game_date")
+        .reindex(index=calendar, columns=count_columns(pipeline), fill_value=0)
+        .fillna(0)
+        .astype("int64")
         .rename_axis("game_date")
         .reset_index()
     )

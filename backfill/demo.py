@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from backfill.config import Settings
+from backfill.declared import DEMO_LABELS
 from backfill.demo_calendar import TEAMS, schedule
 from backfill.errors import BadInput
 from backfill.pipeline import builtin_pipeline
@@ -43,9 +44,6 @@ BUILT_AT = dt.datetime(2022, 7, 1, 3, 0, tzinfo=UTC)
 """When the demo pretends MLFS and predictions were last computed (fixed, for determinism)."""
 CORRECTED_AT = dt.datetime(2022, 7, 15, 8, 0, tzinfo=UTC)
 """When some upstream rows were corrected after that: the source of outdated rows."""
-
-DEMO_LABELS = {"backfill_demo": "true"}
-"""Labels the demo puts on its tables (BigQuery), so a later build knows it may replace them."""
 
 _FIRST = (
     "James", "Marcus", "Tyler", "Jalen", "Devin", "Chris", "Kevin", "Anthony", "Jordan", "Brandon",

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from backfill import declared
 from backfill.config import DEMO_DATASETS, Settings
-from backfill.errors import BackfillError
-from backfill.pipeline import Pipeline, Stage
+from backfill.errors import BackfillError, BadInput
+from backfill.pipeline import DEFAULT_WRITTEN_AT, Pipeline, Stage
 from backfill.processors import BUILTINS
 from backfill.warehouse.base import FAIL, OK, WARN, Check, Warehouse
 from backfill.warehouse.schema import TABLES, Table
@@ -52,13 +53,15 @@ def expected_columns(pipeline: Pipeline, stage: Stage) -> dict[str, tuple[str, s
     need(stage.name_column, "the stage's name_column")
     need(stage.team_column, "the stage's team_column")
     if stage is not pipeline.reference:
-        need(stage.written_at_column, "the stage's written_at_column")
+        need(stage.written_at_column, _written_at_why(stage, "the stage's written_at_column"))
         for column in stage.key:
             need(column, "in the stage's duplicate_key")
     if any(s.upstream_time_column and pipeline.upstream(s) is stage for s in pipeline.backfillable):
         need(
             stage.written_at_column,
-            "the written_at_column a downstream stage's upstream_time_column is compared with",
+            _written_at_why(
+                stage, "the written_at_column a downstream stage's upstream_time_column is compared with"
+            ),
         )
     if stage.processor is not None and stage.processor.builtin is not None:
         for column in BUILTINS[stage.processor.builtin].COLUMNS:
@@ -67,6 +70,26 @@ def expected_columns(pipeline: Pipeline, stage: Stage) -> dict[str, tuple[str, s
         for column, _ in demo.columns:
             need(column, "optional, but the built-in SQL uses it", WARN)
     return wanted
+
+
+def _written_at_why(stage: Stage, why: str) -> str:
+    """``why`` for the written-at column, saying so where it is the default no file named."""
+    return (
+        f"{why}, {DEFAULT_WRITTEN_AT} unless the stage names one"
+        if stage.written_at_column == DEFAULT_WRITTEN_AT
+        else why
+    )
+
+
+def pipeline_check(warehouse: Warehouse) -> Check:
+    """Whether the pipeline in use may write to this warehouse (:mod:`backfill.declared`)."""
+    refusal = declared.refusal(warehouse)
+    if refusal is not None:
+        return Check("pipeline", FAIL, refusal)
+    pipeline = warehouse.settings.pipeline
+    if pipeline.path == "builtin":
+        return Check("pipeline", OK, "the built-in demo pipeline, on a warehouse the demo built")
+    return Check("pipeline", OK, f"the pipeline file {pipeline.path}")
 
 
 def table_checks(warehouse: Warehouse) -> Iterator[Check]:
@@ -88,7 +111,7 @@ def table_checks(warehouse: Warehouse) -> Iterator[Check]:
                 if demo
                 else f"create it, or correct stages.{stage.name}.table in the pipeline file"
             )
-            yield Check(name, FAIL, f"{where} does not exist (stage {stage.name}): {fix}")
+            yield Check(name, FAIL, f"{where} does not exist (stage {stage.name}): {fix}", stage.name)
             continue
         columns = {column.name: column for column in found}
         problems: list[tuple[str, str]] = []
@@ -119,15 +142,19 @@ def table_checks(warehouse: Warehouse) -> Iterator[Check]:
                     )
                 )
         if not problems:
-            yield Check(name, OK, f"{where} has every column stage {stage.name} needs")
+            yield Check(name, OK, f"{where} has every column stage {stage.name} needs", stage.name)
         for status, detail in problems:
-            yield Check(name, status, f"{where} {detail}")
+            yield Check(name, status, f"{where} {detail}", stage.name)
 
 
 def run_checks(warehouse: Warehouse) -> list[Check]:
     """Every check, in order; an error inside one check is that check's failure, not the end."""
     checks: list[Check] = [Check("warehouse", OK, warehouse.describe())]
-    for source in (warehouse.health_checks, lambda: table_checks(warehouse)):
+    for source in (
+        warehouse.health_checks,
+        lambda: [pipeline_check(warehouse)],
+        lambda: table_checks(warehouse),
+    ):
         try:
             checks.extend(source())
         except BackfillError as exc:
@@ -139,6 +166,30 @@ def doctor(settings: Settings, warehouse: Warehouse) -> tuple[list[Check], int]:
     """(the checks, exit code): 0 when nothing failed (warnings allowed), 1 otherwise."""
     checks = run_checks(warehouse)
     return checks, 1 if any(check.status == FAIL for check in checks) else 0
+
+
+def check_before_writing(warehouse: Warehouse) -> None:
+    """The one preflight of every write (run, resume, rerun, stale delete; CLI and console alike):
+    doctor's pipeline and table checks. BadInput with the first failure, naming the stage, the
+    field and the column, before anything is written."""
+    _refuse_failures([pipeline_check(warehouse), *table_checks(warehouse)], "refused before any write")
+
+
+def check_before_reading(warehouse: Warehouse) -> None:
+    """Doctor's table checks before a read that uses every column a stage names (stale rows):
+    BadInput naming the stage, the field and the column, rather than an engine's error later."""
+    _refuse_failures(list(table_checks(warehouse)), "cannot read the stage tables")
+
+
+def _refuse_failures(checks: list[Check], what: str) -> None:
+    failures = [check for check in checks if check.status == FAIL]
+    if failures:
+        first = failures[0]
+        where = f"stage {first.stage}: " if first.stage else ""
+        more = (
+            f" ({len(failures) - 1} more: python -m backfill doctor lists them)" if len(failures) > 1 else ""
+        )
+        raise BadInput(f"{what}: {where}{first.detail}{more}")
 
 
 def format_check(check: Check) -> str:

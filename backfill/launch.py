@@ -16,6 +16,7 @@ from pathlib import Path
 from backfill import upstream_rerun
 from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
+from backfill.doctor import check_before_writing
 from backfill.errors import BackfillError, BadInput
 from backfill.holds import refuse_overlap
 from backfill.ledger import Ledger, Run
@@ -45,15 +46,17 @@ def submit(
     warehouse = warehouse or connect(settings)
     ledger = Ledger(settings.ledger)
     refuse_overlap(ledger, warehouse.url, request.items(), settings.pipeline.labels)
+    check_before_writing(warehouse)
     run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
     spawn_worker(settings, run_id)
     return run_id
 
 
 def preflight(settings: Settings, warehouse: Warehouse, request: BackfillRequest) -> list[str]:
-    """What the stages' processors check before any write (a run does the same once it holds its
-    dates): BadInput for what stops a run; else the warnings a dry run shows (for example columns
-    a replace leaves NULL)."""
+    """The preflight of every write (:func:`backfill.doctor.check_before_writing`) and what the
+    stages' processors check (a run does the same once it holds its dates): BadInput for what stops
+    a run; else the warnings a dry run shows (for example columns a replace leaves NULL)."""
+    check_before_writing(warehouse)
     warnings = []
     for name in request.stages:
         warnings += processor_for(settings.pipeline.stage(name), settings.pipeline).preflight(warehouse)
@@ -92,6 +95,7 @@ def run_here(
     """Record a run and execute it in this process until it ends."""
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
+    check_before_writing(warehouse)
     ledger = Ledger(settings.ledger)
     run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
     return execute_run(run_id, warehouse, settings, ledger, **options)
@@ -120,6 +124,7 @@ def resume(
     if run.status == "queued" and ledger.is_alive(run):
         raise BackfillError(f"run {run_id} is queued and its worker is starting; follow it with runs show")
     recorded, warehouse = _recorded(settings, run, warehouse)
+    check_before_writing(warehouse)
     ledger.record_action(who, "resume", {}, run_id)
     return execute_run(run_id, warehouse, recorded, ledger, **options)
 
@@ -133,6 +138,7 @@ def resume_detached(settings: Settings, run_id: str, who: str) -> str:
     if run.status != "interrupted":
         raise BadInput(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
     recorded = settings_for_run(settings, run.params, run_id)
+    check_before_writing(connect(recorded))
     ledger.requeue(run_id)
     ledger.record_action(who, "resume", {"detached": True}, run_id)
     spawn_worker(recorded, run_id)
@@ -221,7 +227,9 @@ def delete_stale_rows(
     from backfill import stale
 
     require_operator(settings, who, "delete stale rows")
-    deleted = stale.delete_stale(warehouse or connect(settings), settings, start, end, stages)
+    warehouse = warehouse or connect(settings)
+    check_before_writing(warehouse)
+    deleted = stale.delete_stale(warehouse, settings, start, end, stages)
     details = {
         "start": str(start),
         "end": str(end),

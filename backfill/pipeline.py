@@ -32,6 +32,9 @@ PIPELINE_FILE = "pipeline.toml"
 
 PROCESSOR_KINDS = ("sql", "command", "python")
 
+DEFAULT_WRITTEN_AT = "processed_at"
+"""A stage's ``written_at_column`` where its file names none."""
+
 PLACEHOLDERS = frozenset({"dates", "start", "end", "dates_file"})
 """What a command's ``argv`` may hold in braces: the batch's dates in the forms a job may want."""
 
@@ -88,7 +91,7 @@ class Stage:
     version_column: str | None = None
     current_version: str | None = None
     upstream_time_column: str | None = None
-    written_at_column: str = "processed_at"
+    written_at_column: str = DEFAULT_WRITTEN_AT
     gate_min_upstream_pct: float | None = None
     bootstrap_min_history: int = 0
     duplicate_key: tuple[str, ...] = ()

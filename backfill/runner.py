@@ -32,6 +32,7 @@ import pandas as pd
 from backfill import batching, coverage, replay, stale
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
+from backfill.doctor import check_before_writing
 from backfill.errors import BadInput
 from backfill.faults import PERMANENT, classify
 from backfill.gates import judge
@@ -42,6 +43,9 @@ from backfill.warehouse import Warehouse
 
 DONE_STATUSES = ("ok", "bootstrap")
 """Date statuses that verification accepts as done."""
+
+UNCLEAN = "unclean"
+"""Error class of a complete date whose stage still has stale rows on it, or whose clean-up failed."""
 
 HEARTBEAT_EVERY_S = 2.0
 
@@ -180,7 +184,7 @@ class Runner:
         try:
             # Leases first (the ledger only), then what the warehouse must have: a run refused for
             # its dates never waits on the warehouse, and a bad setting stops it before any write.
-            self._retried(self.warehouse.check_stage_tables, "preflight")
+            self._retried(lambda: check_before_writing(self.warehouse), "preflight")
             for processor in self.processors.values():
                 for warning in self._retried(lambda p=processor: p.preflight(self.warehouse), "preflight")[0]:
                     self._log(warning, "warning")
@@ -407,9 +411,14 @@ class Runner:
             self.warehouse.close()  # another process writes: let it open an embedded warehouse file
         results = self._process(stage, processor, runnable) if runnable else {}
         finished = [day for day in runnable if results[day].error is None]
-        cleaned = self._clean(stage, finished) if processor.clean_stale and finished else {}
+        cleaned, clean_error = (
+            self._clean(stage, finished) if processor.clean_stale and finished else ({}, None)
+        )
         try:
             after = self._measure(dates) if finished else before
+            left = (
+                self._stale_left(stage, finished) if finished and not processor.replaces_whole_dates else {}
+            )
         except Exception as exc:  # noqa: BLE001
             self._fail_stage(stage, runnable, exc, "verifying coverage after the work")
             return None
@@ -427,6 +436,8 @@ class Runner:
             else:
                 fields |= self._verified(processor, after[(day, stage)], outcomes[day]["coverage_before"])
                 fields["stale_rows_deleted"] = cleaned.get(day, 0)
+                if fields["status"] == "done" and (clean_error is not None or left.get(day)):
+                    fields |= _unclean(clean_error, left.get(day, {}))
             outcomes[day] |= fields
         for day in dates:
             outcomes[day].setdefault("finished_at", self.clock().isoformat())
@@ -566,8 +577,9 @@ class Runner:
             for day in dates
         }
 
-    def _clean(self, stage: str, dates: list[dt.date]) -> dict[dt.date, int]:
-        """Delete what the job left stale on its dates (one transaction); rows deleted per date."""
+    def _clean(self, stage: str, dates: list[dt.date]) -> tuple[dict[dt.date, int], Exception | None]:
+        """Delete what the job left stale on its dates (one transaction): (rows deleted per date, the
+        error that stopped the clean-up, if one did)."""
         try:
             deleted, _ = self._retried(
                 lambda: stale.delete_stale(
@@ -575,15 +587,32 @@ class Runner:
                 ),
                 what=f"{stage} stale rows",
             )
-        except Exception as exc:  # noqa: BLE001 - verification still judges the dates
-            self._log(f"{stage}: deleting stale rows failed ({_one_line(exc)[:200]})", "warning")
-            return {}
+        except Exception as exc:  # noqa: BLE001 - its dates fail as unclean, the run goes on
+            self._log(f"{stage}: deleting stale rows failed ({_one_line(exc)[:200]})", "error")
+            return {}, exc
         per_date = deleted.groupby("game_date")["rows"].sum().to_dict() if len(deleted) else {}
         if per_date:
             self._log(
                 f"{stage}: deleted {sum(per_date.values())} stale rows the job left on {len(per_date)} dates"
             )
-        return {day: int(rows) for day, rows in per_date.items()}
+        return {day: int(rows) for day, rows in per_date.items()}, None
+
+    def _stale_left(self, stage: str, dates: list[dt.date]) -> dict[dt.date, dict[str, int]]:
+        """Stale rows of the stage still on the dates after its work and clean-up, by category: measured
+        again, whatever the clean-up said (one retried statement)."""
+        counts, _ = self._retried(
+            lambda: stale.stale_counts(self.warehouse, self.settings, min(dates), max(dates), stages=[stage]),
+            what=f"{stage} stale rows left",
+        )
+        left: dict[dt.date, dict[str, int]] = {}
+        wanted = set(dates)
+        for day, category, rows in zip(counts["game_date"], counts["category"], counts["rows"]):
+            if day in wanted:
+                left.setdefault(day, {})[category] = int(rows)
+        if left:
+            total = sum(sum(by_category.values()) for by_category in left.values())
+            self._log(f"{stage}: {total} stale rows left on {len(left)} dates after the work", "error")
+        return left
 
     def _labels(self, stage: str) -> dict[str, str]:
         return {"backfill_run": self.run_id, "stage": stage}
@@ -615,6 +644,22 @@ def execute_run(
 ) -> RunResult:
     """Run (or resume) a recorded run in this process until it ends."""
     return Runner(warehouse, settings, ledger, run_id, **options).execute()
+
+
+def _unclean(clean_error: Exception | None, left: dict[str, int]) -> dict:
+    """A complete date's fields when stale rows of its stage were left on it, or its clean-up failed:
+    failed, with a class of its own (SPEC 9.3)."""
+    parts = []
+    if clean_error is not None:
+        parts.append(f"deleting its stale rows failed ({_one_line(clean_error)[:300]})")
+    if left:
+        categories = ", ".join(f"{category} {rows}" for category, rows in sorted(left.items()))
+        parts.append(f"{sum(left.values())} stale rows left after the work ({categories})")
+    return {
+        "status": "failed",
+        "error_class": UNCLEAN,
+        "error_message": "complete, but " + "; ".join(parts),
+    }
 
 
 def _coverage_value(row: dict) -> float | None:

@@ -400,6 +400,13 @@ def _run_stale(args: argparse.Namespace, ctx: Context) -> int:
         require_operator(ctx.settings, who, "delete stale rows")
     start, end = parse_range(args, ctx)
     warehouse = open_warehouse(ctx)
+    from backfill.doctor import check_before_reading, check_before_writing
+
+    # A deletion is refused before the rows are even listed; a listing needs every column it reads.
+    if args.delete:
+        check_before_writing(warehouse)
+    else:
+        check_before_reading(warehouse)
     start, end = resolve_range(warehouse, start, end, ctx.today)
     counts = stale.stale_counts(warehouse, ctx.settings, start, end, stages)
     if counts.empty:

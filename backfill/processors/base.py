@@ -68,6 +68,11 @@ class Processor:
     """Whether a batch is one statement whose cost hardly grows with its dates (the built-in SQL reads
     the season's look-back whatever the batch): :mod:`backfill.batching` gives it large windows."""
 
+    replaces_whole_dates = False
+    """Whether a batch deletes every row of its dates in the transaction that writes the new ones (the
+    built-in SQL): its stage then holds only what it wrote there, and no stale rows are measured
+    after it. A job's writes (MERGE) are measured: a date is done only when clean (SPEC 9.3)."""
+
     def __init__(self, stage: Stage, pipeline: Pipeline):
         assert stage.processor is not None, f"{stage.name} is the reference stage: it has no processor"
         self.stage = stage

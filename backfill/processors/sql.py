@@ -28,6 +28,7 @@ class SqlProcessor(Processor):
     """Replace a batch of dates with the built-in statement's rows, in one transaction."""
 
     set_based = True
+    replaces_whole_dates = True
 
     def __init__(self, stage, pipeline):
         super().__init__(stage, pipeline)

@@ -60,6 +60,8 @@ class Check(NamedTuple):
     name: str
     status: str
     detail: str
+    stage: str | None = None
+    """The pipeline stage the check is about, where it is about one."""
 
 
 TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})

@@ -26,7 +26,7 @@ from backfill.config import Settings
 from backfill.errors import BadInput
 from backfill.faults import EngineErrors, is_lock_conflict
 from backfill.warehouse.base import Column, Warehouse, dates_to_python
-from backfill.warehouse.schema import Table
+from backfill.warehouse.schema import TABLES, Table
 
 if TYPE_CHECKING:  # duckdb and pandas load when the database is first opened
     import duckdb
@@ -329,6 +329,25 @@ class DuckDBWarehouse(Warehouse):
 
             self._run_script(statements, run_one, roll_back)
 
+    def existing_tables(self) -> dict[str, dict[str, str]]:
+        """The labels of each of the three tables that exists, read from the table's comment."""
+        wanted = {(self.dataset(table), table.name) for table in TABLES.values()}
+        with self._cursor() as connection:
+            rows = connection.execute(
+                "SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+        return {name: _labels_of(comment) for schema, name, comment in rows if (schema, name) in wanted}
+
+    def label_tables(self, labels: dict[str, str]) -> None:
+        """Labels as the three tables' comments (``key=value,...``): DuckDB has no table labels, and a
+        comment, like a BigQuery label, stays with the table and not with a copy of its rows."""
+        text = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        with self._cursor() as connection:
+            for table in TABLES.values():
+                # Names are validated identifiers; the comment goes in as a literal (COMMENT ON takes
+                # no parameters), from the code's own labels, never from input.
+                connection.execute(f'COMMENT ON TABLE "{self.dataset(table)}"."{table.name}" IS \'{text}\'')
+
     def _create_dataset(self, dataset: str) -> None:
         self._count()
         with self._cursor() as connection:
@@ -354,6 +373,12 @@ class DuckDBWarehouse(Warehouse):
                 self._idle_timer.cancel()
                 self._idle_timer = None
             self._close_now()
+
+
+def _labels_of(comment: str | None) -> dict[str, str]:
+    """The ``key=value,...`` labels of a table's comment (any other comment: none)."""
+    pairs = (part.split("=", 1) for part in (comment or "").split(",") if "=" in part)
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def _bind(statement: str, params: dict) -> dict | None:
