@@ -16,6 +16,7 @@ counts. The SQL is built from the pipeline's stages, so a new stage needs no cod
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -213,6 +214,23 @@ def data_bounds(warehouse: Warehouse) -> tuple[dt.date, dt.date] | None:
     if pd.isna(row["first_date"]):
         return None
     return row["first_date"], row["last_date"]
+
+
+def has_games(frame: pd.DataFrame) -> bool:
+    """Whether coverage rows (daily, monthly or a plan) count any player-game."""
+    return bool(len(frame)) and bool((frame["players_total"] > 0).any())
+
+
+def no_data_note(
+    games: bool, start: dt.date, end: dt.date, bounds: Callable[[], tuple[dt.date, dt.date] | None]
+) -> str | None:
+    """The one line a read answers over a range without a single game (SPEC 9.4), or None when the
+    range has ``games``; ``bounds`` (the data's first and last date) is asked only then."""
+    if games:
+        return None
+    held = bounds()
+    where = f"the warehouse holds {held[0]} to {held[1]}" if held else "the warehouse holds no games at all"
+    return f"no data from {start} to {end}; {where}"
 
 
 def _range_params(settings: Settings, start: dt.date, end: dt.date) -> dict:

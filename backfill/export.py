@@ -56,6 +56,8 @@ def to_json(report: GapReport) -> str:
         "gaps": records(report.gaps),
         "stale_rows": records(report.stale),
         "runs": None if report.runs is None else records(report.runs),
+        # Only where the period held no games, so a report of real data reads as it always did.
+        **({"note": report.no_data} if report.no_data else {}),
     }
     return json.dumps(document, indent=2) + "\n"
 
@@ -183,6 +185,7 @@ def to_markdown(report: GapReport) -> str:
         f"- Generated: {report.generated_at:%Y-%m-%d %H:%M} UTC",
         f"- Gaps: {len(gaps)} on {plural(gaps['game_date'].nunique(), 'date')}; "
         f"bootstrap dates (expected): {len(report.bootstrap_dates)}; stale rows: {int(report.stale['rows'].sum()):,}",
+        *([f"- Note: {report.no_data}"] if report.no_data else []),
         "",
         "## Coverage by month",
         "",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from backfill import coverage
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES
 from backfill.coverage_snapshot import CoverageSnapshot
@@ -127,6 +128,8 @@ class GapReport:
     """The stages the report speaks of: labels, upstreams, gates and bootstrap rules."""
     runs: pd.DataFrame | None = None
     """Backfill runs of the period, when a run ledger is passed in; None: no ledger yet."""
+    no_data: str | None = None
+    """The period held no games: the one line that says so, and what the warehouse holds."""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -297,6 +300,7 @@ def gap_report(
     monthly = _monthly_table(settings, measured)
     monthly = monthly.sort_values(["period", "stage"], key=_stage_order(settings.pipeline))
     stale = stale_counts(warehouse, settings, start, end, stages)
+    bounds = snapshot.bounds if snapshot is not None else lambda: coverage.data_bounds(warehouse)
     return GapReport(
         period=(start, end),
         stages=stages,
@@ -310,6 +314,7 @@ def gap_report(
         ok_pct=settings.ok_pct,
         pipeline=settings.pipeline,
         runs=runs,
+        no_data=coverage.no_data_note(coverage.has_games(daily), start, end, bounds),
     )
 
 

@@ -22,12 +22,13 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
 from backfill import alerts as alerting
+from backfill import coverage
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES
 from backfill.coverage_snapshot import CoverageSnapshot
@@ -108,6 +109,8 @@ class CheckResult:
     findings: tuple[Finding, ...]
     alert: alerting.Alert | None = None
     deliveries: tuple[alerting.Delivery, ...] = field(default=())
+    no_data: str | None = None
+    """The range held no games: what the check says instead of "no problems"."""
 
     def with_change(self, *changes: str) -> list[Finding]:
         return [finding for finding in self.findings if finding.change in changes]
@@ -133,7 +136,7 @@ class CheckResult:
         return (
             f"{self.start} to {self.end}: {new} new, {still} still open, {recovered} recovered"
             if self.findings
-            else f"{self.start} to {self.end}: no problems"
+            else (self.no_data or f"{self.start} to {self.end}: no problems")
         )
 
 
@@ -225,8 +228,6 @@ def compare(
 
 
 def _replace(finding: Finding, **changes: Any) -> Finding:
-    from dataclasses import replace
-
     return replace(finding, **changes)
 
 
@@ -291,7 +292,9 @@ def run_check(
     targets = alerting.channels(settings, secrets)
 
     started_at = now()
-    daily = CoverageSnapshot.persisted(warehouse, settings).daily(start, end)
+    snapshot = CoverageSnapshot.persisted(warehouse, settings)
+    daily = snapshot.daily(start, end)
+    no_data = coverage.no_data_note(coverage.has_games(daily), start, end, snapshot.bounds)
     stale = stale_counts(warehouse, settings, start, end)
     store = HistoryStore.of(settings)
     key = settings.warehouse
@@ -299,7 +302,9 @@ def run_check(
     findings = compare(current_problems(daily, stale), previous.findings, daily, previous.undelivered)
     finished_at = now()
     check_id = new_check_id(finished_at)
-    result = CheckResult(check_id, key, started_at, finished_at, start, end, fail_on, tuple(findings))
+    result = CheckResult(
+        check_id, key, started_at, finished_at, start, end, fail_on, tuple(findings), no_data=no_data
+    )
     store.record_check(
         {
             "check_id": check_id,
@@ -340,6 +345,4 @@ def run_check(
                     "message": alert.text,
                 }
             )
-    return CheckResult(
-        check_id, key, started_at, finished_at, start, end, fail_on, tuple(findings), alert, tuple(deliveries)
-    )
+    return replace(result, alert=alert, deliveries=tuple(deliveries))

@@ -159,7 +159,16 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
 
         warnings = preflight(ctx.settings, warehouse, request)
         holds = held_dates(Ledger(ctx.settings.ledger), warehouse.url, request.items())
-        plan = records(dry_run(warehouse, ctx.settings, request, holds))
+        planned = dry_run(warehouse, ctx.settings, request, holds)
+        from backfill.coverage import data_bounds, has_games, no_data_note
+
+        no_data = no_data_note(
+            has_games(planned), min(request.dates), max(request.dates), lambda: data_bounds(warehouse)
+        )
+        if no_data is not None:
+            print(f"Dry run: {no_data}; nothing to backfill, nothing is written.", file=ctx.out)
+            return EXIT_OK
+        plan = records(planned)
         for row in plan:
             row["covered"] = f"{row['players_covered']}/{row['players_total']}"
         print(
@@ -410,7 +419,11 @@ def _run_stale(args: argparse.Namespace, ctx: Context) -> int:
     start, end = resolve_range(warehouse, start, end, ctx.today)
     counts = stale.stale_counts(warehouse, ctx.settings, start, end, stages)
     if counts.empty:
-        print(f"No stale rows from {start} to {end}.", file=ctx.out)
+        from backfill.coverage import data_bounds, no_data_note, reference_rows
+
+        games = bool(reference_rows(warehouse, start, end))
+        note = no_data_note(games, start, end, lambda: data_bounds(warehouse))
+        print(note or f"No stale rows from {start} to {end}.", file=ctx.out)
         return EXIT_OK
     total = int(counts["rows"].sum())
     print(f"Stale rows from {start} to {end}: {total} by category (a row may be in several)", file=ctx.out)

@@ -172,8 +172,20 @@ def _run_coverage(args: argparse.Namespace, ctx: Context) -> int:
         table = coverage_table(
             warehouse, ctx.settings, start, end, by=args.by, stage=stages, snapshot=snapshot
         )
+        from backfill.coverage import has_games, no_data_note
+
+        no_data = no_data_note(has_games(table), start, end, snapshot.bounds)
     finally:
         warehouse.close()
+    if no_data is not None:
+        # The note on stderr where stdout is data, so the empty JSON or CSV stays well formed.
+        print(
+            no_data if args.format == "table" else f"note: {no_data}",
+            file=ctx.out if args.format == "table" else ctx.err,
+        )
+        table = table.iloc[0:0]
+        if args.format == "table":
+            return EXIT_OK
     if args.format == "json":
         import json
 
@@ -249,11 +261,17 @@ def _run_gaps(args: argparse.Namespace, ctx: Context) -> int:
         warehouse.close()
     if args.output:
         path = write_report(report, args.output)
+        if report.no_data is not None:
+            print(f"{report.no_data}; wrote the empty gap report to {path}", file=ctx.out)
+            return EXIT_OK
         print(
             f"Wrote the gap report for {start} to {end} ({plural(len(report.real_gaps), 'gap')}, "
             f"{plural(len(report.bootstrap_dates), 'bootstrap date')}) to {path}",
             file=ctx.out,
         )
+        return EXIT_OK
+    if report.no_data is not None:
+        print(report.no_data, file=ctx.out)
         return EXIT_OK
     gaps = records(report.real_gaps)
     dates = len({row["game_date"] for row in gaps})
