@@ -21,6 +21,7 @@ from backfill import coverage
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES
 from backfill.coverage_snapshot import CoverageSnapshot
+from backfill.doctor import check_before_reading
 from backfill.errors import BadInput
 from backfill.pipeline import Pipeline
 from backfill.stale import stale_counts
@@ -295,6 +296,8 @@ def gap_report(
 ) -> GapReport:
     """Measure a period: coverage by month, gaps with reasons, stale rows; ``runs`` from a ledger."""
     stages = _stages(settings.pipeline, stage)
+    # Stale rows read every column a stage names: a missing one is refused in doctor's words.
+    check_before_reading(warehouse)
     daily, measured = _measured(warehouse, settings, start, end, by_month=True, snapshot=snapshot)
     assert measured is not None
     monthly = _monthly_table(settings, measured)

@@ -300,6 +300,9 @@ for slot, field in [
     _error(slot, errors.get(field))
 
 st.subheader("Preview and launch")
+refusal = data.write_refusal(settings)
+if refusal is not None:  # a launch would be refused before any write: say so instead of offering it
+    st.error(refusal, icon=":material/block:")
 holds = held_dates(ledger, warehouse.url, request.items()) if request is not None else []
 if request is not None:
     st.caption(runs.params_text(request.to_params(), STAGE_LABELS, settings.pipeline))
@@ -319,13 +322,13 @@ with st.container(horizontal=True):
         key="backfill_launch",
         type="primary",
         icon=":material/rocket_launch:",
-        disabled=request is None or not identity.may_act or bool(holds),
+        disabled=request is None or not identity.may_act or bool(holds) or refusal is not None,
         help=identity.reason
         if not identity.may_act
         else (
             "Another run holds some of these dates (see above)."
             if holds
-            else "Starts the run in its own process."
+            else refusal or "Starts the run in its own process."
         ),
         on_click=_launch,
         args=(settings, request, identity.who),

@@ -132,7 +132,11 @@ settings, _ = open_console()
 STAGE_LABELS = stage_names.labels(settings)
 start, end = require_data_range(settings)
 bounds = (start, end)
-report = gaps_data.gap_report(settings, start, end)
+try:
+    report = gaps_data.gap_report(settings, start, end)
+except BadInput as exc:  # a stage table lacks a column its stage names: doctor's words, not the engine's
+    st.error(str(exc), icon=":material/block:")
+    st.stop()
 identity = current_identity(settings)  # who acts, and whether they may (SPEC 4.9)
 who, operator = identity.who, identity.may_act
 
@@ -289,11 +293,11 @@ delete_to = to_col.date_input(
     disabled=not operator,
     on_change=_drop_review,
 )
-range_error = None
+range_error = data.write_refusal(settings)  # a deletion is refused before any write, as a launch is
 try:
     helpers.check_period(delete_from, delete_to, bounds, settings)
 except BadInput as exc:
-    range_error = f"Cannot delete: {exc}."
+    range_error = range_error or f"Cannot delete: {exc}."
 review_col.button(
     "Review deletion",
     key="gaps_delete_review_button",
@@ -423,6 +427,8 @@ else:
         st.warning(f"Runs are left out of the report: {exc}")
     period_report = dataclasses.replace(period_report, runs=runs)
     real = period_report.real_gaps
+    if period_report.no_data is not None:
+        st.info(period_report.no_data.capitalize() + ".")
     st.caption(
         f"{period[0]} to {period[1]}: {plural(len(real), 'gap')} on {plural(real['game_date'].nunique(), 'date')}, "
         f"{plural(len(period_report.bootstrap_dates), 'bootstrap row')} (expected), "

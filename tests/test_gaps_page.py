@@ -377,7 +377,7 @@ def test_a_month_period_names_its_files_and_reports_only_that_month(page, served
         (
             "2019-01-01",
             "2019-01-31",
-            "no game dates from 2019-01-01 to 2019-01-31: the data runs from 2021-10-19 to 2022-04-10",
+            "no data from 2019-01-01 to 2019-01-31; the warehouse holds 2021-10-19 to 2022-04-10",
         ),
     ],
     ids=["reversed", "future", "too-long", "no-data"],

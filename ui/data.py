@@ -24,7 +24,8 @@ from backfill import cost, coverage, freshness, stale
 from backfill.config import Settings, load_settings
 from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.demo import ensure_demo
-from backfill.errors import BackfillError
+from backfill.doctor import check_before_writing
+from backfill.errors import BackfillError, BadInput
 from backfill.faults import is_transient
 from backfill.ledger import Ledger
 from backfill.warehouse import Warehouse, connect
@@ -226,6 +227,21 @@ def _stale_counts(settings: Settings, start: dt.date, end: dt.date, fingerprint:
 def stale_counts(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Stale rows per date, table and category (only non-zero counts)."""
     return _stale_counts(settings, start, end, data_token(settings))
+
+
+@st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)
+def _write_refusal(settings: Settings, fingerprint: str) -> str | None:
+    try:
+        check_before_writing(warehouse(settings))
+    except BadInput as exc:
+        return str(exc)
+    return None
+
+
+def write_refusal(settings: Settings) -> str | None:
+    """Why a backfill or a stale-row deletion would be refused before any write (the preflight every
+    write asks: the pipeline may write here, every stage table has its columns), or None."""
+    return _write_refusal(settings, data_token(settings))
 
 
 @st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)

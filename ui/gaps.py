@@ -15,7 +15,7 @@ import pandas as pd
 
 from backfill import export, reviewed_delete
 from backfill.config import Settings
-from backfill.coverage import GAP_STATUSES
+from backfill.coverage import GAP_STATUSES, no_data_note
 from backfill.errors import BadInput
 from backfill.report import GapReport
 from backfill.seasons import season_label, season_of
@@ -234,7 +234,7 @@ def check_period(
     check_range(start, end, max_days=settings.max_range_days, today=today)
     first, last = bounds
     if end < first or start > last:
-        raise BadInput(f"no game dates from {start} to {end}: the data runs from {first} to {last}")
+        raise BadInput(no_data_note(False, start, end, lambda: bounds))
     return start, end
 
 
