@@ -148,6 +148,35 @@ def test_clean_stale_removes_what_merge_left_so_december_has_no_stale_rows(decem
     assert out.strip() == "No stale rows from 2021-12-01 to 2021-12-31."
 
 
+def test_december_has_no_duplicate_orphan_or_old_version_by_independent_count(december_run):
+    warehouse, _, _, _, _ = december_run
+    versions = {"mlfs": "features_v3", "predictions": "form_v2", "grading": "grades_v1"}
+    version_columns = {"mlfs": "feature_version", "predictions": "model_version", "grading": "grade_version"}
+    keys = {
+        "mlfs": "game_date, player_lookup",
+        "predictions": "game_date, player_lookup, system_id",
+        "grading": "game_date, player_lookup, system_id",
+    }
+    december = "game_date BETWEEN '2021-12-01' AND '2021-12-31'"
+    for stage, table in STAGE_TABLES.items():
+        ((duplicates,),) = _query(
+            warehouse,
+            f"SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM {table} WHERE {december} "
+            f"GROUP BY {keys[stage]})",
+        )
+        ((orphans,),) = _query(
+            warehouse,
+            f"SELECT COUNT(*) FROM {table} AS t WHERE {december} AND NOT EXISTS (SELECT 1 FROM "
+            "nba_analytics.player_game_summary AS p WHERE p.game_date = t.game_date "
+            "AND p.player_lookup = t.player_lookup)",
+        )
+        ((old,),) = _query(
+            warehouse,
+            f"SELECT COUNT(*) FROM {table} WHERE {december} AND {version_columns[stage]} != '{versions[stage]}'",
+        )
+        assert (duplicates, orphans, old) == (0, 0, 0), stage
+
+
 def test_the_flaky_predictions_batches_were_retried_and_the_others_ran_once(december_run):
     _, environ, _, run_id, _ = december_run
     items = Ledger(environ["BACKFILL_LEDGER"]).items(run_id)
