@@ -41,7 +41,7 @@ test: $(VENV)/.installed  ## lint, then run the whole test suite (what CI runs)
 # The browser journeys run after the rest, by themselves: beside the rest on 2 cores their timing wavered.
 
 test-fast: $(VENV)/.installed  ## the suite without browser, emulator, PostgreSQL or slow tests
-	@$(call TIMED,$(PY) -m pytest -q -n $(WORKERS) -m "$(FAST)",make test-fast,60)
+	@$(call TIMED,HYPOTHESIS_PROFILE=fast $(PY) -m pytest -q -n $(WORKERS) -m "$(FAST)",make test-fast,60)
 
 lint: $(VENV)/.installed  ## ruff lint and format check, mypy on backfill/
 	$(VENV)/bin/ruff check .
