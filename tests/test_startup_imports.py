@@ -69,6 +69,7 @@ def test_help_imports_no_heavy_library(command, env, demo_copy):
     assert "backfill.runner" not in modules and "backfill.ledger" not in modules
 
 
+@pytest.mark.slow  # five commands, a run among them, as processes
 def test_each_command_imports_what_it_uses(env, demo_copy):
     warehouse = ["--warehouse", str(demo_copy)]
 
@@ -109,6 +110,7 @@ def test_each_command_imports_what_it_uses(env, demo_copy):
     assert "backfill.runner" not in modules and "backfill.launch" not in modules
 
 
+@pytest.mark.slow
 def test_a_first_coverage_look_translates_and_never_opens_the_ledger(env, demo_copy):
     code, modules = imported(["coverage", *DECEMBER, "--warehouse", str(demo_copy)], env)
     assert code == 0
