@@ -69,6 +69,22 @@ def test_help_imports_no_heavy_library(command, env, demo_copy):
     assert "backfill.runner" not in modules and "backfill.ledger" not in modules
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--start", "2021-12-31", "--end", "2021-12-01"],
+        ["run", "--dates", "2021-13-01"],
+        ["run", *DECEMBER, "--stages", "bogus"],
+        ["coverage", "--start", "2021-12-31", "--end", "2021-12-01"],
+    ],
+)
+def test_bad_input_is_answered_before_any_heavy_import(argv, env, demo_copy):
+    code, modules = imported([*argv, "--warehouse", str(demo_copy)], env)
+    assert code == 2
+    assert heavy(modules) == set()
+    assert "backfill.ledger" not in modules and "backfill.runner" not in modules
+
+
 @pytest.mark.slow  # five commands, a run among them, as processes
 def test_each_command_imports_what_it_uses(env, demo_copy):
     warehouse = ["--warehouse", str(demo_copy)]
