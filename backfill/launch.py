@@ -3,6 +3,9 @@
 A run is first recorded in the ledger, then executed either here (the CLI's foreground ``run``) or
 by a detached worker process (``python -m backfill worker RUN_ID`` in its own session), which
 keeps going when the browser that launched it closes. Either way progress is read from the ledger.
+
+The runner (and pandas with it) and the upstream-rerun rules are imported inside the functions
+that run or plan work, so a command that only reads or cancels runs does not pay for them.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from backfill import upstream_rerun
 from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
 from backfill.doctor import check_before_writing
@@ -26,8 +29,10 @@ from backfill.processors import processor_for
 from backfill.replay import settings_for_run
 from backfill.request import BackfillRequest
 from backfill.rerun_rules import RERUN_STATUSES
-from backfill.runner import RunResult, create_run, execute_run
 from backfill.warehouse import Warehouse, connect
+
+if TYPE_CHECKING:
+    from backfill.runner import RunResult
 
 
 def submit(
@@ -42,6 +47,8 @@ def submit(
 
     Refused (:class:`DatesHeld`, nothing recorded) when a live run on the same warehouse holds any
     of the request's (stage, date) pairs: its leases would refuse the run as soon as it started."""
+    from backfill.runner import create_run
+
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
     ledger = Ledger(settings.ledger)
@@ -93,6 +100,8 @@ def run_here(
     **options,
 ) -> RunResult:
     """Record a run and execute it in this process until it ends."""
+    from backfill.runner import create_run, execute_run
+
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
     check_before_writing(warehouse)
@@ -113,6 +122,8 @@ def resume(
     settings: Settings, run_id: str, who: str, *, warehouse: Warehouse | None = None, **options
 ) -> RunResult:
     """Finish a queued or interrupted run (only its unfinished items)."""
+    from backfill.runner import execute_run
+
     require_operator(settings, who, "resume runs")
     ledger = Ledger(settings.ledger)
     ledger.detect_interrupted()
@@ -147,6 +158,8 @@ def resume_detached(settings: Settings, run_id: str, who: str) -> str:
 
 def work(settings: Settings, run_id: str, **options) -> RunResult:
     """Execute a queued run: what a detached worker does. The launch was authorised already."""
+    from backfill.runner import execute_run
+
     ledger = Ledger(settings.ledger)
     run = ledger.get_run(run_id)
     if run.status != "queued":
@@ -187,6 +200,8 @@ def rerun(
 
 def rerun_with_upstream(settings: Settings, run_id: str, who: str) -> str:
     """Rerun a run's blocked dates with their upstream stage first, as a new detached run."""
+    from backfill import upstream_rerun
+
     require_operator(settings, who, "rerun backfills")
     ledger = Ledger(settings.ledger)
     recorded = settings_for_run(settings, ledger.get_run(run_id).params, run_id)

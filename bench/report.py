@@ -69,6 +69,15 @@ TARGETS = (
            "ratio_loop_full", 10, "x", 20, at_least=True),
     Target("Month-by-month check at least 10x slower than cold coverage (issue 13)", "ratio_monthly", 10, "x", 20,
            at_least=True),
+    Target("Start-up: `python -m backfill --help`, whole process, at most 0.25 s (issue 26)", "wp_help", 0.25, "s",
+           at_most=True),
+    Target("`run` of 2021-12, whole process, first-time, at most 1.0 s (issue 26)", "wp_dec_first", 1.0, "s",
+           at_most=True),
+    Target("`run` of 2021-12, whole process, warm, at most 1.0 s (issue 26)", "wp_dec_warm", 1.0, "s", at_most=True),
+    Target("First `run` of the whole history at most 1.5x the warm one, whole process (issue 26)",
+           "wp_full_first_ratio", 1.5, "x", 20, at_most=True),
+    Target("Per-date loop at least 25x slower than the whole-process first run of the whole history (issue 26)",
+           "ratio_loop_whole", 25, "x", 20, at_least=True),
     *(
         Target(f"Growth per 2.5x data no worse than linear: {name}", f"growth_{key}", GROWTH_PER_STEP,
                "x per 2.5x", at_most=True)
@@ -386,6 +395,14 @@ def markdown(results: Results) -> str:
         "- Whole-process CLI: `python -m backfill coverage --by month` over the whole history as a new process "
         "each run (interpreter start and imports included), with the snapshot and translations an earlier "
         "command kept (the file unchanged since); first-ever: a new, empty cache folder each run.",
+        "- Whole-process commands (issue 26, `bench/whole_process.py`): `python -m backfill ...` as a new "
+        "process each run, with no developer settings. First-time: a fresh copy of the warehouse, no ledger and "
+        "no cache folder yet. Warm: the ledger and cache folder one earlier run of the same command left, "
+        "restored before each sample (so no sample finds more history than another); a `run` gets a fresh copy "
+        "of the warehouse each time, a `check` one settled copy. First-time and warm samples alternate, and the "
+        "ratio's samples are of those pairs. The import profile is `-X importtime` of a first-time December "
+        "`run`, by top-level package (its own bookkeeping included). The loop ratio divides the one loop run "
+        "by the median whole-process first run.",
         "- Profiles: one extra run, stacks sampled every 5 ms from another thread; each sample charged to "
         "the innermost line of the product's own code (time in pandas, DuckDB or SQLite lands on our line "
         "that called it).",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from backfill.config import Settings
 from backfill.demo import build_demo_file
-from bench import compare, extras, machine, parallel, product, report
+from bench import compare, extras, machine, parallel, product, report, whole_process
 from bench.timing import PROJECT_ROOT, Row, load_1min
 
 
@@ -106,10 +106,12 @@ def run(config: Config) -> report.Results:
             rows, comparison = compare.loop_comparison(source, size, lab, december)
             add(rows)
             results.comparisons.append(comparison)
+        whole = add(whole_process_rows(source, size, lab, config))
         if config.season_loop and size == max(config.baseline_sizes):
             rows, comparison = compare.full_history_comparison(source, size, lab, full[0], config.loop_dates)
             add(rows)
             results.comparisons.append(comparison)
+            add(whole_loop_ratio(rows, whole))
         if size == min(config.sizes):
             add(parallel.parallel_rows(source, size, lab, config.job_seconds))
         add(product.page_rows(source, size, lab))
@@ -127,6 +129,55 @@ def run(config: Config) -> report.Results:
         profile_missed(results, sources, lab, config)
     results.load_end = machine.load_average()
     results.code_end = machine.code_state()
+    results.seconds = time.perf_counter() - started
+    return results
+
+
+def whole_process_rows(source: Path, size: int, lab: product.Lab, config: Config) -> list[Row]:
+    """Issue 26's rows: commands as new processes; start-up once, the whole history at the size the
+    loop baseline runs at."""
+    return whole_process.whole_process_rows(
+        source, size, lab, startup=size == min(config.sizes), full_history=size == max(config.baseline_sizes)
+    )
+
+
+def whole_loop_ratio(loop_rows: list[Row], whole: list[Row]) -> list[Row]:
+    """The per-date loop against the whole-process first run of the whole history."""
+    loop = next(row for row in loop_rows if row.key == "baseline_loop_full")
+    first = next(row for row in whole if row.key == "wp_full_first")
+    return [whole_process.loop_ratio_row(loop, first)]
+
+
+def run_whole_process(config: Config) -> report.Results:
+    """Only issue 26's rows (``--only whole-process``): the CLI's coverage, the whole-process rows,
+    and the per-date loop they are compared with; no report is written."""
+    config.scratch.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results = report.Results(
+        machine=machine.describe(), code=machine.code_state(), started=machine.now(),
+        load_start=machine.load_average(),
+    )  # fmt: skip
+    lab = product.Lab(config.scratch, repeats=config.repeats, budget_s=config.budget_s)
+    say(
+        f"bench (whole process only): sizes {config.sizes}, {config.repeats} runs each, load {results.load_start}"
+    )
+    say(report.ROW_HEADER)
+    for size in config.sizes:
+        source, built = build(size, config)
+        for row in [
+            built,
+            *product.cli_coverage_rows(source, size, lab),
+            *whole_process_rows(source, size, lab, config),
+        ]:
+            results.rows.append(row)
+            say(report.row_line(row))
+        if config.season_loop and size == max(config.baseline_sizes):
+            first = next(row for row in results.rows if row.key == "wp_full_first" and row.size == size)
+            loop_rows, _ = compare.full_history_comparison(source, size, lab, first, config.loop_dates)
+            for row in [*loop_rows, *whole_loop_ratio(loop_rows, [first])]:
+                results.rows.append(row)
+                say(report.row_line(row))
+    results.load_end = machine.load_average()
     results.seconds = time.perf_counter() - started
     return results
 
@@ -190,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip first paint in Chromium and BigQuery bytes on the emulator",
     )
+    parser.add_argument(
+        "--only",
+        choices=["whole-process"],
+        help="measure only one section and print it (whole-process: issue 26's commands as new processes, "
+        "with the CLI's coverage and the per-date loop; no report is written)",
+    )
     args = parser.parse_args(argv)
     config = Config(
         sizes=tuple(int(size) for size in args.sizes.split(",")),
@@ -201,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
         profiles=not args.no_profiles,
         extras=not args.no_extras,
     )
+    if args.only == "whole-process":
+        results = run_whole_process(config)
+        say("")
+        say(report.targets_table(report.verdicts(results.rows)))
+        say(f"\nload average at the end: {results.load_end}; {results.seconds:.0f} s in all")
+        return 0
     results = run(config)
     say("")
     say(report.targets_table(report.verdicts(results.rows)))

@@ -43,6 +43,18 @@ EVERY_ROW = (
     "ratio_monthly",
     "ratio_monthly_first",
     "ratio_loop_full",
+    "wp_help",
+    "wp_dec_first",
+    "wp_dec_warm",
+    "wp_dec_first_ratio",
+    "wp_import_run",
+    "wp_full_first",
+    "wp_full_warm",
+    "wp_full_first_ratio",
+    "wp_check_first",
+    "wp_check_warm",
+    "wp_check_first_ratio",
+    "ratio_loop_whole",
 )
 
 
@@ -168,3 +180,26 @@ def test_a_growth_measured_in_pairs_is_kept_and_the_others_come_from_medians():
     # Four times the data at four times the time: linear, 2.5 per 2.5x (the warm coverage's growth).
     assert [(row.key, row.size) for row in grown] == [("growth_coverage_warm", 20)]
     assert grown[0].median == pytest.approx(2.5)
+
+
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       100 |        100 | _io
+import time:       200 |       1500 | backfill
+import time:       300 |        300 |   numpy
+import time:       600 |        600 |     pyarrow
+import time:       400 |       1000 |   pandas
+import time:       500 |        500 | sqlalchemy
+"""
+
+
+def test_the_import_profile_adds_only_top_level_imports_and_keeps_each_packages_first():
+    from bench.whole_process import import_times
+
+    total, packages = import_times(IMPORTTIME)
+    assert total == pytest.approx((100 + 1500 + 500) / 1e6)  # the three lines imported by no module
+    assert packages["pandas"] == pytest.approx(1000 / 1e6)
+    assert packages["numpy"] == pytest.approx(300 / 1e6)  # imported from inside backfill
+    assert packages["pyarrow"] == pytest.approx(600 / 1e6)  # and inside pandas, which counts it too
+    assert packages["sqlalchemy"] == pytest.approx(500 / 1e6)
+    assert "package" not in packages and "imported package" not in packages

@@ -84,9 +84,6 @@ def add_run(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def _request(args: argparse.Namespace, ctx: Context):
     """(request, parent run id, settings): a rerun takes its run's recorded settings, not today's."""
-    from backfill.launch import rerun_request
-    from backfill.ledger import Ledger
-    from backfill.replay import settings_for_run
     from backfill.request import BackfillRequest
 
     overrides = {
@@ -98,6 +95,10 @@ def _request(args: argparse.Namespace, ctx: Context):
     if args.rerun_failed:
         if args.end:
             raise BadInput("--end goes with --start, not with --rerun-failed")
+        from backfill.launch import rerun_request
+        from backfill.ledger import Ledger
+        from backfill.replay import settings_for_run
+
         ledger = Ledger(ctx.settings.ledger)
         settings = settings_for_run(ctx.settings, ledger.get_run(args.rerun_failed).params, args.rerun_failed)
         base = rerun_request(ledger, args.rerun_failed, settings.pipeline, args.only_transient)
@@ -144,9 +145,12 @@ _PLAN_COLUMNS = [
 
 def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
     from backfill.access import local_user
-    from backfill.launch import run_here, submit
 
     request, parent, settings = _request(args, ctx)
+    # The launcher brings the ledger (SQLAlchemy): imported once the input is known good, so bad
+    # input is answered without it.
+    from backfill.launch import run_here, submit
+
     ctx = replace(ctx, settings=settings)
     who = local_user()
     warehouse = open_warehouse(ctx, check_tables=args.dry_run)
