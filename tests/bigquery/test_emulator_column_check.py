@@ -9,6 +9,7 @@ import pytest
 from google.cloud import bigquery
 
 from backfill import launch
+from backfill.declared import DEMO_LABELS
 from backfill.errors import BadInput
 from backfill.request import BackfillRequest
 
@@ -21,11 +22,14 @@ def client(emulator_demo):
 
 
 def widen(client, warehouse, stage, field: bigquery.SchemaField) -> None:
-    """Recreate a stage's table (empty) with one column more: a production table the demo does not know."""
+    """Recreate a stage's table (empty) with one column more, as the demo's own (its label kept): the
+    built-in pipeline may write to it, so what stops the write is the column alone."""
     table_id = f"{warehouse.project}.{warehouse.settings.dataset_name(stage.dataset)}.{stage.table}"
     schema = [*client.get_table(table_id).schema, field]
     client.delete_table(table_id)
-    client.create_table(bigquery.Table(table_id, schema=schema))
+    table = bigquery.Table(table_id, schema=schema)
+    table.labels = dict(DEMO_LABELS)
+    client.create_table(table)
 
 
 def test_a_required_column_stops_the_run_before_any_write_and_a_nullable_one_is_named(
