@@ -13,7 +13,7 @@ orphans from before. The invariants are checked with SQL written here, never wit
 - a refused command (a column the file names is missing) writes nothing and says so in one line;
 - every read over any range ends with exit 0, or 2 and one line, never an unexpected error.
 
-``make test-fast`` runs a few examples of each (HYPOTHESIS_PROFILE=fast); ``make test`` runs 210
+``make test-fast`` runs a few examples of each (HYPOTHESIS_PROFILE=fast); ``make test`` runs 222
 in all. A failure shrinks to the smallest pipeline that still fails; to rerun it,
 see the README's test section.
 """
@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 
 from backfill.cli.main import main
 from backfill.ledger import Ledger
-from tests.generated_jobs import REQUIRED_FILL, SYSTEM_COLUMN, SYSTEMS
+from backfill.pipeline import parse_pipeline
+from tests.generated_jobs import REQUIRED_FILL, SYSTEM_COLUMN, SYSTEMS, command_script
 
 SEASON_START = dt.date(2021, 10, 19)
 TODAY = dt.date(2026, 12, 8)
@@ -77,6 +78,8 @@ class StageSpec:
     bootstrap_min: int
     job: str
     clean_stale: bool
+    kind: str = "python"
+    """``python`` (the template in-process) or ``command`` (the template as a script of its own)."""
 
 
 @dataclass
@@ -106,8 +109,9 @@ def _distinct(draw, prefix: str, used: set[str]) -> str:
 
 
 @st.composite
-def teams(draw, max_stages: int = 4) -> Team:
-    """A team's pipeline (reference plus 1 to ``max_stages`` stages) and the data of its tables."""
+def teams(draw, max_stages: int = 4, kinds: tuple[str, ...] = ("python",)) -> Team:
+    """A team's pipeline (reference plus 1 to ``max_stages`` stages, whose jobs are of ``kinds``) and
+    the data of its tables."""
     stage_names: set[str] = set()
     tables: set[str] = set()
     reference = Reference(
@@ -147,6 +151,7 @@ def teams(draw, max_stages: int = 4) -> Team:
                 bootstrap_min=draw(st.integers(0, 2)),
                 job=draw(st.sampled_from(sorted(JOBS))),
                 clean_stale=draw(st.booleans()),
+                kind=draw(st.sampled_from(kinds)),
             )
         )
     players = [f"p{n}" for n in range(draw(st.integers(2, 5)))]
@@ -267,6 +272,14 @@ def team_folder(team: Team):
         folder = Path(name)
         build_warehouse(team, folder / "warehouse.duckdb")
         (folder / "pipeline.toml").write_text(pipeline_text(team))
+        commands = [stage for stage in team.stages if stage.kind == "command"]
+        if commands:
+            (folder / "jobs").mkdir()
+            pipeline = parse_pipeline(pipeline_text(team))
+            for stage in commands:
+                (folder / "jobs" / f"{stage.name}.py").write_text(
+                    command_script(pipeline, stage.name, stage.job)
+                )
         yield (
             folder,
             {
@@ -359,7 +372,7 @@ def complete_and_clean(folder: Path, team: Team, stage: StageSpec, day: dt.date)
 
 FAST = os.environ.get("HYPOTHESIS_PROFILE") == "fast"
 """``make test-fast`` sets it: a few examples each, so the fast suite stays fast."""
-DONE_EXAMPLES, REFUSAL_EXAMPLES, READ_EXAMPLES = (8, 8, 4) if FAST else (60, 100, 50)
+DONE_EXAMPLES, REFUSAL_EXAMPLES, READ_EXAMPLES, COMMAND_EXAMPLES = (8, 8, 4, 2) if FAST else (60, 100, 50, 12)
 COMMON = {
     "deadline": None,
     "print_blob": True,  # a failure prints the @reproduce_failure line that replays it
@@ -396,6 +409,23 @@ def test_a_date_called_done_is_complete_and_clean_and_coverage_is_an_independent
             played = set(team.games.get(day, []))
             have = {found[0] for found in rows_of(folder, stage, day)}
             assert (row["players_total"], row["players_covered"]) == (len(played), len(played & have)), row
+
+
+@settings(max_examples=COMMAND_EXAMPLES, **COMMON)
+@given(team=teams(max_stages=2, kinds=("command",)))
+def test_command_jobs_from_the_template_are_done_only_when_complete_and_clean(team):
+    with team_folder(team) as (folder, environ):
+        code, out, err = cli(environ, "run", "--start", str(team.dates[0]), "--end", str(team.dates[-1]))
+        assert code in (0, 1), out + err
+        ledger = Ledger(environ["BACKFILL_LEDGER"])
+        (run,) = ledger.list_runs()
+        for item in ledger.items(run.run_id):
+            assert item["status"] in ("done", "failed", "blocked", "skipped"), item
+            if item["status"] == "done":
+                stage = team.stage(item["stage"])
+                assert isinstance(stage, StageSpec)
+                day = dt.date.fromisoformat(item["game_date"])
+                assert complete_and_clean(folder, team, stage, day) == [], (item, pipeline_text(team))
 
 
 def _needed_columns(team: Team) -> list[tuple[str, str]]:
