@@ -61,7 +61,9 @@ def _cli(capsys, environ: dict[str, str], *argv: str) -> tuple[int, str]:
 
 
 def _query(warehouse: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+    # The default configuration, as the console opens the file: the run this module made in-process
+    # may still hold it open (its idle close comes later), and one process then shares it.
+    with duckdb.connect(str(warehouse)) as connection:
         return connection.execute(sql).fetchall()
 
 
