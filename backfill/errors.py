@@ -9,6 +9,10 @@ class BadInput(BackfillError):
     """Input that cannot be accepted; the message is one line, and nothing was written."""
 
 
+class RunCancelled(BackfillError):
+    """An operator cancelled the run while one of its jobs was working: the job is stopped."""
+
+
 class WarehouseRefused(BackfillError):
     """The warehouse refused for a reason that a setting, a quota or a permission must change (not a
     retry); the message is one line saying what to change, ``__cause__`` the engine's own error."""

@@ -32,7 +32,7 @@ import pandas as pd
 from backfill import batching, coverage, replay, stale
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
-from backfill.errors import BadInput
+from backfill.errors import BadInput, RunCancelled
 from backfill.faults import PERMANENT, classify
 from backfill.gates import judge
 from backfill.ledger import ITEM_OPEN, LeaseConflict, LeaseLost, Ledger, now_utc
@@ -221,6 +221,9 @@ class Runner:
             # unfinished items are the resume's to do. Nothing more is written here.
             self._log(f"stopped before writing: {lost}", "error")
             return self._result()
+        except RunCancelled:
+            # Cancelled while a job worked: the job's tree is already killed.
+            return self._cancel(while_working=True)
         except BaseException as exc:
             # The cleanup must not hide why the run stopped.
             with contextlib.suppress(Exception):
@@ -318,6 +321,32 @@ class Runner:
         if self.echo is not None:
             self.echo(f"{self.clock():%H:%M:%S} {level:<7} {message}")
 
+    def _log_many(self, messages: list[str], level: str = "info") -> None:
+        """Several log lines in one ledger transaction (a job's output)."""
+        self.ledger.log_many(self.run_id, messages, level)
+        if self.echo is not None:
+            for message in messages:
+                self.echo(f"{self.clock():%H:%M:%S} {level:<7} {message}")
+
+    def _still_wanted(self, stage: str, dates: list[dt.date]) -> None:
+        """Asked while a job works: LeaseLost when another run holds its dates (or this run is no
+        longer this process's), RunCancelled when an operator cancelled the run. A ledger that does
+        not answer for a moment is not a reason to kill the job: the check before the next write stays."""
+        try:
+            self.ledger.check_lease(self.run_id, stage, dates)
+            cancelled = self.ledger.cancel_requested(self.run_id)
+        except LeaseLost:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see above
+            with contextlib.suppress(Exception):
+                self._log(
+                    f"{stage}: could not ask the ledger about the running job ({_one_line(exc)[:200]})",
+                    "warning",
+                )
+            return
+        if cancelled:
+            raise RunCancelled(f"run {self.run_id} was cancelled while its {stage} job worked")
+
     def _heartbeat(self) -> None:
         while not self._stop_heartbeat.wait(HEARTBEAT_EVERY_S):
             self.ledger.heartbeat(self.run_id, self._statements())
@@ -357,8 +386,10 @@ class Runner:
         self._log(f"{status}: {summary}; {self._statements()} warehouse statements")
         self._record_snapshot()
 
-    def _cancel(self, before_start: bool = False) -> RunResult:
+    def _cancel(self, before_start: bool = False, while_working: bool = False) -> RunResult:
         when = "cancelled before the run started" if before_start else "cancelled before this batch started"
+        if while_working:
+            when = "cancelled while its job worked (the job was stopped)"
         self._close_open("cancelled", "cancelled", when)
         if before_start:
             self.ledger.finish_run(self.run_id, "cancelled", when)
@@ -530,6 +561,8 @@ class Runner:
             stage=stage,
             now=self.clock(),
             log=lambda line: self._log(f"{stage} job: {line}"[:1000]),
+            log_lines=lambda lines: self._log_many([f"{stage} job: {line}"[:1000] for line in lines]),
+            still_wanted=lambda: self._still_wanted(stage, dates),
             gate_pct=self.request.gate_pct(processor.stage.gate_min_upstream_pct),
             skip_gates=self.request.skip_gates,
         )
@@ -541,7 +574,7 @@ class Runner:
 
         try:
             result, attempts = self._retried(attempt, what=f"{stage} {dates[0]}..{dates[-1]}")
-        except LeaseLost:
+        except (LeaseLost, RunCancelled):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, the run goes on
             attempts = getattr(exc, "attempts", 1)

@@ -425,6 +425,17 @@ class Ledger:
                 events.insert().values(run_id=run_id, at=self._now(), level=level, message=message)
             )
 
+    def log_many(self, run_id: str, messages: list[str], level: str = "info") -> None:
+        """Several log lines in one transaction (a job's burst of output)."""
+        if not messages:
+            return
+        at = self._now()
+        with self._begin(write=True) as connection:
+            connection.execute(
+                events.insert(),
+                [{"run_id": run_id, "at": at, "level": level, "message": message} for message in messages],
+            )
+
     def events(self, run_id: str, limit: int = 50) -> list[dict[str, Any]]:
         latest = (
             sa.select(events).where(events.c.run_id == run_id).order_by(events.c.event_id.desc()).limit(limit)
