@@ -9,6 +9,11 @@ class BadInput(BackfillError):
     """Input that cannot be accepted; the message is one line, and nothing was written."""
 
 
+class GaveUp(BackfillError):
+    """An attempt not to repeat in this run, whatever its message says (a job that hung past its
+    timeout: another try or a split would hang as long again, issue 21)."""
+
+
 class RunCancelled(BackfillError):
     """An operator cancelled the run while one of its jobs was working: the job is stopped."""
 

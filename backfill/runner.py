@@ -36,7 +36,7 @@ from backfill.errors import BadInput, RunCancelled
 from backfill.faults import PERMANENT, classify
 from backfill.gates import judge
 from backfill.ledger import ITEM_OPEN, LeaseConflict, LeaseLost, Ledger, now_utc
-from backfill.processors import BatchResult, JobContext, JobFailed, Processor, processor_for
+from backfill.processors import BatchResult, JobContext, JobFailed, JobTimedOut, Processor, processor_for
 from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
 
@@ -578,7 +578,10 @@ class Runner:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, the run goes on
             attempts = getattr(exc, "attempts", 1)
-            if classify(exc) == PERMANENT and len(dates) > 1:
+            if isinstance(exc, JobTimedOut) and len(dates) > 1:
+                # Halves of a hung batch would each hang as long: its dates are marked together.
+                self._log(f"{stage}: a batch of {len(dates)} timed out; its dates fail together", "warning")
+            elif classify(exc) == PERMANENT and len(dates) > 1:
                 self._log(f"{stage}: permanent failure in a batch of {len(dates)}; splitting it", "warning")
                 middle = len(dates) // 2
                 results = self._attempt(stage, processor, dates[:middle]) | self._attempt(

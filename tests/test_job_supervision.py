@@ -282,3 +282,24 @@ def test_a_jobs_burst_of_output_goes_to_the_ledger_in_few_transactions(settings,
 @pytest.fixture(autouse=True)
 def _no_pipeline_from_the_environment(monkeypatch):
     monkeypatch.delenv("BACKFILL_PIPELINE", raising=False)
+
+
+def test_a_hanging_batch_is_tried_once_and_its_dates_fail_together(settings, tmp_path):
+    """Issue 21, 7: a hung batch was retried whole, then split, (2N-1) x timeout_s. Its last words
+    name a transient fault, which would otherwise be retried."""
+    starts = tmp_path / "starts"
+    job = f"""
+        import time
+        open({str(starts)!r}, "a").write("started\\n")
+        print("connection reset by peer", flush=True)
+        time.sleep(120)
+    """
+    processor = '{ kind = "command", argv = ["python", "jobs/hang.py"], timeout_s = 1, batch_size = 4 }'
+    path = make_pipeline(tmp_path, processor, {"hang.py": job})
+    days = [dt.date(2021, 12, 10) + dt.timedelta(days=n) for n in range(4)]
+    began = time.monotonic()
+    _, items, _ = run(settings, path, dates=days, max_attempts=4, retry_delays="0", skip_gates=True)
+    assert time.monotonic() - began < 1 + 10
+    assert starts.read_text().count("started") == 1
+    assert {item["status"] for item in items.values()} == {"failed"} and len(items) == 4
+    assert all("killed after its 1 s timeout" in item["error_message"] for item in items.values())

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backfill.errors import BackfillError
+from backfill.errors import BackfillError, GaveUp
 
 if TYPE_CHECKING:
     from backfill.config import Settings
@@ -65,6 +65,10 @@ class JobFailed(BackfillError):
 
     def describe(self) -> str:
         return f"{self.how}: {self}" if str(self) != self.how else self.how
+
+
+class JobTimedOut(JobFailed, GaveUp):
+    """A job killed at its ``timeout_s``: its batch is marked failed, not retried or split."""
 
 
 class Processor:

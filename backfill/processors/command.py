@@ -34,7 +34,7 @@ import time
 from collections import deque
 from typing import Any
 
-from backfill.processors.base import BatchResult, JobContext, JobFailed, Processor
+from backfill.processors.base import BatchResult, JobContext, JobFailed, JobTimedOut, Processor
 
 TAIL_LINES = 5
 """Lines of output kept for the error message and its classification."""
@@ -157,7 +157,7 @@ class CommandProcessor(Processor):
         except subprocess.TimeoutExpired:
             _stop(process)
             reader.join(READER_JOIN_S)
-            raise JobFailed(
+            raise JobTimedOut(
                 f"killed after its {self.config.timeout_s:g} s timeout", "\n".join(tail)
             ) from None
         except BaseException:
