@@ -34,9 +34,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from backfill.config import Settings
+from backfill.config import MAX_ALERT_DELAY_S, Settings
 from backfill.errors import BadInput
 from backfill.retry import RetryPolicy
+from backfill.validate import check_delays
 
 WEBHOOK_URL_ENV = "BACKFILL_ALERT_WEBHOOK_URL"
 SMTP_PASSWORD_ENV = "BACKFILL_SMTP_PASSWORD"
@@ -196,8 +197,7 @@ def check_alert_settings(settings: Settings, secrets: AlertSecrets) -> None:
             raise BadInput(f"smtp_port must be between 1 and 65535, got {settings.smtp_port}")
     if settings.alert_timeout_s <= 0:
         raise BadInput("alert_timeout_s must be more than 0")
-    if any(delay < 0 for delay in settings.alert_retry_delays):
-        raise BadInput("alert_retry_delays must not be negative")
+    check_delays(settings.alert_retry_delays, "alert_retry_delays", MAX_ALERT_DELAY_S)
 
 
 def channels(settings: Settings, secrets: AlertSecrets) -> list[Channel]:

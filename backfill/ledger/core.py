@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from backfill.config import ledger_location
 from backfill.errors import BackfillError
 from backfill.ledger import database, migrations, tables
 from backfill.ledger.holder import Holder, this_process
@@ -74,7 +75,7 @@ class Ledger:
         heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
         process: Callable[[], Holder] = this_process,
     ):
-        self.path = str(location)
+        self.path = ledger_location(str(location))  # an unknown scheme is BadInput, before any file
         self.clock = clock
         self.process = process  # who "this process" is: injectable, so tests can be another machine
         self.heartbeat_timeout_s = heartbeat_timeout_s
