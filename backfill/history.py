@@ -24,6 +24,7 @@ from backfill.ledger import Ledger
 from backfill.ledger.database import engine_for
 from backfill.ledger.tables import alert_outbox, alerts, check_findings, checks, coverage_snapshots
 from backfill.warehouse import Warehouse
+from backfill.writes import note_write
 
 UTC = dt.UTC
 
@@ -88,6 +89,7 @@ class HistoryStore:
                 connection.execute(check_findings.insert(), rows)
             if pending:
                 connection.execute(alert_outbox.insert(), pending)
+        note_write()
 
     def previous_state(self, warehouse: str, start: dt.date, end: dt.date, limit: int = 500) -> PreviousState:
         """For each date of the window, the open findings of the newest check whose window held it."""
@@ -171,6 +173,7 @@ class HistoryStore:
     def record_alert(self, row: dict[str, Any]) -> None:
         with self.engine.begin() as connection:
             connection.execute(alerts.insert().values(**row))
+        note_write()
 
     def alerts(self, check_id: str | None = None, limit: int = 50) -> pd.DataFrame:
         """Alert deliveries, newest first (of one check, or of all)."""
@@ -217,6 +220,7 @@ class HistoryStore:
         ]
         with self.engine.begin() as connection:
             connection.execute(coverage_snapshots.insert(), rows)
+        note_write()
         return len(rows)
 
     def snapshots(

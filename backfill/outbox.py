@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from backfill import alerts as alerting
 from backfill.ledger.tables import alert_outbox
+from backfill.writes import note_write
 
 MAX_ATTEMPTS_IN_ALL = 50
 """Attempts at one alert over all checks before it is abandoned (a receiver gone for good)."""
@@ -115,6 +116,7 @@ def deliver_pending(
                     sent_at=now() if status == "sent" else None,
                 )
             )
+        note_write()
         record(
             {
                 "check_id": alert.check_id,

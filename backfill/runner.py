@@ -127,7 +127,7 @@ class Runner:
     ):
         self.warehouse = warehouse
         self.settings = settings
-        self.ledger = ledger
+        self.ledger = ledger.patient()  # a PostgreSQL outage of seconds is a wait for a run
         self.run_id = run_id
         self.clock = clock
         self.monotonic = monotonic
@@ -349,7 +349,10 @@ class Runner:
 
     def _heartbeat(self) -> None:
         while not self._stop_heartbeat.wait(HEARTBEAT_EVERY_S):
-            self.ledger.heartbeat(self.run_id, self._statements())
+            # A ledger that does not answer for a moment must not end the heartbeats for good: the
+            # next beat tries again (the writes themselves wait out an outage, database.connect).
+            with contextlib.suppress(Exception):
+                self.ledger.heartbeat(self.run_id, self._statements())
 
     def _statements(self) -> int:
         return self._statements_recorded + self.warehouse.statements_issued - self._statements_at_start

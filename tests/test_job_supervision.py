@@ -303,3 +303,29 @@ def test_a_hanging_batch_is_tried_once_and_its_dates_fail_together(settings, tmp
     assert starts.read_text().count("started") == 1
     assert {item["status"] for item in items.values()} == {"failed"} and len(items) == 4
     assert all("killed after its 1 s timeout" in item["error_message"] for item in items.values())
+
+
+def test_an_error_after_writing_exits_1_not_2(settings, tmp_path, capsys):
+    """Issue 21, 6: the ledger breaks while the run works (its job overwrites the ledger file, as a
+    deleted or damaged file would): the run had written, so the exit is 1, not 'bad input'."""
+    from backfill import cli
+
+    job = f"""
+        import os
+        for name in ({settings.ledger!r}, {settings.ledger + "-wal"!r}, {settings.ledger + "-shm"!r}):
+            if os.path.exists(name):
+                with open(name, "r+b") as ledger:
+                    ledger.write(b"this is not a database any more" * 200)
+    """
+    path = make_pipeline(
+        tmp_path, '{ kind = "command", argv = ["python", "jobs/break.py"] }', {"break.py": job}
+    )
+    code = cli.main(
+        ["--pipeline", str(path), "run", "--dates", "2021-12-07", "--stages", "predictions", "--max-attempts", "1"],
+        environ={"BACKFILL_CONFIG": os.devnull, "BACKFILL_WAREHOUSE": settings.warehouse,
+                 "BACKFILL_LEDGER": settings.ledger},
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]  # after the run's own log lines
+    assert last.startswith("error: ") and "after writing to the ledger" in last

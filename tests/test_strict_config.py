@@ -13,6 +13,7 @@ import shutil
 import string
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -478,3 +479,71 @@ def bad_flags(draw) -> list[str]:
 @given(argv=bad_flags())
 def test_generated_bad_flags_exit_2_with_one_line_and_change_nothing(world, argv):
     _refused_by_the_cli(world, argv, {})
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path):
+    # /proc takes no new files, even from root; the warehouse named does not exist: the output is
+    # the first thing looked at.
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(
+            ["gaps", "--warehouse", str(tmp_path / "absent.duckdb"), "--output", "/proc/report.csv"],
+            environ={"BACKFILL_CONFIG": os.devnull, "BACKFILL_LEDGER": str(tmp_path / "ledger.sqlite")},
+        )
+    assert code == 2
+    assert (
+        err.getvalue().startswith("error: cannot write to directory '/proc'")
+        and err.getvalue().count("\n") == 1
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_a_postgresql_ledger_that_does_not_answer_for_seconds_is_waited_for(postgres_ledger, monkeypatch):
+    """Issue 21, 6: an outage of seconds is a wait. The client refuses twice, as a restarting
+    server does, then connects."""
+    import psycopg
+
+    from backfill.ledger.database import engine_for
+
+    real_connect, refused = psycopg.connect, []
+
+    def connect(*args, **kwargs):
+        if len(refused) < 2:
+            refused.append(time.monotonic())
+            raise psycopg.OperationalError("connection refused: the server is restarting")
+        return real_connect(*args, **kwargs)
+
+    ledger = Ledger(postgres_ledger)
+    ledger.ensure_schema()  # the schema made while the server answers
+    engine_for(postgres_ledger).dispose()  # no pooled connection: the next one is asked of the client
+    monkeypatch.setattr(psycopg, "connect", connect)
+    ledger.patient().record_action("ann", "outage test", {})
+    assert len(refused) == 2
+    assert [action["action"] for action in ledger.actions()] == ["outage test"]
+
+
+@pytest.mark.postgres
+def test_a_postgresql_ledger_down_for_good_is_reported_unavailable(postgres_ledger, monkeypatch):
+    import psycopg
+
+    from backfill.ledger.database import LedgerUnavailable, engine_for
+
+    attempts = []
+
+    def connect(*args, **kwargs):
+        attempts.append(1)
+        raise psycopg.OperationalError("connection refused")
+
+    ledger = Ledger(postgres_ledger)
+    ledger.ensure_schema()
+    engine_for(postgres_ledger).dispose()
+    monkeypatch.setattr(psycopg, "connect", connect)
+    monkeypatch.setattr("backfill.ledger.database.CONNECT_RETRY_DELAYS", (0.0, 0.0))
+    with pytest.raises(LedgerUnavailable, match="cannot reach the run ledger"):
+        ledger.patient().record_action("ann", "x", {})
+    assert len(attempts) == 3  # the first try and one after each delay
+    attempts.clear()
+    with pytest.raises(LedgerUnavailable):  # a page or a one-off command: said at once
+        ledger.record_action("ann", "x", {})
+    assert len(attempts) == 1
