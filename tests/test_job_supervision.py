@@ -20,6 +20,7 @@ import pytest
 from backfill import launch
 from backfill.ledger import Ledger
 from backfill.pipeline import load_pipeline
+from backfill.request import BackfillRequest
 from tests.test_processors import WRITE_PREDICTIONS, _alive, expected_players, make_pipeline, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,12 +240,22 @@ def test_a_cancel_kills_the_in_flight_job_and_the_run_ends_cancelled(settings, t
     assert statuses == [("cancelled", 1)]
 
 
-def test_a_job_whose_program_does_not_exist_fails_its_dates_with_a_plain_reason(settings, tmp_path):
-    path = make_pipeline(tmp_path, '{ kind = "command", argv = ["no-such-program-here", "{dates}"] }', {})
-    _, items, _ = run(settings, path, max_attempts=1)
-    item = items["2021-12-07"]
+def test_a_job_whose_program_is_gone_at_run_time_fails_its_dates_with_a_plain_reason(settings, tmp_path):
+    # The file is refused when its program does not exist (tests/test_strict_config.py); this one was
+    # there when the file was read, and deleted before the run.
+    path = make_pipeline(
+        tmp_path, '{ kind = "command", argv = ["./jobs/run.sh", "{dates}"] }', {"run.sh": "exit 0\n"}
+    )
+    script = tmp_path / "jobs" / "run.sh"
+    script.chmod(0o755)
+    loaded = settings.replace(pipeline=load_pipeline(path, environ={}))
+    script.unlink()
+    request = BackfillRequest.build(loaded, dates=[dt.date(2021, 12, 7)], stages="predictions", max_attempts=1,
+                                    today=lambda: dt.date(2026, 11, 30))  # fmt: skip
+    result = launch.run_here(loaded, request, "tester")
+    (item,) = Ledger(settings.ledger).items(result.run_id)
     assert item["status"] == "failed"
-    assert "cannot start 'no-such-program-here'" in item["error_message"]
+    assert "cannot start './jobs/run.sh'" in item["error_message"]
 
 
 def test_a_job_line_whose_date_is_a_list_or_object_is_logged_and_ignored(settings, tmp_path):
