@@ -32,7 +32,7 @@ import pandas as pd
 from backfill import batching, coverage, replay, stale
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
-from backfill.errors import BadInput, RunCancelled
+from backfill.errors import BadInput, GaveUp, RunCancelled
 from backfill.faults import PERMANENT, classify
 from backfill.gates import judge
 from backfill.ledger import ITEM_OPEN, LeaseConflict, LeaseLost, Ledger, now_utc
@@ -555,8 +555,18 @@ class Runner:
                 results |= done
         return results
 
-    def _attempt(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
-        """One batch under the retry policy; split in halves on a permanent failure."""
+    def _attempt(
+        self, stage: str, processor: Processor, dates: list[dt.date], deadline: float | None = None
+    ) -> dict[dt.date, _Outcome]:
+        """One batch under the retry policy; split in halves on a permanent failure while the batch's
+        wall-time budget lasts (``timeout_s`` x ``max_attempts``, what one batch may cost retried):
+        halves of slow failures must not cost (2N-1) x ``timeout_s``."""
+        budget_s = processor.config.timeout_s * self.request.max_attempts
+        if deadline is None:
+            deadline = self.monotonic() + budget_s
+        elif self.monotonic() >= deadline:  # a half of a failed batch, after the batch's budget
+            spent = GaveUp(f"not tried: its batch failed and spent its time budget ({budget_s:g} s)")
+            return {day: _Outcome(attempts=0, error=spent) for day in dates}
         context = JobContext(
             warehouse=self.warehouse,
             settings=self.settings,
@@ -584,11 +594,17 @@ class Runner:
             if isinstance(exc, JobTimedOut) and len(dates) > 1:
                 # Halves of a hung batch would each hang as long: its dates are marked together.
                 self._log(f"{stage}: a batch of {len(dates)} timed out; its dates fail together", "warning")
+            elif classify(exc) == PERMANENT and len(dates) > 1 and self.monotonic() >= deadline:
+                self._log(
+                    f"{stage}: permanent failure in a batch of {len(dates)} after its time budget "
+                    f"({budget_s:g} s) was spent; its dates fail together",
+                    "warning",
+                )
             elif classify(exc) == PERMANENT and len(dates) > 1:
                 self._log(f"{stage}: permanent failure in a batch of {len(dates)}; splitting it", "warning")
                 middle = len(dates) // 2
-                results = self._attempt(stage, processor, dates[:middle]) | self._attempt(
-                    stage, processor, dates[middle:]
+                results = self._attempt(stage, processor, dates[:middle], deadline) | self._attempt(
+                    stage, processor, dates[middle:], deadline
                 )
                 for outcome in results.values():
                     outcome.attempts += attempts

@@ -340,3 +340,37 @@ def test_an_error_after_writing_exits_1_not_2(settings, tmp_path, capsys):
     assert code == 1, err
     last = err.strip().splitlines()[-1]  # after the run's own log lines
     assert last.startswith("error: ") and "after writing to the ledger" in last
+
+
+def test_a_batch_failing_slowly_is_split_only_while_its_time_budget_lasts(settings, tmp_path):
+    """Issue 21, 2: halves of a batch whose job fails slowly (permanently) would cost (2N-1) job
+    runs. The run's clock here is the jobs' own count: each start is 10 s of the batch's time."""
+    starts = tmp_path / "starts"
+    starts.write_text("")
+    job = f"""
+        import sys
+        open({str(starts)!r}, "a").write("started\\n")
+        sys.exit("the model file is corrupt")
+    """
+    processor = '{ kind = "command", argv = ["python", "jobs/bad.py"], timeout_s = 15, batch_size = 4 }'
+    path = make_pipeline(tmp_path, processor, {"bad.py": job})
+
+    def seconds() -> float:
+        return 10.0 * starts.read_text().count("started")
+
+    days = [dt.date(2021, 12, 10) + dt.timedelta(days=n) for n in range(4)]
+    loaded = settings.replace(pipeline=load_pipeline(path, environ={}))
+    request = BackfillRequest.build(
+        loaded,
+        dates=days,
+        stages="predictions",
+        max_attempts=1,
+        skip_gates=True,
+        today=lambda: dt.date(2026, 11, 30),
+    )
+    result = launch.run_here(loaded, request, "tester", monotonic=seconds)
+    items = {item["game_date"]: item for item in Ledger(settings.ledger).items(result.run_id)}
+    # A budget of 15 s (timeout_s x 1 attempt): the batch at 0 s, one half at 10 s; at 20 s the
+    # budget is spent, so the rest is not tried. Unbounded, the halving makes 2 x 4 - 1 = 7 runs.
+    assert starts.read_text().count("started") == 2
+    assert {item["status"] for item in items.values()} == {"failed"} and len(items) == 4
