@@ -5,6 +5,7 @@ what the warehouse holds is checked with SQL written here."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 import subprocess
@@ -16,10 +17,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from backfill import launch
 from backfill.ledger import Ledger
 from backfill.pipeline import load_pipeline
+from backfill.processors.command import _outcome
 from backfill.request import BackfillRequest
 from tests.test_processors import WRITE_PREDICTIONS, _alive, expected_players, make_pipeline, run
 
@@ -374,3 +379,29 @@ def test_a_batch_failing_slowly_is_split_only_while_its_time_budget_lasts(settin
     # budget is spent, so the rest is not tried. Unbounded, the halving makes 2 x 4 - 1 = 7 runs.
     assert starts.read_text().count("started") == 2
     assert {item["status"] for item in items.values()} == {"failed"} and len(items) == 4
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    line=st.one_of(
+        st.text(max_size=80),
+        st.fixed_dictionaries(
+            {"date": json_values, "status": st.sampled_from(["done", "failed", "other"]) | json_values},
+            optional={"error": json_values},
+        ).map(json.dumps),
+        json_values.map(json.dumps),
+    )
+)
+def test_any_output_line_is_an_outcome_with_a_text_date_or_ordinary_output(line):
+    """A job's output is its own: no line makes the reader raise (issue 21, 7)."""
+    outcome = _outcome(line)
+    assert outcome is None or (isinstance(outcome["date"], str) and outcome["status"] in ("done", "failed"))
