@@ -58,8 +58,9 @@ class HistoryStore:
     def __init__(self, ledger: str):
         # The watch's tables are the ledger's (schema version 4 on): the ledger creates or upgrades
         # the schema, and the store shares its engine.
-        Ledger(ledger).ensure_schema()
-        self.engine = engine_for(ledger)
+        found = Ledger(ledger)
+        found.ensure_schema()
+        self.engine = engine_for(found.path)  # the location in its one form (backfill.config.ledger_location)
 
     @classmethod
     def of(cls, settings: Settings) -> HistoryStore:

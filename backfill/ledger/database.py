@@ -42,7 +42,7 @@ class LedgerUnavailable(BackfillError):
 
 
 def is_postgresql(location: str) -> bool:
-    return location.startswith(POSTGRESQL_SCHEMES)
+    return location.strip().lower().startswith(POSTGRESQL_SCHEMES)  # schemes are case-insensitive
 
 
 def postgresql_url(location: str) -> sa.URL:
