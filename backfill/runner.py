@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from backfill import batching, coverage, replay, stale
+from backfill import batching, coverage, replay, stale, stray_writes
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
 from backfill.errors import BadInput, GaveUp, RunCancelled
@@ -149,6 +149,8 @@ class Runner:
         # wins): the run's coverage snapshot. Kept as frames: a long run's millions of row objects
         # made every garbage collection of the run slower (issue 13).
         self._measured: list[pd.DataFrame] = []
+        self._stray_writes: dict[str, set[str]] = {}
+        """Dates each stage's jobs changed without being given them (kept in the run's parameters)."""
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -539,6 +541,44 @@ class Runner:
         return Measurement(daily)
 
     def _process(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
+        """The processor's batches of the dates; a job that writes from its own process is watched
+        for writes outside its dates (:mod:`backfill.stray_writes`)."""
+        if processor.holds_warehouse:
+            return self._batches(stage, processor, dates)
+        first, last = stray_writes.span(dates)
+        try:
+            before = stray_writes.fingerprint(self.warehouse, self.pipeline, stage, first, last)
+        except Exception as exc:  # noqa: BLE001 - a watch of the job, never its outcome
+            self._log(
+                f"{stage}: writes outside the jobs' dates not watched ({_one_line(exc)[:200]})", "warning"
+            )
+            before = None
+        self.warehouse.close()  # the job opens an embedded warehouse file itself
+        results = self._batches(stage, processor, dates)
+        if before is not None:
+            try:
+                stray = stray_writes.outside(
+                    before, stray_writes.fingerprint(self.warehouse, self.pipeline, stage, first, last), dates
+                )
+            except Exception as exc:  # noqa: BLE001
+                self._log(
+                    f"{stage}: writes outside the jobs' dates not checked ({_one_line(exc)[:200]})", "warning"
+                )
+                stray = []
+            if stray:
+                shown = ", ".join(day.isoformat() for day in stray[:10]) + (" ..." if len(stray) > 10 else "")
+                self._log(
+                    f"{stage}: while its jobs ran, {len(stray)} dates they were not given changed: {shown}",
+                    "warning",
+                )
+                self._stray_writes.setdefault(stage, set()).update(day.isoformat() for day in stray)
+                self.ledger.record_params(
+                    self.run_id,
+                    writes_outside_dates={name: sorted(days) for name, days in self._stray_writes.items()},
+                )
+        return results
+
+    def _batches(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
         """The processor's batches of the dates, up to ``max_parallel`` at once."""
         crash_point(BEFORE_REPLACE)
         size = processor.batch_size or len(dates)

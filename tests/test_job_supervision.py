@@ -405,3 +405,33 @@ def test_any_output_line_is_an_outcome_with_a_text_date_or_ordinary_output(line)
     """A job's output is its own: no line makes the reader raise (issue 21, 7)."""
     outcome = _outcome(line)
     assert outcome is None or (isinstance(outcome["date"], str) and outcome["status"] in ("done", "failed"))
+
+
+def test_a_job_that_writes_a_date_it_was_not_given_is_reported_in_the_run_and_its_log(settings, tmp_path):
+    job = WRITE_PREDICTIONS + textwrap.dedent("""
+        database = duckdb.connect(os.environ["BACKFILL_WAREHOUSE"])
+        database.execute("DELETE FROM nba_predictions.player_prop_predictions WHERE game_date = DATE '2021-12-08'")
+        database.close()
+    """)
+    path = make_pipeline(
+        tmp_path, '{ kind = "command", argv = ["python", "jobs/p.py", "--dates", "{dates}"] }', {"p.py": job}
+    )
+    result, items, ledger = run(settings, path, max_attempts=1)
+    assert items["2021-12-07"]["status"] == "done"
+    with sqlite3.connect(settings.ledger) as database:
+        (params,) = database.execute("SELECT params FROM runs WHERE run_id = ?", [result.run_id]).fetchone()
+    assert json.loads(params)["writes_outside_dates"] == {"predictions": ["2021-12-08"]}
+    assert any(
+        "1 dates they were not given changed: 2021-12-08" in event["message"]
+        for event in ledger.events(result.run_id)
+    )
+
+    well_behaved = make_pipeline(
+        tmp_path,
+        '{ kind = "command", argv = ["python", "jobs/q.py", "--dates", "{dates}"] }',
+        {"q.py": WRITE_PREDICTIONS},
+    )
+    result, _, _ = run(settings, well_behaved, dates=(dt.date(2021, 12, 10),), max_attempts=1)
+    with sqlite3.connect(settings.ledger) as database:
+        (params,) = database.execute("SELECT params FROM runs WHERE run_id = ?", [result.run_id]).fetchone()
+    assert "writes_outside_dates" not in json.loads(params)
