@@ -162,12 +162,18 @@ class CommandProcessor(Processor):
             ) from None
         except BaseException:
             _stop(process)
+            reader.join(READER_JOIN_S)
             raise
-        # The supervisor killed what the job left before it ended, so the output pipe has no writer
-        # left; the bound is for what no supervisor can reach (a process that left its tree).
-        reader.join(READER_JOIN_S)
-        if reader.is_alive():
-            context.log(f"the job's output stayed open {READER_JOIN_S:g} s after it ended; no longer read")
+        else:
+            # The supervisor killed what the job left before it ended, so the output pipe has no
+            # writer left; the bound is for what no supervisor can reach (a process that left its tree).
+            reader.join(READER_JOIN_S)
+            if reader.is_alive():
+                context.log(
+                    f"the job's output stayed open {READER_JOIN_S:g} s after it ended; no longer read"
+                )
+        finally:
+            _close_pipes(process, reader)
         kind, _, value = status.partition(" ")
         if kind == "signal":
             raise JobFailed(f"killed by signal {_signal_name(int(value))}", "\n".join(tail))
@@ -229,6 +235,15 @@ def _stop(process: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def _close_pipes(process: subprocess.Popen, reader: threading.Thread) -> None:
+    """Close this side of the supervisor's pipes (a long run starts thousands of jobs); the output
+    only once its reader is done with it."""
+    for pipe in (process.stdin, process.stderr) + ((process.stdout,) if not reader.is_alive() else ()):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _signal_name(number: int) -> str:
