@@ -13,7 +13,7 @@ import difflib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,11 +184,7 @@ OTHER_VARIABLES = frozenset(
 OTHER_PREFIXES = ("BACKFILL_TEST_", "BACKFILL_BENCH_")
 """Families of variables the test suite and the benchmark may add for themselves."""
 
-LEDGER_SCHEMES = {
-    "postgresql": "postgresql",
-    "postgres": "postgres",
-    "postgresql+psycopg": "postgresql+psycopg",
-}
+LEDGER_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
 """Schemes of a PostgreSQL ledger (compared case-insensitively, as URL schemes are)."""
 
 
@@ -204,7 +200,7 @@ def ledger_location(location: str) -> str:
         return text
     kind = scheme.lower()
     if kind in LEDGER_SCHEMES:
-        return f"{LEDGER_SCHEMES[kind]}://{rest}"
+        return f"{kind}://{rest}"
     if kind == "sqlite" and rest.startswith("/") and rest.strip("/"):
         return rest[1:]  # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db
     raise BadInput(
@@ -219,9 +215,13 @@ def _unknown_variables(environ: Mapping[str, str]) -> None:
     for name in sorted(environ):
         if not name.startswith("BACKFILL_") or name in known or name.startswith(OTHER_PREFIXES):
             continue
-        nearest = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-        hint = f"; did you mean {nearest[0]}?" if nearest else ""
-        raise BadInput(f"unknown environment variable {name}{hint}")
+        raise BadInput(f"unknown environment variable {name}{_nearest(name, known)}")
+
+
+def _nearest(name: str, known: Iterable[str]) -> str:
+    """ "; did you mean X?" for the known name nearest a mistyped one, or nothing."""
+    nearest = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {nearest[0]}?" if nearest else ""
 
 
 def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,9 +269,9 @@ def load_settings(
             values[name] = environ[env_name]
     unknown = set(values) - set(_PLAIN)
     if unknown:
-        nearest = difflib.get_close_matches(sorted(unknown)[0], _PLAIN, n=1, cutoff=0.6)
-        hint = f"; did you mean {nearest[0]}?" if nearest else ""
-        raise BadInput(f"unknown setting(s): {', '.join(sorted(unknown))}{hint}")
+        raise BadInput(
+            f"unknown setting(s): {', '.join(sorted(unknown))}{_nearest(sorted(unknown)[0], _PLAIN)}"
+        )
     coerced = {name: _coerce(name, raw, getattr(defaults, name)) for name, raw in values.items()}
     settings = _check(defaults.replace(**coerced))
     return settings.replace(pipeline=load_pipeline(pipeline, environ))
