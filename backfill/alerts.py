@@ -15,7 +15,10 @@ file, and never reach the ledger or a log line: a delivery is recorded with the 
 
 A delivery is retried by the one retry policy (:mod:`backfill.retry`; HTTP 5xx and 429, timeouts
 and refused connections are transient, see :mod:`backfill.faults`) and its outcome recorded; a
-failed delivery never fails the check.
+failed delivery never fails the check, and stays in the outbox for the next one (:mod:`backfill.outbox`).
+Each attempt is one request carrying the alert's delivery id (header ``Idempotency-Key``, and
+``delivery_id`` in a JSON body; an e-mail's Message-ID), so a receiver can drop a repeat. A POST is
+redirected only where the method is kept (307, 308); any other redirect is a failed delivery.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import smtplib
 import time
 import tomllib
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -34,9 +38,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from backfill.config import Settings
+from backfill.config import MAX_ALERT_DELAY_S, Settings
 from backfill.errors import BadInput
 from backfill.retry import RetryPolicy
+from backfill.validate import check_delays
 
 WEBHOOK_URL_ENV = "BACKFILL_ALERT_WEBHOOK_URL"
 SMTP_PASSWORD_ENV = "BACKFILL_SMTP_PASSWORD"
@@ -89,10 +94,13 @@ class Alert:
     text: str
     new: tuple[dict[str, Any], ...]
     resolved: tuple[dict[str, Any], ...]
+    delivery_id: str | None = None
+    """The outbox row's id, the same on every attempt: what a receiver deduplicates by."""
 
     def payload(self) -> dict[str, Any]:
         """The generic JSON body: the text plus the findings as data."""
         return {
+            "delivery_id": self.delivery_id,
             "text": self.text,
             "subject": self.subject,
             "check_id": self.check_id,
@@ -110,6 +118,9 @@ class Delivery:
     status: str  # sent | failed
     attempts: int
     error: str | None = None
+    delivery_id: str | None = None
+    check_id: str | None = None
+    """The check whose alert this is (an earlier one's, for an alert retried from the outbox)."""
 
 
 class Channel(Protocol):
@@ -119,14 +130,31 @@ class Channel(Protocol):
     def send(self, alert: Alert) -> None: ...
 
 
+class KeepMethodRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only where the POST stays a POST with its body (307, 308); any other
+    redirect is an HTTPError (urllib would follow 301, 302 and 303 as a GET without the alert)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if code in (307, 308):
+            return urllib.request.Request(
+                newurl, data=req.data, headers=dict(req.header_items()), method=req.get_method()
+            )
+        raise urllib.error.HTTPError(
+            req.full_url, code, f"redirect {code} not followed: a POST must not become a GET", headers, fp
+        )
+
+    http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302
+
+
+_OPENER = urllib.request.build_opener(KeepMethodRedirects())
+
+
 class WebhookChannel:
     """POST the alert as JSON to a webhook; any HTTP error status raises."""
 
     name = "webhook"
 
-    def __init__(
-        self, url: str, body_format: str, timeout_s: float, opener: Callable = urllib.request.urlopen
-    ):
+    def __init__(self, url: str, body_format: str, timeout_s: float, opener: Callable = _OPENER.open):
         self.url = url
         self.body_format = body_format
         self.timeout_s = timeout_s
@@ -141,7 +169,8 @@ class WebhookChannel:
         request = urllib.request.Request(
             self.url,
             data=json.dumps(self.body(alert), default=str).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json"}
+            | ({"Idempotency-Key": alert.delivery_id} if alert.delivery_id else {}),
             method="POST",
         )
         with self.opener(request, timeout=self.timeout_s) as response:
@@ -164,6 +193,8 @@ class EmailChannel:
         message["Subject"] = alert.subject
         message["From"] = settings.alert_email_from
         message["To"] = self.target
+        if alert.delivery_id:
+            message["Message-ID"] = f"<{alert.delivery_id}@backfill-console>"
         message.set_content(alert.text)
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.alert_timeout_s) as smtp:
             if settings.smtp_starttls:
@@ -196,8 +227,7 @@ def check_alert_settings(settings: Settings, secrets: AlertSecrets) -> None:
             raise BadInput(f"smtp_port must be between 1 and 65535, got {settings.smtp_port}")
     if settings.alert_timeout_s <= 0:
         raise BadInput("alert_timeout_s must be more than 0")
-    if any(delay < 0 for delay in settings.alert_retry_delays):
-        raise BadInput("alert_retry_delays must not be negative")
+    check_delays(settings.alert_retry_delays, "alert_retry_delays", MAX_ALERT_DELAY_S)
 
 
 def channels(settings: Settings, secrets: AlertSecrets) -> list[Channel]:
@@ -230,8 +260,22 @@ def deliver(
 
         try:
             _, attempts = policy.call(partial(channel.send, alert), on_retry=on_retry)
-            deliveries.append(Delivery(channel.name, channel.target, "sent", attempts))
+            deliveries.append(
+                Delivery(
+                    channel.name, channel.target, "sent", attempts, None, alert.delivery_id, alert.check_id
+                )
+            )
         except Exception as exc:  # a delivery never fails the check: it is recorded instead
             error = secrets.redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:500]
-            deliveries.append(Delivery(channel.name, channel.target, "failed", len(retries) + 1, error))
+            deliveries.append(
+                Delivery(
+                    channel.name,
+                    channel.target,
+                    "failed",
+                    len(retries) + 1,
+                    error,
+                    alert.delivery_id,
+                    alert.check_id,
+                )
+            )
     return deliveries

@@ -9,10 +9,11 @@ Credentials.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ DEMO_DATASETS = {
 
 DEFAULT_LEDGER = "data/ledger.sqlite"
 """The run ledger (a SQLite file) that records every backfill, work item and operator action."""
+
+MAX_ALERT_DELAY_S = 300.0
+"""The longest wait before an alert's next delivery attempt: a check must end, the next one retries."""
 
 OPERATOR_CLAIMS = ("email", "sub")
 """Sign-in claims that may name an operator: the e-mail address, or the provider's subject
@@ -154,6 +158,71 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
 _PLAIN = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "pipeline")
 """Settings read from the config file and ``BACKFILL_*`` variables (the pipeline has its own file)."""
 
+OTHER_VARIABLES = frozenset(
+    {
+        # Read by the product beside the settings.
+        "BACKFILL_CONFIG",
+        "BACKFILL_PIPELINE",
+        "BACKFILL_SECRETS_FILE",
+        "BACKFILL_ALERT_WEBHOOK_URL",
+        "BACKFILL_SMTP_PASSWORD",
+        "BACKFILL_USER",
+        "BACKFILL_CRASH_AT",
+        # Set by the product for a command job (a job may run the CLI itself).
+        "BACKFILL_DATES",
+        "BACKFILL_RUN_ID",
+        "BACKFILL_STAGE",
+        "BACKFILL_MIN_UPSTREAM_COVERAGE_PCT",
+        "BACKFILL_SKIP_GATES",
+        # Read by the tests and the benchmark.
+        "BACKFILL_CHROMIUM",
+        "BACKFILL_TEST_PG_BIN",
+    }
+)
+"""``BACKFILL_*`` variables that are not settings but known: everything else is a typo."""
+
+OTHER_PREFIXES = ("BACKFILL_TEST_", "BACKFILL_BENCH_")
+"""Families of variables the test suite and the benchmark may add for themselves."""
+
+LEDGER_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
+"""Schemes of a PostgreSQL ledger (compared case-insensitively, as URL schemes are)."""
+
+
+def ledger_location(location: str) -> str:
+    """A ledger location as the ledger reads it: a file path, or a PostgreSQL URL with its scheme
+    in lower case; ``sqlite:///PATH`` is the path. Any other scheme is BadInput: a mistyped URL must
+    not become a local file that shares no leases with the team."""
+    text = str(location).strip()
+    scheme, separator, rest = text.partition("://")
+    if not text:
+        raise BadInput("ledger is empty: a file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    if not separator:
+        return text
+    kind = scheme.lower()
+    if kind in LEDGER_SCHEMES:
+        return f"{kind}://{rest}"
+    if kind == "sqlite" and rest.startswith("/") and rest.strip("/"):
+        return rest[1:]  # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db
+    raise BadInput(
+        f"ledger {text!r} is not a file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+        f"(scheme {scheme!r} is not known)"
+    )
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> None:
+    """Refuse a ``BACKFILL_*`` variable that names no setting, naming the nearest one."""
+    known = {f"BACKFILL_{name.upper()}" for name in _PLAIN} | OTHER_VARIABLES
+    for name in sorted(environ):
+        if not name.startswith("BACKFILL_") or name in known or name.startswith(OTHER_PREFIXES):
+            continue
+        raise BadInput(f"unknown environment variable {name}{_nearest(name, known)}")
+
+
+def _nearest(name: str, known: Iterable[str]) -> str:
+    """ "; did you mean X?" for the known name nearest a mistyped one, or nothing."""
+    nearest = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {nearest[0]}?" if nearest else ""
+
 
 def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
     """The file's settings as field names: a section's keys (``[bigquery] location``) become the
@@ -181,6 +250,7 @@ def load_settings(
     """Read the settings: defaults, then the optional file, then ``BACKFILL_*`` variables; and the
     pipeline from ``pipeline`` (a path), ``BACKFILL_PIPELINE``, ``./pipeline.toml`` or the built-in one."""
     environ = os.environ if environ is None else environ
+    _unknown_variables(environ)
     defaults = Settings()
     values: dict[str, Any] = {}
     named = config_file or environ.get("BACKFILL_CONFIG")
@@ -199,16 +269,21 @@ def load_settings(
             values[name] = environ[env_name]
     unknown = set(values) - set(_PLAIN)
     if unknown:
-        raise BadInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        raise BadInput(
+            f"unknown setting(s): {', '.join(sorted(unknown))}{_nearest(sorted(unknown)[0], _PLAIN)}"
+        )
     coerced = {name: _coerce(name, raw, getattr(defaults, name)) for name, raw in values.items()}
-    settings = defaults.replace(**coerced, pipeline=load_pipeline(pipeline, environ))
-    _check(settings)
-    return settings
+    settings = _check(defaults.replace(**coerced))
+    return settings.replace(pipeline=load_pipeline(pipeline, environ))
 
 
-def _check(settings: Settings) -> None:
-    """Refuse settings that would make every later step wrong."""
-    from backfill.validate import check_identifier, check_pct
+def _check(settings: Settings) -> Settings:
+    """Refuse settings that would make every later step wrong; returns them with the ledger's
+    location in its one form."""
+    from backfill.validate import MAX_DELAY_S, check_delays, check_identifier, check_pct
+    from backfill.warehouse import scheme
+
+    scheme(settings.warehouse)  # an unknown scheme is refused before anything opens or creates a file
 
     for name in ("analytics_dataset", "precompute_dataset", "predictions_dataset"):
         check_identifier(getattr(settings, name), name)
@@ -219,12 +294,20 @@ def _check(settings: Settings) -> None:
         raise BadInput("release_every_s must be a number of seconds from 0 to 3600")
     if settings.max_attempts < 1:
         raise BadInput("max_attempts must be 1 or more")
-    if any(not 0 <= delay <= 3600 for delay in settings.retry_delays):  # NaN fails both comparisons
-        raise BadInput("retry_delays must be numbers of seconds from 0 to 3600")
+    check_delays(settings.retry_delays, "retry_delays", MAX_DELAY_S)
+    check_delays(settings.alert_retry_delays, "alert_retry_delays", MAX_ALERT_DELAY_S)
     if settings.operator_claim not in OPERATOR_CLAIMS:
         raise BadInput(
             f"operator_claim must be one of {', '.join(OPERATOR_CLAIMS)}, not {settings.operator_claim!r}"
         )
+    return settings.replace(ledger=ledger_location(settings.ledger))
 
 
-__all__ = ["DEFAULT_LEDGER", "DEFAULT_WAREHOUSE", "OPERATOR_CLAIMS", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULT_LEDGER",
+    "DEFAULT_WAREHOUSE",
+    "OPERATOR_CLAIMS",
+    "Settings",
+    "ledger_location",
+    "load_settings",
+]

@@ -9,6 +9,15 @@ class BadInput(BackfillError):
     """Input that cannot be accepted; the message is one line, and nothing was written."""
 
 
+class GaveUp(BackfillError):
+    """An attempt not to repeat in this run, whatever its message says (a job that hung past its
+    timeout: another try or a split would hang as long again, issue 21)."""
+
+
+class RunCancelled(BackfillError):
+    """An operator cancelled the run while one of its jobs was working: the job is stopped."""
+
+
 class WarehouseRefused(BackfillError):
     """The warehouse refused for a reason that a setting, a quota or a permission must change (not a
     retry); the message is one line saying what to change, ``__cause__`` the engine's own error."""

@@ -327,6 +327,13 @@ def check_report_path(path: str | Path) -> Path:
         raise BadInput(f"directory {str(target.parent)!r} does not exist")
     if target.is_dir():
         raise BadInput(f"{str(target)!r} is a directory")
+    # Found before any work (issue 21, D14): the report is written as a file beside the target.
+    try:
+        handle, probe = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".probe")
+    except OSError as exc:
+        raise BadInput(f"cannot write to directory {str(target.parent)!r}: {exc.strerror or exc}") from None
+    os.close(handle)
+    os.unlink(probe)
     return target
 
 

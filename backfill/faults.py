@@ -31,7 +31,7 @@ import urllib.error
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from backfill.errors import BadInput, WarehouseRefused
+from backfill.errors import BadInput, GaveUp, WarehouseRefused
 
 TRANSIENT = "transient"
 PERMANENT = "permanent"
@@ -137,7 +137,7 @@ any other error status (400, 403, 404...) fails the same way again."""
 
 def _verdict(exc: BaseException) -> str | None:
     """Transient, permanent, or None when no rule speaks about this one exception."""
-    if isinstance(exc, (BadInput, WarehouseRefused)):
+    if isinstance(exc, (BadInput, WarehouseRefused, GaveUp)):
         return PERMANENT
     if isinstance(exc, urllib.error.HTTPError):  # a plain HTTP receiver (an alert webhook)
         return TRANSIENT if exc.code in TRANSIENT_HTTP_STATUSES else PERMANENT

@@ -22,8 +22,9 @@ from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES, STATUSES, daily_coverage, pct_column
 from backfill.ledger import Ledger
 from backfill.ledger.database import engine_for
-from backfill.ledger.tables import alerts, check_findings, checks, coverage_snapshots
+from backfill.ledger.tables import alert_outbox, alerts, check_findings, checks, coverage_snapshots
 from backfill.warehouse import Warehouse
+from backfill.writes import note_write
 
 UTC = dt.UTC
 
@@ -49,8 +50,6 @@ class PreviousState:
     findings: dict[tuple[str, dt.date, str], dict[str, Any]]
     covered_dates: frozenset[dt.date]
     check_ids: tuple[str, ...]
-    undelivered: frozenset[str] = frozenset()
-    """Checks among them whose alert reached no channel: what they announced was never heard."""
 
 
 class HistoryStore:
@@ -59,8 +58,9 @@ class HistoryStore:
     def __init__(self, ledger: str):
         # The watch's tables are the ledger's (schema version 4 on): the ledger creates or upgrades
         # the schema, and the store shares its engine.
-        Ledger(ledger).ensure_schema()
-        self.engine = engine_for(ledger)
+        found = Ledger(ledger)
+        found.ensure_schema()
+        self.engine = engine_for(found.path)  # the location in its one form (backfill.config.ledger_location)
 
     @classmethod
     def of(cls, settings: Settings) -> HistoryStore:
@@ -75,13 +75,22 @@ class HistoryStore:
 
     # -- checks ---------------------------------------------------------------------------
 
-    def record_check(self, check: dict[str, Any], findings: Iterable[dict[str, Any]]) -> None:
-        """Store a check and its findings in one transaction."""
+    def record_check(
+        self,
+        check: dict[str, Any],
+        findings: Iterable[dict[str, Any]],
+        outbox: Iterable[dict[str, Any]] = (),
+    ) -> None:
+        """Store a check, its findings and its alerts to send (the outbox) in one transaction."""
         rows = [{"check_id": check["check_id"], **finding} for finding in findings]
+        pending = list(outbox)
         with self.engine.begin() as connection:
             connection.execute(checks.insert().values(**check))
             if rows:
                 connection.execute(check_findings.insert(), rows)
+            if pending:
+                connection.execute(alert_outbox.insert(), pending)
+        note_write()
 
     def previous_state(self, warehouse: str, start: dt.date, end: dt.date, limit: int = 500) -> PreviousState:
         """For each date of the window, the open findings of the newest check whose window held it."""
@@ -119,27 +128,12 @@ class HistoryStore:
                 if used
                 else []
             )
-            undelivered = self._undelivered(connection, used)
         findings = {
             (row["kind"], row["game_date"], row["subject"]): dict(row)
             for row in rows
             if owner.get(row["game_date"]) == row["check_id"]
         }
-        return PreviousState(findings, frozenset(owner), used, undelivered)
-
-    @staticmethod
-    def _undelivered(connection, check_ids: tuple[str, ...]) -> frozenset[str]:
-        """Checks that tried to alert and reached no channel."""
-        if not check_ids:
-            return frozenset()
-        sent = sa.func.sum(sa.case((alerts.c.status == "sent", 1), else_=0))
-        rows = connection.execute(
-            sa.select(alerts.c.check_id)
-            .where(alerts.c.check_id.in_(check_ids))
-            .group_by(alerts.c.check_id)
-            .having(sent == 0)
-        ).all()
-        return frozenset(row[0] for row in rows)
+        return PreviousState(findings, frozenset(owner), used)
 
     def list_checks(self, warehouse: str | None = None, limit: int = 20) -> pd.DataFrame:
         """The latest checks, newest first, with how many alerts each sent and failed."""
@@ -180,6 +174,7 @@ class HistoryStore:
     def record_alert(self, row: dict[str, Any]) -> None:
         with self.engine.begin() as connection:
             connection.execute(alerts.insert().values(**row))
+        note_write()
 
     def alerts(self, check_id: str | None = None, limit: int = 50) -> pd.DataFrame:
         """Alert deliveries, newest first (of one check, or of all)."""
@@ -226,6 +221,7 @@ class HistoryStore:
         ]
         with self.engine.begin() as connection:
             connection.execute(coverage_snapshots.insert(), rows)
+        note_write()
         return len(rows)
 
     def snapshots(

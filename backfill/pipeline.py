@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import string
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -38,8 +40,14 @@ DEFAULT_WRITTEN_AT = "processed_at"
 PLACEHOLDERS = frozenset({"dates", "start", "end", "dates_file"})
 """What a command's ``argv`` may hold in braces: the batch's dates in the forms a job may want."""
 
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+_PIPELINE_FIELDS = {"reference"}
+"""The keys of ``[pipeline]``."""
+
+MAX_SEASON_GAMES = 82 + 28
+"""The most games one player can have in a season (82 regular-season games and at most 28 in the
+playoffs): a ``bootstrap_min_history`` beyond it would keep every date in bootstrap for ever."""
 
 _STAGE_FIELDS = {
     "label",
@@ -203,7 +211,13 @@ def load_pipeline(path: str | Path | None = None, environ: Mapping[str, str] | N
     file = Path(chosen)
     if not file.is_file():
         raise BadInput(f"pipeline file {file} does not exist")
-    return parse_pipeline(file.read_text(), str(file.resolve()))
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"pipeline file {file} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BadInput(f"pipeline file {file} cannot be read: {exc.strerror or exc}") from None
+    return parse_pipeline(text, str(file.resolve()))
 
 
 _BUILTIN: Pipeline | None = None
@@ -220,27 +234,58 @@ def builtin_pipeline() -> Pipeline:
 def parse_pipeline(text: str, path: str = "<text>") -> Pipeline:
     """Parse and check a pipeline file's text; BadInput names the field at fault."""
     try:
+        return _parse(text, path)
+    except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+        # A shape no check below foresaw is still a bad file, said in one line, never a traceback.
+        if isinstance(exc, BadInput):
+            raise
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BadInput(f"pipeline file {path} is malformed: {detail}") from None
+
+
+def _parse(text: str, path: str) -> Pipeline:
+    try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"pipeline file {path} is not valid TOML: {exc}") from None
+        raise BadInput(f"pipeline file {path} is not valid TOML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise BadInput(f"pipeline file {path} is nested too deeply") from None
     unknown = set(data) - {"pipeline", "stages"}
     if unknown:
         raise BadInput(f"pipeline file {path}: unknown section {sorted(unknown)[0]!r}")
     header = data.get("pipeline", {})
+    if not isinstance(header, dict):
+        raise BadInput(f"pipeline file {path}: pipeline must be a table ([pipeline])")
+    unknown = set(header) - _PIPELINE_FIELDS
+    if unknown:
+        raise BadInput(f"pipeline file {path}: pipeline.{sorted(unknown)[0]} is not a known field")
     raw_stages = data.get("stages")
     if not isinstance(raw_stages, dict) or not raw_stages:
         raise BadInput(f"pipeline file {path}: no [stages.NAME] section")
     reference = header.get("reference")
     if reference is None:
         raise BadInput(f"pipeline file {path}: pipeline.reference is missing")
+    if not isinstance(reference, str):
+        raise BadInput(f"pipeline file {path}: pipeline.reference must be a stage name")
     if reference not in raw_stages:
         raise BadInput(f"pipeline file {path}: pipeline.reference names unknown stage {reference!r}")
-    stages = {name: _stage(name, spec, path, name == reference) for name, spec in raw_stages.items()}
+    folder = None if path in ("<text>", "builtin") else Path(path).parent
+    stages = {name: _stage(name, spec, path, name == reference, folder) for name, spec in raw_stages.items()}
+    owners: dict[str, str] = {}
+    for stage in stages.values():
+        owner = owners.setdefault(stage.table_name, stage.name)
+        if owner != stage.name:
+            # A stage written into another's table (the reference's above all) would replace its rows.
+            backfilled, kept = (owner, stage.name) if stage.name == reference else (stage.name, owner)
+            whose = "the reference stage's" if kept == reference else f"stage {kept}'s"
+            raise BadInput(
+                f"pipeline file {path}: stages.{backfilled}.table {stage.table_name} is {whose} table"
+            )
     ordered = _dependency_order(stages, reference, path)
     return Pipeline(reference_name=reference, stages=tuple(ordered), source=text, path=path)
 
 
-def _stage(name: str, spec: Any, path: str, is_reference: bool) -> Stage:
+def _stage(name: str, spec: Any, path: str, is_reference: bool, folder: Path | None = None) -> Stage:
     where = f"pipeline file {path}: stages.{name}"
     _identifier(name, f"{where}: stage name")
     if not isinstance(spec, dict):
@@ -269,7 +314,11 @@ def _stage(name: str, spec: Any, path: str, is_reference: bool) -> Stage:
             values[column] = _identifier(spec[column], f"{where}.{column}")
     if "upstream" in spec:
         values["upstream"] = _identifier(spec["upstream"], f"{where}.upstream")
+    if "label" in spec and not isinstance(spec["label"], str):
+        raise BadInput(f"{where}.label must be a string")
     if "current_version" in spec:
+        if not isinstance(spec["current_version"], str | int):
+            raise BadInput(f"{where}.current_version must be a string")
         values["current_version"] = str(spec["current_version"])
         if "version_column" not in spec:
             raise BadInput(f"{where}.current_version needs a version_column")
@@ -281,6 +330,11 @@ def _stage(name: str, spec: Any, path: str, is_reference: bool) -> Stage:
         values["bootstrap_min_history"] = _count(
             spec["bootstrap_min_history"], f"{where}.bootstrap_min_history"
         )
+        if values["bootstrap_min_history"] > MAX_SEASON_GAMES:
+            raise BadInput(
+                f"{where}.bootstrap_min_history {values['bootstrap_min_history']} is beyond any season "
+                f"(at most {MAX_SEASON_GAMES} games)"
+            )
     for key in ("duplicate_key", "required_columns"):
         if key in spec:
             values[key] = _identifiers(spec[key], f"{where}.{key}")
@@ -297,11 +351,11 @@ def _stage(name: str, spec: Any, path: str, is_reference: bool) -> Stage:
     else:
         if "upstream" not in spec:
             raise BadInput(f"{where}.upstream is missing")
-        values["processor"] = _processor(spec.get("processor"), f"{where}.processor")
+        values["processor"] = _processor(spec.get("processor"), f"{where}.processor", folder)
     return Stage(**values)
 
 
-def _processor(spec: Any, where: str) -> Processor:
+def _processor(spec: Any, where: str, folder: Path | None = None) -> Processor:
     if not isinstance(spec, dict):
         raise BadInput(f"{where} is missing (a table with kind = sql, command or python)")
     kind = spec.get("kind")
@@ -329,13 +383,8 @@ def _processor(spec: Any, where: str) -> Processor:
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
             raise BadInput(f"{where}.argv must be a non-empty list of strings")
         for arg in argv:
-            for name in _PLACEHOLDER.findall(arg):
-                if name not in PLACEHOLDERS:
-                    raise BadInput(
-                        f"{where}.argv has unknown placeholder {{{name}}} (known: "
-                        + ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
-                        + ")"
-                    )
+            _check_placeholders(arg, f"{where}.argv")
+        _check_program(argv[0], f"{where}.argv", folder)
         values["argv"] = tuple(argv)
     else:
         function = spec.get("function")
@@ -355,22 +404,64 @@ def _processor(spec: Any, where: str) -> Processor:
     return Processor(**values)
 
 
+def _check_placeholders(arg: str, what: str) -> None:
+    """Only ``{dates}``, ``{start}``, ``{end}``, ``{dates_file}``; a lone brace is written ``{{``/``}}``."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(arg)]
+    except ValueError:
+        raise BadInput(
+            f"{what} has a lone brace in {arg!r} (write {{{{ or }}}} for a brace itself)"
+        ) from None
+    for name, spec, conversion in fields:
+        if name is not None and (name not in PLACEHOLDERS or spec or conversion):
+            raise BadInput(
+                f"{what} has unknown placeholder {{{name}}} (known: "
+                + ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+                + ")"
+            )
+
+
+def _check_program(program: str, what: str, folder: Path | None) -> None:
+    """The program must exist: ``python``, a command on PATH, or a file beside the pipeline file."""
+    if program in ("python", "python3") or folder is None or "{" in program:
+        return
+    if "/" in program:
+        found = (folder / program).is_file() and os.access(folder / program, os.X_OK)
+    else:
+        found = shutil.which(program) is not None
+    if not found:
+        raise BadInput(f"{what}: program {program!r} is not found (nor executable)")
+
+
 def _dependency_order(stages: dict[str, Stage], reference: str, path: str) -> list[Stage]:
-    """Reference first, then each stage after its upstream (file order among equals)."""
+    """Reference first, then each stage after its upstream (by depth, file order among equals).
+
+    Depths are found once per stage (a walk up stops at a stage already known), so a long chain
+    loads in time proportional to its stages, not their square."""
     for stage in stages.values():
         if stage.upstream is not None and stage.upstream not in stages:
             raise BadInput(
                 f"pipeline file {path}: stages.{stage.name}.upstream names unknown stage {stage.upstream!r}"
             )
-    ordered, placed = [stages[reference]], {reference}
-    while len(ordered) < len(stages):
-        ready = [s for s in stages.values() if s.name not in placed and s.upstream in placed]
-        if not ready:
-            stuck = sorted(set(stages) - placed)
-            raise BadInput(f"pipeline file {path}: stages {', '.join(stuck)} form a cycle through upstream")
-        ordered.extend(ready)
-        placed |= {s.name for s in ready}
-    return ordered
+    depth: dict[str, int] = {reference: 0}
+    for name in stages:
+        chain: list[str] = []
+        on_chain: set[str] = set()
+        current: str | None = name
+        while current not in depth:
+            if current is None or current in on_chain:
+                stuck = sorted(set(stages) - set(depth))
+                raise BadInput(
+                    f"pipeline file {path}: stages {', '.join(stuck)} form a cycle through upstream"
+                )
+            chain.append(current)
+            on_chain.add(current)
+            current = stages[current].upstream
+        known = depth[current]
+        for step, stage_name in enumerate(reversed(chain), start=1):
+            depth[stage_name] = known + step
+    position = {name: index for index, name in enumerate(stages)}
+    return sorted(stages.values(), key=lambda stage: (depth[stage.name], position[stage.name]))
 
 
 def _identifier(value: Any, what: str) -> str:

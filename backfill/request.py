@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from backfill.config import Settings
 from backfill.errors import BadInput
 from backfill.retry import RetryPolicy
-from backfill.validate import check_pct, check_range, date_span, parse_date_list
+from backfill.validate import check_delays, check_pct, check_range, date_span, parse_date_list
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,4 @@ def _delays(value: Iterable[float] | str) -> tuple[float, ...]:
         delays = tuple(float(item) for item in items if str(item).strip())
     except ValueError:
         raise BadInput(f"retry delays {value!r} are not numbers (expected e.g. 30,60,120)") from None
-    if any(not 0 <= delay <= 3600 for delay in delays):  # NaN fails both comparisons
-        raise BadInput("retry delays must be between 0 and 3600 seconds")
-    return delays
+    return check_delays(delays, "retry delays")

@@ -29,15 +29,15 @@ from typing import Any
 
 import pandas as pd
 
-from backfill import batching, coverage, replay, stale
+from backfill import batching, coverage, replay, stale, stray_writes
 from backfill.config import Settings
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
 from backfill.doctor import check_before_writing
-from backfill.errors import BadInput
+from backfill.errors import BadInput, GaveUp, RunCancelled
 from backfill.faults import PERMANENT, classify
 from backfill.gates import judge
 from backfill.ledger import ITEM_OPEN, LeaseConflict, LeaseLost, Ledger, now_utc
-from backfill.processors import BatchResult, JobContext, JobFailed, Processor, processor_for
+from backfill.processors import BatchResult, JobContext, JobFailed, JobTimedOut, Processor, processor_for
 from backfill.request import BackfillRequest
 from backfill.warehouse import Warehouse
 
@@ -131,7 +131,7 @@ class Runner:
     ):
         self.warehouse = warehouse
         self.settings = settings
-        self.ledger = ledger
+        self.ledger = ledger.patient()  # a PostgreSQL outage of seconds is a wait for a run
         self.run_id = run_id
         self.clock = clock
         self.monotonic = monotonic
@@ -153,6 +153,8 @@ class Runner:
         # wins): the run's coverage snapshot. Kept as frames: a long run's millions of row objects
         # made every garbage collection of the run slower (issue 13).
         self._measured: list[pd.DataFrame] = []
+        self._stray_writes: dict[str, set[str]] = {}
+        """Dates each stage's jobs changed without being given them (kept in the run's parameters)."""
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -225,6 +227,9 @@ class Runner:
             # unfinished items are the resume's to do. Nothing more is written here.
             self._log(f"stopped before writing: {lost}", "error")
             return self._result()
+        except RunCancelled:
+            # Cancelled while a job worked: the job's tree is already killed.
+            return self._cancel(while_working=True)
         except BaseException as exc:
             # The cleanup must not hide why the run stopped.
             with contextlib.suppress(Exception):
@@ -322,9 +327,38 @@ class Runner:
         if self.echo is not None:
             self.echo(f"{self.clock():%H:%M:%S} {level:<7} {message}")
 
+    def _log_many(self, messages: list[str], level: str = "info") -> None:
+        """Several log lines in one ledger transaction (a job's output)."""
+        self.ledger.log_many(self.run_id, messages, level)
+        if self.echo is not None:
+            for message in messages:
+                self.echo(f"{self.clock():%H:%M:%S} {level:<7} {message}")
+
+    def _still_wanted(self, stage: str, dates: list[dt.date]) -> None:
+        """Asked while a job works: LeaseLost when another run holds its dates (or this run is no
+        longer this process's), RunCancelled when an operator cancelled the run. A ledger that does
+        not answer for a moment is not a reason to kill the job: the check before the next write stays."""
+        try:
+            self.ledger.check_lease(self.run_id, stage, dates)
+            cancelled = self.ledger.cancel_requested(self.run_id)
+        except LeaseLost:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see above
+            with contextlib.suppress(Exception):
+                self._log(
+                    f"{stage}: could not ask the ledger about the running job ({_one_line(exc)[:200]})",
+                    "warning",
+                )
+            return
+        if cancelled:
+            raise RunCancelled(f"run {self.run_id} was cancelled while its {stage} job worked")
+
     def _heartbeat(self) -> None:
         while not self._stop_heartbeat.wait(HEARTBEAT_EVERY_S):
-            self.ledger.heartbeat(self.run_id, self._statements())
+            # A ledger that does not answer for a moment must not end the heartbeats for good: the
+            # next beat tries again (the writes themselves wait out an outage, database.connect).
+            with contextlib.suppress(Exception):
+                self.ledger.heartbeat(self.run_id, self._statements())
 
     def _statements(self) -> int:
         return self._statements_recorded + self.warehouse.statements_issued - self._statements_at_start
@@ -361,8 +395,10 @@ class Runner:
         self._log(f"{status}: {summary}; {self._statements()} warehouse statements")
         self._record_snapshot()
 
-    def _cancel(self, before_start: bool = False) -> RunResult:
+    def _cancel(self, before_start: bool = False, while_working: bool = False) -> RunResult:
         when = "cancelled before the run started" if before_start else "cancelled before this batch started"
+        if while_working:
+            when = "cancelled while its job worked (the job was stopped)"
         self._close_open("cancelled", "cancelled", when)
         if before_start:
             self.ledger.finish_run(self.run_id, "cancelled", when)
@@ -516,6 +552,44 @@ class Runner:
         return Measurement(daily)
 
     def _process(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
+        """The processor's batches of the dates; a job that writes from its own process is watched
+        for writes outside its dates (:mod:`backfill.stray_writes`)."""
+        if processor.holds_warehouse:
+            return self._batches(stage, processor, dates)
+        first, last = stray_writes.span(dates)
+        try:
+            before = stray_writes.fingerprint(self.warehouse, self.pipeline, stage, first, last)
+        except Exception as exc:  # noqa: BLE001 - a watch of the job, never its outcome
+            self._log(
+                f"{stage}: writes outside the jobs' dates not watched ({_one_line(exc)[:200]})", "warning"
+            )
+            before = None
+        self.warehouse.close()  # the job opens an embedded warehouse file itself
+        results = self._batches(stage, processor, dates)
+        if before is not None:
+            try:
+                stray = stray_writes.outside(
+                    before, stray_writes.fingerprint(self.warehouse, self.pipeline, stage, first, last), dates
+                )
+            except Exception as exc:  # noqa: BLE001
+                self._log(
+                    f"{stage}: writes outside the jobs' dates not checked ({_one_line(exc)[:200]})", "warning"
+                )
+                stray = []
+            if stray:
+                shown = ", ".join(day.isoformat() for day in stray[:10]) + (" ..." if len(stray) > 10 else "")
+                self._log(
+                    f"{stage}: while its jobs ran, {len(stray)} dates they were not given changed: {shown}",
+                    "warning",
+                )
+                self._stray_writes.setdefault(stage, set()).update(day.isoformat() for day in stray)
+                self.ledger.record_params(
+                    self.run_id,
+                    writes_outside_dates={name: sorted(days) for name, days in self._stray_writes.items()},
+                )
+        return results
+
+    def _batches(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
         """The processor's batches of the dates, up to ``max_parallel`` at once."""
         crash_point(BEFORE_REPLACE)
         size = processor.batch_size or len(dates)
@@ -532,8 +606,18 @@ class Runner:
                 results |= done
         return results
 
-    def _attempt(self, stage: str, processor: Processor, dates: list[dt.date]) -> dict[dt.date, _Outcome]:
-        """One batch under the retry policy; split in halves on a permanent failure."""
+    def _attempt(
+        self, stage: str, processor: Processor, dates: list[dt.date], deadline: float | None = None
+    ) -> dict[dt.date, _Outcome]:
+        """One batch under the retry policy; split in halves on a permanent failure while the batch's
+        wall-time budget lasts (``timeout_s`` x ``max_attempts``, what one batch may cost retried):
+        halves of slow failures must not cost (2N-1) x ``timeout_s``."""
+        budget_s = processor.config.timeout_s * self.request.max_attempts
+        if deadline is None:
+            deadline = self.monotonic() + budget_s
+        elif self.monotonic() >= deadline:  # a half of a failed batch, after the batch's budget
+            spent = GaveUp(f"not tried: its batch failed and spent its time budget ({budget_s:g} s)")
+            return {day: _Outcome(attempts=0, error=spent) for day in dates}
         context = JobContext(
             warehouse=self.warehouse,
             settings=self.settings,
@@ -541,6 +625,8 @@ class Runner:
             stage=stage,
             now=self.clock(),
             log=lambda line: self._log(f"{stage} job: {line}"[:1000]),
+            log_lines=lambda lines: self._log_many([f"{stage} job: {line}"[:1000] for line in lines]),
+            still_wanted=lambda: self._still_wanted(stage, dates),
             gate_pct=self.request.gate_pct(processor.stage.gate_min_upstream_pct),
             skip_gates=self.request.skip_gates,
         )
@@ -552,15 +638,24 @@ class Runner:
 
         try:
             result, attempts = self._retried(attempt, what=f"{stage} {dates[0]}..{dates[-1]}")
-        except LeaseLost:
+        except (LeaseLost, RunCancelled):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, the run goes on
             attempts = getattr(exc, "attempts", 1)
-            if classify(exc) == PERMANENT and len(dates) > 1:
+            if isinstance(exc, JobTimedOut) and len(dates) > 1:
+                # Halves of a hung batch would each hang as long: its dates are marked together.
+                self._log(f"{stage}: a batch of {len(dates)} timed out; its dates fail together", "warning")
+            elif classify(exc) == PERMANENT and len(dates) > 1 and self.monotonic() >= deadline:
+                self._log(
+                    f"{stage}: permanent failure in a batch of {len(dates)} after its time budget "
+                    f"({budget_s:g} s) was spent; its dates fail together",
+                    "warning",
+                )
+            elif classify(exc) == PERMANENT and len(dates) > 1:
                 self._log(f"{stage}: permanent failure in a batch of {len(dates)}; splitting it", "warning")
                 middle = len(dates) // 2
-                results = self._attempt(stage, processor, dates[:middle]) | self._attempt(
-                    stage, processor, dates[middle:]
+                results = self._attempt(stage, processor, dates[:middle], deadline) | self._attempt(
+                    stage, processor, dates[middle:], deadline
                 )
                 for outcome in results.values():
                     outcome.attempts += attempts

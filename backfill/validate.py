@@ -117,3 +117,16 @@ def _span(start: dt.date, end: dt.date) -> tuple[dt.date, ...]:
 @functools.lru_cache(maxsize=8)
 def _span_set(start: dt.date, end: dt.date) -> frozenset[dt.date]:
     return frozenset(_span(start, end))
+
+
+MAX_DELAY_S = 3600.0
+"""The longest wait before a retry any setting may ask for (an hour: longer is a hang, not a retry)."""
+
+
+def check_delays(delays: tuple[float, ...], what: str, limit: float = MAX_DELAY_S) -> tuple[float, ...]:
+    """Retry delays: at least one, each a number of seconds from 0 to ``limit`` (BadInput otherwise)."""
+    if not delays:
+        raise BadInput(f"{what} is empty: give seconds before each retry, e.g. 30,60,120")
+    if any(not 0 <= delay <= limit for delay in delays):  # NaN fails both comparisons
+        raise BadInput(f"{what} must be between 0 and {limit:g} seconds")
+    return delays

@@ -11,9 +11,10 @@ its problems: every (date, stage) whose status is a gap (missing, blocked, parti
 - ``recovered``: seen open before, gone now.
 
 New, changed and recovered findings make one alert (sent only then, so a gap already reported is
-not reported again, and its recovery is). A new or changed problem whose alert reached no channel
-(every delivery failed) was never heard, so the next check counts it as new again and re-sends it. The check, its findings, a coverage snapshot and every
-delivery are recorded in the ledger database (:mod:`backfill.history`).
+not reported again, and its recovery is). The alert goes through the outbox (:mod:`backfill.outbox`),
+written with the check's findings: an alert that reached no channel, or whose check was killed
+while it delivered, is sent by the next check, with the same delivery id. The check, its findings,
+a coverage snapshot and every delivery are recorded in the ledger database (:mod:`backfill.history`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from backfill import alerts as alerting
-from backfill import coverage
+from backfill import coverage, outbox
 from backfill.config import Settings
 from backfill.coverage import GAP_STATUSES
 from backfill.coverage_snapshot import CoverageSnapshot
@@ -44,6 +45,10 @@ ALERTING_CHANGES = ("new", "changed", "recovered")
 """Changes worth a message; ``open`` problems were reported already."""
 
 PROBLEM_CHANGES = ("new", "changed", "open")
+
+EXIT_NOT_DELIVERED = 4
+"""``check``'s exit code when an alert could not be delivered (it stays in the outbox for the next
+check): apart from 1, problems found, so that cron can tell "nobody was told"."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +125,21 @@ class CheckResult:
         return self.with_change(*PROBLEM_CHANGES)
 
     @property
-    def exit_code(self) -> int:
+    def undelivered(self) -> list[alerting.Delivery]:
+        """Deliveries that failed in this check (their alerts wait in the outbox)."""
+        return [delivery for delivery in self.deliveries if delivery.status != "sent"]
+
+    @property
+    def problems_exit_code(self) -> int:
         """1 when something is wrong (by ``fail_on``), else 0."""
         wrong = self.with_change("new", "changed") if self.fail_on == "new" else self.problems
         return 1 if wrong else 0
+
+    @property
+    def exit_code(self) -> int:
+        """:data:`EXIT_NOT_DELIVERED` when an alert could not be delivered, else 1 when something is
+        wrong (by ``fail_on``), else 0."""
+        return EXIT_NOT_DELIVERED if self.undelivered else self.problems_exit_code
 
     @property
     def status(self) -> str:
@@ -177,12 +193,8 @@ def compare(
     current: dict[tuple[str, dt.date, str], Finding],
     previous: dict[tuple[str, dt.date, str], dict[str, Any]],
     daily: pd.DataFrame,
-    undelivered: frozenset[str] = frozenset(),
 ) -> list[Finding]:
-    """Each current problem marked new, changed or open, plus the previous ones that recovered.
-
-    ``undelivered``: checks whose alert reached nobody; what they found new is still news.
-    """
+    """Each current problem marked new, changed or open, plus the previous ones that recovered."""
     findings = []
     for key, finding in current.items():
         before = previous.get(key)
@@ -190,8 +202,6 @@ def compare(
             change, was = "new", None
         elif finding.kind == "gap" and before["status"] != finding.status:
             change, was = "changed", before["status"]
-        elif before["change"] in ("new", "changed") and before.get("check_id") in undelivered:
-            change, was = before["change"], before["previous_status"]
         else:
             change, was = "open", before["status"]
         findings.append(_replace(finding, change=change, previous_status=was))
@@ -299,12 +309,14 @@ def run_check(
     store = HistoryStore.of(settings)
     key = settings.warehouse
     previous = store.previous_state(key, start, end)
-    findings = compare(current_problems(daily, stale), previous.findings, daily, previous.undelivered)
+    # What earlier checks announced is not news again: their alerts wait in the outbox if unheard.
+    findings = compare(current_problems(daily, stale), previous.findings, daily)
     finished_at = now()
     check_id = new_check_id(finished_at)
     result = CheckResult(
         check_id, key, started_at, finished_at, start, end, fail_on, tuple(findings), no_data=no_data
     )
+    alert = build_alert(settings, check_id, warehouse.describe(), start, end, findings)
     store.record_check(
         {
             "check_id": check_id,
@@ -316,33 +328,18 @@ def run_check(
             "window_end": end,
             "fail_on": fail_on,
             "status": result.status,
-            "exit_code": result.exit_code,
+            "exit_code": result.problems_exit_code,
             "new_problems": len(result.with_change("new", "changed")),
             "open_problems": len(result.problems),
             "recovered": len(result.with_change("recovered")),
             "summary": result.summary(),
         },
         (finding.row() for finding in findings),
+        outbox.rows_for(alert, key, targets, finished_at) if alert is not None else (),
     )
     store.record_snapshot(key, "check", check_id, daily, finished_at)
-
-    alert = build_alert(settings, check_id, warehouse.describe(), start, end, findings)
-    deliveries: list[alerting.Delivery] = []
-    if alert is not None and targets:
-        deliveries = alerting.deliver(alert, targets, alerting.alert_policy(settings, sleep), secrets)
-        for delivery in deliveries:
-            store.record_alert(
-                {
-                    "check_id": check_id,
-                    "channel": delivery.channel,
-                    "target": delivery.target,
-                    "sent_at": now(),
-                    "status": delivery.status,
-                    "attempts": delivery.attempts,
-                    "error": delivery.error,
-                    "new_problems": len(alert.new),
-                    "resolved": len(alert.resolved),
-                    "message": alert.text,
-                }
-            )
+    # This check's alert and any an earlier check could not deliver, oldest first.
+    deliveries = outbox.deliver_pending(
+        store.engine, key, targets, alerting.alert_policy(settings, sleep), secrets, now, store.record_alert
+    )
     return replace(result, alert=alert, deliveries=tuple(deliveries))

@@ -200,9 +200,10 @@ def test_a_delivery_that_keeps_failing_is_recorded_without_the_secret_and_never_
     assert code == 0  # a clean week, and no alert to send
     _delete_predictions(demo, DAY)
     code, out, err = check(*_week(), webhook=hook.url)
-    assert code == 1  # the check's own status, not the delivery's
+    assert code == 4  # not delivered: its own exit code, apart from 1 (problems found)
     assert len(hook.requests) == settings.max_attempts
-    assert "failed" in out and TOKEN not in out + err
+    assert "not delivered after 4 attempts" in err and "HTTP Error 503" in err
+    assert err.count("\n") == 1 and TOKEN not in out + err
     engine = sa.create_engine(f"sqlite:///{settings.ledger}")
     with engine.connect() as connection:
         rows = connection.execute(sa.select(alerts_table)).mappings().all()

@@ -95,6 +95,9 @@ def main(
 ) -> int:
     """Run one command; returns the exit code (0 done, 1 failed, 2 bad input)."""
     out, err = sys.stdout, sys.stderr
+    from backfill.writes import writes_so_far
+
+    written = writes_so_far()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors
@@ -107,7 +110,11 @@ def main(
 
         parse_url(settings.warehouse)
         return args.handler(args, Context(settings, out, err, today))
-    except BackfillError as exc:  # bad input, not allowed, no such run: nothing was written
+    except BackfillError as exc:  # bad input, not allowed, no such run: nothing was written...
+        if writes_so_far() != written:
+            # ...unless something was: then it is a failure (1), and the records say what was written.
+            print(f"error: {_one_line(exc)} (after writing to the ledger: see runs and checks)", file=err)
+            return EXIT_FAILED
         print(f"error: {_one_line(exc)}", file=err)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -24,7 +24,8 @@ def add_check(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "in the ledger, and report what is new (a date that fell below the ok mark, a stage newly "
         "blocked, stale rows that appeared), still open, or recovered. New and recovered problems are "
         "sent once to the configured webhook and e-mail (see README, 'Watch'). Exit 0: nothing wrong; "
-        "1: something wrong (--fail-on open: any problem; new: only new or changed ones); 2: bad input.",
+        "1: something wrong (--fail-on open: any problem; new: only new or changed ones); 2: bad input; "
+        "4: an alert could not be delivered (said on stderr; the next check sends it again).",
     )
     parser.add_argument(
         "--since", metavar="Nd", help=f"the last N days up to today (default: {DEFAULT_SINCE})"
@@ -119,6 +120,7 @@ def _json(result, settings) -> str:
             "summary": result.summary(),
             "findings": rows,
             "alerts": [delivery.__dict__ for delivery in result.deliveries],
+            "alerts_not_delivered": len(result.undelivered),
         },
         indent=2,
     )
@@ -171,10 +173,15 @@ def _run_check(args: argparse.Namespace, ctx: Context) -> int:
         if result.findings:
             print(text_table(_rows(result, ctx.settings), _COLUMNS), file=ctx.out)
         for delivery in result.deliveries:
-            detail = f" after {delivery.attempts} attempts" if delivery.attempts > 1 else ""
-            error = f": {delivery.error}" if delivery.error else ""
-            print(
-                f"Alert by {delivery.channel} to {delivery.target}: {delivery.status}{detail}{error}",
-                file=ctx.out,
-            )
+            if delivery.status == "sent":
+                detail = f" after {delivery.attempts} attempts" if delivery.attempts > 1 else ""
+                print(f"Alert by {delivery.channel} to {delivery.target}: sent{detail}", file=ctx.out)
+    for delivery in result.undelivered:
+        # On stderr whatever the format: cron mails it, and the JSON on stdout stays parseable.
+        print(
+            f"error: alert {delivery.delivery_id} of check {delivery.check_id} by {delivery.channel} to "
+            f"{delivery.target} not delivered after {delivery.attempts} attempts: {delivery.error}; "
+            "the next check sends it again",
+            file=ctx.err,
+        )
     return result.exit_code

@@ -18,6 +18,7 @@ lease exactly one wins.
 from __future__ import annotations
 
 import contextlib
+import copy as copy_module
 import datetime as dt
 import json
 import uuid
@@ -27,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from backfill.config import ledger_location
 from backfill.errors import BackfillError
 from backfill.ledger import database, migrations, tables
 from backfill.ledger.holder import Holder, this_process
@@ -74,7 +76,7 @@ class Ledger:
         heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
         process: Callable[[], Holder] = this_process,
     ):
-        self.path = str(location)
+        self.path = ledger_location(str(location))  # an unknown scheme is BadInput, before any file
         self.clock = clock
         self.process = process  # who "this process" is: injectable, so tests can be another machine
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -82,14 +84,23 @@ class Ledger:
         if self.postgresql:
             database.postgresql_url(self.path)  # a malformed URL is bad input, found now
         self._engine: sa.Engine | None = None  # the engine, once the schema is known to be current
+        self.waits_out_outages = False
+        """Whether a PostgreSQL server that does not answer is asked again for seconds (a run's
+        ledger, :meth:`patient`) rather than reported at once (a page, a one-off command)."""
+
+    def patient(self) -> Ledger:
+        """This ledger for a long-running writer: an outage of seconds is a wait, not an end."""
+        copy = copy_module.copy(self)
+        copy.waits_out_outages = True
+        return copy
 
     def __repr__(self) -> str:
         return f"Ledger({database.describe(self.path)!r})"
 
     def ensure_schema(self) -> None:
         """Create or upgrade the ledger's schema now (the first write would do it anyway)."""
-        with self._begin(write=True):
-            pass
+        if self._engine is None:
+            self._engine = self._upgraded_engine()
 
     def exists(self) -> bool:
         """Whether there is a ledger to read (a SQLite file is only created by the first write)."""
@@ -103,17 +114,23 @@ class Ledger:
                 with database.transaction(database.empty_engine(), ":empty:", write=False) as connection:
                     yield connection
                 return
-            if not self.postgresql:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            engine = database.engine_for(self.path)
-            with database.transaction(engine, self.path, write=False) as connection:
-                current = migrations.current_version(connection)
-            if current != migrations.LATEST:
-                with database.transaction(engine, self.path, write=True) as connection:
-                    migrations.upgrade(connection, self._now())
-            self._engine = engine
-        with database.transaction(self._engine, self.path, write) as connection:
+            self._engine = self._upgraded_engine()
+        with database.transaction(
+            self._engine, self.path, write, patient=self.waits_out_outages
+        ) as connection:
             yield connection
+
+    def _upgraded_engine(self) -> sa.Engine:
+        """The ledger's engine, its schema created or upgraded to the latest version first."""
+        if not self.postgresql:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        engine = database.engine_for(self.path)
+        with database.transaction(engine, self.path, write=False) as connection:
+            current = migrations.current_version(connection)
+        if current != migrations.LATEST:
+            with database.transaction(engine, self.path, write=True) as connection:
+                migrations.upgrade(connection, self._now())
+        return engine
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="milliseconds")
@@ -423,6 +440,17 @@ class Ledger:
         with self._begin(write=True) as connection:
             connection.execute(
                 events.insert().values(run_id=run_id, at=self._now(), level=level, message=message)
+            )
+
+    def log_many(self, run_id: str, messages: list[str], level: str = "info") -> None:
+        """Several log lines in one transaction (a job's burst of output)."""
+        if not messages:
+            return
+        at = self._now()
+        with self._begin(write=True) as connection:
+            connection.execute(
+                events.insert(),
+                [{"run_id": run_id, "at": at, "level": level, "message": message} for message in messages],
             )
 
     def events(self, run_id: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -18,11 +19,16 @@ from sqlalchemy import event
 
 from backfill.errors import BackfillError, BadInput
 from backfill.ledger.tables import metadata
+from backfill.writes import note_write
 
 POSTGRESQL_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for another writer's transaction to end."""
+
+CONNECT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Seconds before each new try at connecting to a PostgreSQL ledger that does not answer: about 15 s
+of outage are waited out (with each try's own connect timeout)."""
 
 POSTGRESQL_CONNECT_TIMEOUT_S = 10
 """How long connecting to a PostgreSQL ledger may take before it is reported unreachable."""
@@ -36,7 +42,7 @@ class LedgerUnavailable(BackfillError):
 
 
 def is_postgresql(location: str) -> bool:
-    return location.startswith(POSTGRESQL_SCHEMES)
+    return location.strip().lower().startswith(POSTGRESQL_SCHEMES)  # schemes are case-insensitive
 
 
 def postgresql_url(location: str) -> sa.URL:
@@ -143,13 +149,30 @@ def _begin_explicitly(engine: sa.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-@contextlib.contextmanager
-def transaction(engine: sa.Engine, location: str, write: bool) -> Iterator[sa.Connection]:
-    """One transaction: committed at the end of the block, rolled back if it raises."""
+def connect(
+    engine: sa.Engine, location: str, patient: bool = False, sleep: Callable[[float], None] = time.sleep
+) -> sa.Connection:
+    """A connection to the ledger. ``patient``: a PostgreSQL server that does not answer is asked
+    again under the retry policy (a restart of a few seconds is a wait, not the end of a run), then
+    LedgerUnavailable. A SQLite file that cannot be opened is not retried: it will not heal."""
+    from backfill.retry import RetryPolicy
+
+    delays = CONNECT_RETRY_DELAYS
+    policy = RetryPolicy(max_attempts=len(delays) + 1, delays=delays, sleep=sleep)
     try:
-        connection = engine.connect()
+        if patient and is_postgresql(location):
+            return policy.call(engine.connect)[0]
+        return engine.connect()
     except sa.exc.DBAPIError as exc:
         raise _unavailable(location, exc) from None
+
+
+@contextlib.contextmanager
+def transaction(
+    engine: sa.Engine, location: str, write: bool, patient: bool = False
+) -> Iterator[sa.Connection]:
+    """One transaction: committed at the end of the block, rolled back if it raises."""
+    connection = connect(engine, location, patient)
     try:
         connection.execution_options(ledger_write=write)
         with connection.begin():
@@ -160,6 +183,8 @@ def transaction(engine: sa.Engine, location: str, write: bool) -> Iterator[sa.Co
         raise
     finally:
         connection.close()
+    if write:
+        note_write()
 
 
 def _broken(location: str, exc: sa.exc.DBAPIError) -> bool:

@@ -57,6 +57,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         (),
         ("checks", "check_findings", "alerts", "coverage_snapshots"),
     ),
+    Migration(
+        5,
+        "an outbox of alerts: each one pending until its channel accepted it (backfill.outbox)",
+        (),
+        ("alert_outbox",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

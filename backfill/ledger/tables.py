@@ -165,6 +165,23 @@ alerts = sa.Table(
 )
 sa.Index("alerts_by_check", alerts.c.check_id)
 
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    # One alert for one channel, written with its check; "sent" only once the receiver accepted it.
+    sa.Column("delivery_id", sa.String(40), primary_key=True),  # what receivers deduplicate by
+    sa.Column("check_id", sa.String(40), sa.ForeignKey("checks.check_id"), nullable=False),
+    sa.Column("warehouse", sa.String(400), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),  # webhook | email
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | sent | abandoned
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("alert", sa.Text, nullable=False),  # the alert as JSON (subject, text, findings)
+)
+sa.Index("outbox_pending", alert_outbox.c.warehouse, alert_outbox.c.status, alert_outbox.c.created_at)
+
 coverage_snapshots = sa.Table(
     "coverage_snapshots",
     metadata,

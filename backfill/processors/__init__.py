@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from backfill.processors import mlfs, predictions
-from backfill.processors.base import BatchResult, JobContext, JobFailed, Processor
+from backfill.processors.base import BatchResult, JobContext, JobFailed, JobTimedOut, Processor
 
 if TYPE_CHECKING:
     from backfill.pipeline import Pipeline, Stage
@@ -34,4 +34,4 @@ def processor_for(stage: Stage, pipeline: Pipeline) -> Processor:
     return kinds[stage.processor.kind](stage, pipeline)
 
 
-__all__ = ["BUILTINS", "BatchResult", "JobContext", "JobFailed", "Processor", "processor_for"]
+__all__ = ["BUILTINS", "BatchResult", "JobContext", "JobFailed", "JobTimedOut", "Processor", "processor_for"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backfill.errors import BackfillError
+from backfill.errors import BackfillError, GaveUp
 
 if TYPE_CHECKING:
     from backfill.config import Settings
@@ -25,9 +25,22 @@ class JobContext:
     stage: str
     now: dt.datetime
     log: Callable[[str], None] = field(default=lambda line: None, compare=False)
+    log_lines: Callable[[list[str]], None] | None = field(default=None, compare=False)
+    """Several lines at once (one ledger transaction); by default, :attr:`log` line by line."""
+    still_wanted: Callable[[], None] = field(default=lambda: None, compare=False)
+    """Asked now and then while a job runs: raises (LeaseLost, RunCancelled) when the run no longer
+    wants it, and the job's tree is killed at once."""
     gate_pct: float | None = None
     """The gate this run applies to the stage (None: ungated), for jobs that check it themselves."""
     skip_gates: bool = False
+
+    def log_batch(self, lines: list[str]) -> None:
+        """Log several lines, in one transaction where the run offers it."""
+        if self.log_lines is not None:
+            self.log_lines(lines)
+        else:
+            for line in lines:
+                self.log(line)
 
     @property
     def warehouse_url(self) -> str:
@@ -52,6 +65,10 @@ class JobFailed(BackfillError):
 
     def describe(self) -> str:
         return f"{self.how}: {self}" if str(self) != self.how else self.how
+
+
+class JobTimedOut(JobFailed, GaveUp):
+    """A job killed at its ``timeout_s``: its batch is marked failed, not retried or split."""
 
 
 class Processor:

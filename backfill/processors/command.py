@@ -8,10 +8,15 @@ The contract (SPEC 7.2), kept small so a job also works when launched by hand:
 - The environment also carries ``BACKFILL_DATES``, ``BACKFILL_RUN_ID``, ``BACKFILL_STAGE`` and
   ``BACKFILL_WAREHOUSE``; for a gated stage, ``BACKFILL_MIN_UPSTREAM_COVERAGE_PCT`` (the run's
   threshold), and ``BACKFILL_SKIP_GATES=1`` when the operator skipped the gate.
-- Exit 0 means the attempt finished; another exit, a timeout (the process group is killed) or a
-  signal is a failure, classified from the last lines of its output like any warehouse error.
+- Exit 0 means the attempt finished; another exit, a timeout or a signal is a failure, classified
+  from the last lines of its output like any warehouse error.
 - A job may print JSON lines ``{"date": "YYYY-MM-DD", "status": "done"|"failed", "error": "..."}``;
-  whatever it says, the console re-measures the dates afterwards and decides.
+  whatever it says, the console re-measures the dates afterwards and decides. A line that does not
+  fit (a ``date`` that is a list or an object) is ordinary output, logged.
+
+The job runs under a supervisor (:mod:`.supervisor`) that ends its whole process tree when the run's
+process ends (however it ends), when the job's main process exits (what it leaves running is killed
+before verification), at ``timeout_s``, and at once when the run loses its lease or is cancelled.
 """
 
 from __future__ import annotations
@@ -25,15 +30,34 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from typing import Any
 
-from backfill.processors.base import BatchResult, JobContext, JobFailed, Processor
+from backfill.processors.base import BatchResult, JobContext, JobFailed, JobTimedOut, Processor
 
 TAIL_LINES = 5
 """Lines of output kept for the error message and its classification."""
 
 PYTHON_NAMES = ("python", "python3")
+
+SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
+"""The program each job runs under (see its docstring)."""
+
+CHECK_EVERY_S = 1.0
+"""How often a running job's run is asked whether the job is still wanted (lease, cancel)."""
+
+STOP_WITHIN_S = 15.0
+"""How long the supervisor gets to kill a job's tree before its own group is killed."""
+
+READER_JOIN_S = 5.0
+"""How long the output is read after the job's tree ended."""
+
+LOG_BATCH_LINES = 200
+"""Output lines written to the ledger's log in one transaction at most."""
+
+MAX_LINE_BYTES = 1 << 20
+"""Output without a line end is taken as a line at this length."""
 
 
 class CommandProcessor(Processor):
@@ -80,53 +104,103 @@ class CommandProcessor(Processor):
                 os.unlink(file.name)
 
     def _run(self, dates: list[dt.date], context: JobContext, dates_file: str) -> BatchResult:
+        argv = self.argv(dates, dates_file)
+        # The job runs under a supervisor of its own (supervisor.py): the job's whole tree ends when
+        # this process ends, however it ends, and when the job's main process exits.
         process = subprocess.Popen(
-            self.argv(dates, dates_file),
+            [sys.executable, SUPERVISOR, *argv],
             cwd=self.pipeline.folder,
             env=self.environment(dates, context),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # never written: its closing tells the supervisor this process ended
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # its own process group, so a timeout kills the job's children too
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches the run, which stops the job
         )
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         result = BatchResult()
         wanted = {day.isoformat(): day for day in dates}
 
-        def read() -> None:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                line = raw.rstrip("\n")
+        def take(lines: list[str]) -> None:
+            """One burst of output: outcomes noted, the rest kept in the tail and logged together."""
+            logged = []
+            for line in lines:
                 outcome = _outcome(line)
-                if outcome is not None and outcome.get("date") in wanted:
-                    if outcome.get("status") == "failed":
-                        result.failed[wanted[outcome["date"]]] = str(outcome.get("error") or "failed")
+                day = wanted.get(outcome["date"]) if outcome is not None else None
+                if day is not None:
+                    if outcome is not None and outcome["status"] == "failed":
+                        result.failed[day] = str(outcome.get("error") or "failed")
                     continue
                 if line.strip():
                     tail.append(line)
-                    context.log(line)
+                    logged.append(line)
+            for start in range(0, len(logged), LOG_BATCH_LINES):
+                context.log_batch(logged[start : start + LOG_BATCH_LINES])
+
+        def read() -> None:
+            # Whatever the pipe holds at once is one burst (one ledger transaction per 200 lines),
+            # not a transaction a line.
+            assert process.stdout is not None
+            pipe = process.stdout.fileno()
+            pending = b""
+            while chunk := os.read(pipe, 1 << 16):
+                *complete, pending = (pending + chunk).split(b"\n")
+                if len(pending) > MAX_LINE_BYTES:  # a line without end is still output
+                    complete, pending = [*complete, pending], b""
+                take([line.decode(errors="replace").rstrip("\r") for line in complete])
+            if pending:
+                take([pending.decode(errors="replace")])
 
         reader = threading.Thread(target=read, name=f"job-output-{self.stage.name}", daemon=True)
         reader.start()
         try:
-            code = process.wait(timeout=self.config.timeout_s)
+            status = self._wait(process, context)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
-            reader.join()
-            raise JobFailed(
+            _stop(process)
+            reader.join(READER_JOIN_S)
+            raise JobTimedOut(
                 f"killed after its {self.config.timeout_s:g} s timeout", "\n".join(tail)
             ) from None
         except BaseException:
-            _kill_group(process)
+            _stop(process)
+            reader.join(READER_JOIN_S)
             raise
-        reader.join()
-        if code < 0:
-            raise JobFailed(f"killed by signal {signal.Signals(-code).name}", "\n".join(tail))
-        if code != 0:
-            raise JobFailed(f"exited with status {code}", "\n".join(tail))
+        else:
+            # The supervisor killed what the job left before it ended, so the output pipe has no
+            # writer left; the bound is for what no supervisor can reach (a process that left its tree).
+            reader.join(READER_JOIN_S)
+            if reader.is_alive():
+                context.log(
+                    f"the job's output stayed open {READER_JOIN_S:g} s after it ended; no longer read"
+                )
+        finally:
+            _close_pipes(process, reader)
+        kind, _, value = status.partition(" ")
+        if kind == "signal":
+            raise JobFailed(f"killed by signal {_signal_name(int(value))}", "\n".join(tail))
+        if kind == "exit" and value != "0":
+            raise JobFailed(f"exited with status {value}", "\n".join(tail))
+        if kind == "error":
+            raise JobFailed(value, value)
+        if kind != "exit":
+            raise JobFailed(f"its supervisor ended unexpectedly: {status}", "\n".join(tail))
         return result
+
+    def _wait(self, process: subprocess.Popen, context: JobContext) -> str:
+        """Wait for the supervisor's status line, asking the run every CHECK_EVERY_S whether the job
+        is still wanted (a lost lease or a cancel raises); TimeoutExpired at ``timeout_s``."""
+        deadline = time.monotonic() + self.config.timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                process.wait(timeout=max(0.0, min(CHECK_EVERY_S, left)))
+                break
+            except subprocess.TimeoutExpired:
+                if left <= CHECK_EVERY_S:
+                    raise
+            context.still_wanted()
+        assert process.stderr is not None
+        said = process.stderr.read().decode(errors="replace").strip().splitlines()
+        return said[-1] if said else f"error its supervisor exited with status {process.returncode}"
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "command", "argv": list(self.config.argv)}
@@ -141,12 +215,39 @@ def _outcome(line: str) -> dict | None:
         value = json.loads(text)
     except ValueError:
         return None
-    if isinstance(value, dict) and "date" in value and value.get("status") in ("done", "failed"):
+    # A date that is not a string (a list, an object) is not an outcome: the line is logged as output.
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("date"), str)
+        and value.get("status") in ("done", "failed")
+    ):
         return value
     return None
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+def _stop(process: subprocess.Popen) -> None:
+    """Ask the supervisor to kill the job's tree; if it does not end, kill its group outright."""
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        process.wait(timeout=STOP_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _close_pipes(process: subprocess.Popen, reader: threading.Thread) -> None:
+    """Close this side of the supervisor's pipes (a long run starts thousands of jobs); the output
+    only once its reader is done with it."""
+    for pipe in (process.stdin, process.stderr) + ((process.stdout,) if not reader.is_alive() else ()):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

@@ -41,7 +41,7 @@ def scheme(url: str) -> str:
         raise BadInput("warehouse URL is empty")
     if "://" not in url:
         return DEFAULT_ADAPTER
-    kind = url.split("://", 1)[0]
+    kind = url.split("://", 1)[0].lower()  # URL schemes are case-insensitive (RFC 3986)
     if kind not in ADAPTERS:
         known = " or ".join(f"{name}://..." for name in ADAPTERS)
         raise BadInput(f"malformed warehouse URL {url!r} (a file path, {known})")
@@ -51,7 +51,10 @@ def scheme(url: str) -> str:
 def parse_url(url: str) -> tuple[str, str]:
     """(kind, location) of a warehouse URL, read by its adapter class; raises BadInput for a malformed one."""
     kind = scheme(url)
-    return kind, adapter_class(kind).parse_location(url.strip())
+    url = url.strip()
+    if "://" in url:
+        url = f"{kind}://{url.split('://', 1)[1]}"
+    return kind, adapter_class(kind).parse_location(url)
 
 
 def connect(settings: Settings, url: str | None = None) -> Warehouse:
