@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,14 @@ from backfill.faults import PERMANENT, classify
 from backfill.processors import predictions
 from backfill.warehouse import connect, parse_url
 from backfill.warehouse.base import param_names
-from backfill.warehouse.bigquery import EMULATOR_ENV, REATTACH_ATTEMPTS, BigQueryWarehouse, query_parameter
+from backfill.warehouse.bigquery import (
+    EMULATOR_ENV,
+    JOB_TIMEOUT_GRACE_S,
+    POLL_DEADLINE_S,
+    REATTACH_ATTEMPTS,
+    BigQueryWarehouse,
+    query_parameter,
+)
 from backfill.warehouse.schema import PLAYER_GAME_SUMMARY, TABLES
 from tests.builtin import (
     DAILY_SQL,
@@ -134,6 +142,9 @@ class FakeClient:
         self.closed = False
 
     def query(self, sql: str, **kwargs) -> FakeJob:
+        # As the client does: a whole job_id as given, else the prefix and a new uuid per insert.
+        kwargs.setdefault("job_id", None)
+        kwargs["job_id"] = kwargs["job_id"] or f"{kwargs.get('job_id_prefix') or ''}{uuid.uuid4()}"
         self.queries.append({"sql": sql, **kwargs})
         for needle, error in self.failures.items():
             if needle in sql:
@@ -145,7 +156,7 @@ class FakeClient:
             FakeRowIterator(frame, schema),
             total_bytes_processed=12345,
             session_id=session_id,
-            job_id=kwargs.get("job_id") or f"auto-{len(self.queries)}",
+            job_id=kwargs["job_id"],
             location=kwargs.get("location"),
             error=next((e for needle, e in self.job_failures.items() if needle in sql), None),
         )
@@ -193,7 +204,7 @@ class FakeClient:
 
     def load_table_from_file(self, file_obj, destination, **kwargs) -> FakeJob:
         self.loads.append({"data": file_obj.read(), "destination": destination, **kwargs})
-        job = FakeJob(FakeRowIterator(pd.DataFrame(), []), job_id=kwargs.get("job_id") or "load")
+        job = FakeJob(FakeRowIterator(pd.DataFrame(), []), job_id=f"{kwargs.get('job_id_prefix') or ''}load")
         self.jobs.append(job)
         return job
 
@@ -411,7 +422,12 @@ def test_configured_guard_and_timeout_reach_the_job(client):
     assert call["job_config"].maximum_bytes_billed == 10**9
     assert int(call["job_config"].job_timeout_ms) == 42500
     assert call["timeout"] == 42.5
-    assert client.jobs[0].result_calls == [{"retry": DEFAULT_RETRY, "timeout": 42.5, "job_retry": None}]
+    # One rule: the client waits for the job a grace longer than BigQuery lets it run, and each
+    # wait's API calls are retried for POLL_DEADLINE_S at most.
+    ((result_call),) = client.jobs[0].result_calls
+    assert result_call["timeout"] == 42.5 + JOB_TIMEOUT_GRACE_S and result_call["job_retry"] is None
+    assert result_call["retry"]._timeout == POLL_DEADLINE_S == 60.0
+    assert result_call["retry"]._predicate is DEFAULT_RETRY._predicate
 
 
 def test_dry_run_job_config_skips_the_cache(warehouse):
@@ -437,9 +453,9 @@ def test_query_sends_the_googlesql_unchanged_with_parameters_and_no_client_job_r
     assert [(p.name, p.type_, p.value) for p in call["job_config"].query_parameters] == [("d", "DATE", day)]
     assert call["job_config"].labels == {"app": "nba-backfill", "page": "x"}
     (job,) = client.jobs
-    assert job.result_calls == [
-        {"retry": DEFAULT_RETRY, "timeout": warehouse.settings.query_timeout_s, "job_retry": None}
-    ]
+    ((result_call),) = job.result_calls
+    assert result_call["job_retry"] is None
+    assert result_call["timeout"] == warehouse.settings.query_timeout_s + JOB_TIMEOUT_GRACE_S
 
 
 def test_query_reads_rows_over_rest_without_the_storage_api(warehouse, client):
@@ -687,10 +703,10 @@ def test_load_frame_sends_parquet_bytes_appended_to_the_table(warehouse, client)
     assert config.write_disposition == bigquery.WriteDisposition.WRITE_APPEND
     # The upload and the polling keep the client's own API-call retries; a load job is never re-run.
     assert "num_retries" not in load
-    assert load["job_id"].startswith("backfill_")
-    assert client.jobs[0].result_calls == [
-        {"retry": DEFAULT_RETRY, "timeout": warehouse.settings.query_timeout_s}
-    ]
+    assert load["job_id_prefix"] == "backfill_" and "job_id" not in load
+    ((result_call),) = client.jobs[0].result_calls
+    assert set(result_call) == {"retry", "timeout"}  # no job_retry: a load job is never re-run
+    assert result_call["timeout"] == warehouse.settings.query_timeout_s + JOB_TIMEOUT_GRACE_S
     sent = pd.read_parquet(io.BytesIO(load["data"]))
     assert list(sent.columns) == list(PLAYER_GAME_SUMMARY.column_names)
     assert sent["player_lookup"].tolist() == ["jamesjohnson"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from backfill import faults
 from backfill.config import Settings
 from backfill.crashpoints import IN_TRANSACTION, crash_point
-from backfill.errors import BadInput, WarehouseRefused
+from backfill.errors import BadInput, TryLater, WarehouseRefused
 from backfill.validate import check_identifier
 from backfill.warehouse.schema import SQL_ALIASES, TABLES, Table
 
@@ -419,14 +419,23 @@ class Warehouse(ABC):
 @contextlib.contextmanager
 def _refusals_explained() -> Iterator[None]:
     """A refusal that a setting or a permission must fix (the bytes-billed cap, a used-up quota,
-    billing, access) goes on as one line that says what to change, the engine's error as its cause."""
+    billing, access) goes on as one line that says what to change, the engine's error as its cause;
+    one that only time lifts (rows in the streaming buffer) as :class:`TryLater`, saying when."""
     try:
         yield
     except Exception as exc:
+        later = faults.later_hint(exc)
+        if later is not None and not isinstance(exc, TryLater):
+            raise TryLater(f"{later} ({_first_line(exc)})") from exc
         hint = faults.explain(exc)
         if hint is None or isinstance(exc, WarehouseRefused):
             raise
         raise WarehouseRefused(hint) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return (text.splitlines() or [""])[0][:200]
 
 
 def dates_to_python(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -9,8 +9,14 @@ API calls, ``DEFAULT_JOB_RETRY`` for failed jobs), each kept at one level only:
 
 - *API calls* (inserting a job, polling it, reading its rows, getting a dataset) keep the client's
   bounded ``DEFAULT_RETRY``: a dropped poll is retried underneath in seconds, and re-polling never
-  re-runs anything. A job is inserted under a job id of our own, so a retried insert that finds the
-  job already there (409) picks it up instead of starting a second one (the client does that).
+  re-runs anything. A job is inserted with a ``job_id_prefix`` (the client draws the rest of the id
+  once per insert), never a whole ``job_id``: given a whole id, the client treats a 409 on a
+  retried insert as the caller's mistake and raises it (``_job_helpers.query_jobs_insert``); given
+  a prefix, it re-attaches to the job that the lost first answer had created, so a job is never
+  sent twice and never counted as failed for it. While waiting for a job, API calls are retried
+  for at most :data:`POLL_DEADLINE_S`: ``jobs.getQueryResults`` reports a *failed job* as an HTTP
+  error of an ambiguous reason (``backendError``), which the client's default would retry for
+  10 minutes before anyone looked at the job itself.
 - *Jobs* are never re-run by the client (``job_retry=None``): a failed job is a failed attempt of
   :mod:`backfill.retry`, which runs the statement again as a new job with a new id, and the run
   ledger sees every attempt. A failure while *waiting* for a job (the poll gave up, the connection
@@ -34,8 +40,8 @@ import io
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -78,6 +84,18 @@ API_RETRY = DEFAULT_RETRY
 """The client's own bounded retry of one API call (10 minutes at most, reasons and transport errors
 of ``google.cloud.bigquery.retry._should_retry``): a different layer from ours, which re-runs
 whole statements; it never re-runs a job (``job_retry=None`` everywhere)."""
+
+POLL_DEADLINE_S = 60.0
+"""How long the client may retry the API calls of one wait for a job (jobs.get, getQueryResults)
+before the wait fails and :meth:`BigQueryWarehouse._wait` looks at the job itself (``jobs.get``):
+a job that failed is noticed within this, not after the client's 10-minute default."""
+
+POLL_RETRY = API_RETRY.with_timeout(POLL_DEADLINE_S)
+"""The client's retry predicate, bounded by :data:`POLL_DEADLINE_S`, for the calls of a wait."""
+
+JOB_TIMEOUT_GRACE_S = 30.0
+"""How much longer the client waits for a job than BigQuery lets it run (``job_timeout_ms``), so
+the server's own verdict ("stopped": Job timed out, transient) arrives before the client gives up."""
 
 REATTACH_ATTEMPTS = 5
 """How many times waiting for one job may fail (the poll gave up) before the attempt fails."""
@@ -127,6 +145,20 @@ BIGQUERY_ERRORS = EngineErrors(
         ),
         "resourcesExceeded": "the query ran out of resources: lower batch_size so each job covers fewer dates",
         "responseTooLarge": "the result is too large to return: narrow the date range",
+    },
+    # job_timeout_ms ran out: BigQuery stops the job with reason "stopped" (or "timeout") and says
+    # it timed out. A timeout is weather (the team's December failures); a user's cancel, also
+    # "stopped", is not, hence the message.
+    timeout_reasons=(("stopped", "timed out"), ("timeout", "timed out")),
+    # DML (DELETE, UPDATE, MERGE) on rows streamed in the last ~30-90 minutes is refused until
+    # BigQuery flushes them from its streaming buffer: only time helps, not the policy's seconds.
+    # See https://cloud.google.com/bigquery/docs/data-manipulation-language#limitations.
+    later_messages={
+        "rows in the streaming buffer": (
+            "BigQuery refuses DML on rows still in its streaming buffer (rows streamed in the last "
+            "30-90 minutes, e.g. by the team's prediction writer): rerun these dates once the "
+            "buffer is flushed (doctor warns while a stage table has one)"
+        ),
     },
     # google/cloud/bigquery/retry.py: _UNSTRUCTURED_RETRYABLE_TYPES, which decide when an error has
     # no structured reason. GatewayTimeout (504) and DeadlineExceeded are added: a timeout in
@@ -198,13 +230,32 @@ def used_params(statement: str, params: dict) -> dict:
     return {name: value for name, value in params.items() if name in used}
 
 
-def job_id(labels: dict | None) -> str:
-    """A new job id for one attempt: ``backfill_<run id>_<uuid>`` in a run, else ``backfill_<uuid>``.
+def job_id_prefix(labels: dict | None) -> str:
+    """``backfill_<run id>_`` in a run, else ``backfill_``: the client adds a new uuid per insert.
 
-    Each attempt gets its own, so a re-run is a new job; an id of our own lets the client recognise
-    its own job when a retried insert meets it (409) instead of sending a second one."""
+    Each attempt is a new insert, so a re-run is a new job; a prefix (not a whole id) keeps the
+    client's recovery of a retried insert that meets its own job (409): it re-attaches to it."""
     run = _label(dict(labels or {}).get("backfill_run", "")).replace("-", "_")
-    return "_".join(part for part in ("backfill", run, uuid.uuid4().hex) if part)
+    return "_".join(part for part in ("backfill", run) if part) + "_"
+
+
+@dataclass(frozen=True)
+class JobDeadlines:
+    """How long BigQuery lets a job run and how long the client waits for it: one rule, written once."""
+
+    job_timeout_ms: int | None
+    """``job_timeout_ms`` of the job (None: no limit)."""
+    wait_s: float | None
+    """The client's whole wait for the job (None: as long as it takes)."""
+
+
+def job_deadlines(settings: Settings) -> JobDeadlines:
+    """``query_timeout_s`` is the job's limit on the server; the client waits a little longer
+    (:data:`JOB_TIMEOUT_GRACE_S`), so a job that runs too long ends as BigQuery's "Job timed out"
+    (transient, retried as a new job) and never keeps running and billing beside its retry."""
+    if not settings.query_timeout_s:
+        return JobDeadlines(None, None)
+    return JobDeadlines(int(settings.query_timeout_s * 1000), settings.query_timeout_s + JOB_TIMEOUT_GRACE_S)
 
 
 def job_failed(job: Any) -> bool:
@@ -434,10 +485,10 @@ class BigQueryWarehouse(Warehouse):
         # 0 means no guard: the argument is left out (QueryJobConfig refuses None).
         if self.settings.maximum_bytes_billed:
             options["maximum_bytes_billed"] = self.settings.maximum_bytes_billed
-        # The server stops a job that outlives the client's wait, so a timed-out attempt that is
-        # retried does not keep running (and billing) beside its retry.
-        if self.settings.query_timeout_s and not dry_run:
-            options["job_timeout_ms"] = int(self.settings.query_timeout_s * 1000)
+        # The server stops a job that outlives the client's wait (job_deadlines: one rule).
+        limit = job_deadlines(self.settings).job_timeout_ms
+        if limit and not dry_run:
+            options["job_timeout_ms"] = limit
         if create_session:
             options["create_session"] = True
         if session_id:
@@ -449,7 +500,7 @@ class BigQueryWarehouse(Warehouse):
         job = self.client.query(
             statement,
             job_config=self.job_config(used_params(statement, params), labels, **session),
-            job_id=job_id(labels),
+            job_id_prefix=job_id_prefix(labels),
             location=self.location,
             retry=API_RETRY,
             job_retry=None,
@@ -462,7 +513,9 @@ class BigQueryWarehouse(Warehouse):
 
         (job, rows). The job's own failure, or the wait running out of time (the job is then
         stopped by BigQuery at ``job_timeout_ms``), ends the attempt: that is the retry policy's
-        to judge. Re-attaching is tenacity too, bounded by :data:`REATTACH_ATTEMPTS`."""
+        to judge. Each wait retries its API calls for :data:`POLL_DEADLINE_S` at most; then
+        ``jobs.get`` tells a failed job (the attempt ends) from a failed poll (wait again).
+        Re-attaching is tenacity too, bounded by :data:`REATTACH_ATTEMPTS`."""
         current = job
         waits = 0
 
@@ -479,7 +532,9 @@ class BigQueryWarehouse(Warehouse):
             waits += 1
             # Only query jobs take job_retry (load jobs are never re-run by the client anyway).
             never_rerun = {"job_retry": None} if query else {}
-            return current.result(retry=API_RETRY, timeout=self.settings.query_timeout_s, **never_rerun)
+            return current.result(
+                retry=POLL_RETRY, timeout=job_deadlines(self.settings).wait_s, **never_rerun
+            )
 
         def poll_failed(exc: BaseException) -> bool:
             return not isinstance(exc, TimeoutError) and not job_failed(current) and is_transient(exc)
@@ -726,7 +781,7 @@ class BigQueryWarehouse(Warehouse):
             buffer,
             self._table_id(table),
             job_config=config,
-            job_id=job_id(None),
+            job_id_prefix=job_id_prefix(None),
             location=self.location,
             timeout=self.settings.query_timeout_s,
         )
