@@ -1028,3 +1028,59 @@ def test_jobs_run_where_the_analytics_dataset_is_unless_configured(client, monke
 def test_datasets_are_made_in_us_when_nothing_says_otherwise(warehouse, client):
     warehouse.create_schema()
     assert {call["dataset"].location for call in client.datasets} == {"US"}
+
+
+# -- change detection from metadata ----------------------------------------------------------------
+
+
+class MetadataClient(FakeClient):
+    """Tables answered from their REST resource, as ``tables.get`` returns it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resources: dict[str, dict] = {}
+        self.table_gets = 0
+
+    def get_table(self, table_id: str, **kwargs):
+        self.table_gets += 1
+        if table_id not in self.resources:
+            raise NotFound(f"Not found: Table {table_id}")
+        project, dataset, table = table_id.split(".")
+        reference = {"projectId": project, "datasetId": dataset, "tableId": table}
+        return bigquery.Table.from_api_repr({"tableReference": reference, **self.resources[table_id]})
+
+
+def test_the_change_stamp_is_table_metadata_and_moves_with_any_write(bq_settings, monkeypatch):
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    client = MetadataClient()
+    now = [0.0]
+    warehouse = BigQueryWarehouse(bq_settings, PROJECT, client=client, monotonic=lambda: now[0])
+    ids = [f"{PROJECT}.{bq_settings.dataset_name(s.dataset)}.{s.table}" for s in PIPELINE.stages]
+    for table_id in ids:
+        client.resources[table_id] = {"lastModifiedTime": "1700000000000", "numRows": "10"}
+
+    first = warehouse.change_stamp()
+    assert first is not None and client.table_gets == len(ids)
+    now[0] += 1.0  # within STAMP_REUSE_S: the same reading serves
+    assert warehouse.change_stamp() == first and client.table_gets == len(ids)
+    now[0] += 5.0
+    assert warehouse.change_stamp() == first  # nothing written: the same stamp
+    client.resources[ids[1]]["lastModifiedTime"] = "1700000005000"  # a DML on MLFS
+    now[0] += 5.0
+    after_dml = warehouse.change_stamp()
+    assert after_dml != first
+    client.resources[ids[2]]["streamingBuffer"] = {"estimatedRows": "3", "oldestEntryTime": "1700000006000"}
+    now[0] += 5.0
+    assert warehouse.change_stamp() != after_dml  # rows streamed in
+    assert client.queries == []  # never a job
+
+
+def test_the_emulator_gives_no_change_stamp_its_dml_does_not_move_table_times(bq_settings, monkeypatch):
+    monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
+    client = MetadataClient()
+    warehouse = BigQueryWarehouse(bq_settings, PROJECT, client=client)
+    assert warehouse.change_stamp() is None and client.table_gets == 0
+
+
+def test_the_console_looks_for_other_writers_at_most_once_a_minute_on_bigquery():
+    assert BigQueryWarehouse.CHANGE_POLL_S >= 60.0

@@ -87,6 +87,10 @@ class Warehouse(ABC):
     SUPPORTS_SCRATCH_DATASETS: ClassVar[bool] = False
     """Whether :meth:`create_scratch_dataset` and :meth:`drop_scratch_dataset` exist (``smoke``)."""
 
+    CHANGE_POLL_S: ClassVar[float] = 0.0
+    """The shortest interval at which a console may look whether other writers changed the
+    warehouse (0: as often as it likes). Looking costs requests on a remote warehouse."""
+
     IN_LOCAL_FILES: ClassVar[bool] = False
     """Whether its warehouses live in local files (see :meth:`local_file`)."""
 

@@ -42,7 +42,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import tenacity
@@ -96,6 +96,10 @@ POLL_RETRY = API_RETRY.with_timeout(POLL_DEADLINE_S)
 JOB_TIMEOUT_GRACE_S = 30.0
 """How much longer the client waits for a job than BigQuery lets it run (``job_timeout_ms``), so
 the server's own verdict ("stopped": Job timed out, transient) arrives before the client gives up."""
+
+STAMP_REUSE_S = 2.0
+"""How long one reading of the tables' metadata serves as the change stamp: a page rerun asks for
+it several times (bounds, tables, coverage) and each ask is one ``tables.get`` per stage table."""
 
 REATTACH_ATTEMPTS = 5
 """How many times waiting for one job may fail (the poll gave up) before the attempt fails."""
@@ -272,6 +276,9 @@ class BigQueryWarehouse(Warehouse):
     ``partition_times_tracked`` says whether ``INFORMATION_SCHEMA.PARTITIONS`` reports when each
     partition last changed: true of BigQuery, false of the emulator (:meth:`partition_times` then
     answers None, and callers measure as they would on any warehouse).
+    ``table_times_tracked`` says whether a table's ``lastModifiedTime`` moves with every write, DML
+    included: true of BigQuery, false of the emulator (its DML leaves it as it was); it decides
+    whether :meth:`change_stamp` reads the tables' metadata or answers None.
     """
 
     kind = "bigquery"
@@ -279,6 +286,13 @@ class BigQueryWarehouse(Warehouse):
     SUPPORTS_DRY_RUN = True
     SUPPORTS_SCRATCH_DATASETS = True
     ERRORS = BIGQUERY_ERRORS
+    # Each look is a tables.get per stage table (no job, no bytes); a minute keeps a tab left open
+    # all day to a few thousand metadata requests.
+    CHANGE_POLL_S = 60.0
+    EMULATOR_TRACKS_TABLE_TIMES: ClassVar[bool] = False
+    """bqemulator 1.4.0 moves a table's last-modified time on DDL, never on DML: on it, the change
+    stamp would miss writes, so it is not used there (a test that only reruns on unchanged data may
+    say otherwise)."""
 
     @classmethod
     def parse_location(cls, url: str) -> str:
@@ -296,7 +310,9 @@ class BigQueryWarehouse(Warehouse):
         *,
         scripts_bind_parameters: bool | None = None,
         partition_times_tracked: bool | None = None,
+        table_times_tracked: bool | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         super().__init__(settings)
         self.project = check_project(project)
@@ -316,6 +332,11 @@ class BigQueryWarehouse(Warehouse):
             # changes would go unseen.
             partition_times_tracked = self.emulator_host is None
         self.partition_times_tracked = partition_times_tracked
+        if table_times_tracked is None:
+            table_times_tracked = self.emulator_host is None or self.EMULATOR_TRACKS_TABLE_TIMES
+        self.table_times_tracked = table_times_tracked
+        self.monotonic = monotonic
+        self._stamp_read: tuple[float, str] | None = None
 
     def _make_client(self) -> bigquery.Client:
         if self.emulator_host:
@@ -364,6 +385,33 @@ class BigQueryWarehouse(Warehouse):
             Column(field.name, _TYPE_NAMES.get(field.field_type, field.field_type), field.mode == "REQUIRED")
             for field in remote.schema
         ]
+
+    def change_stamp(self) -> str | None:
+        """Every stage table's last-modified time, rows and streaming buffer, from ``tables.get``
+        (metadata: no job, no bytes billed). Any write moves it: DML, loads, streamed rows. None
+        where writes do not move it (``table_times_tracked`` false: the emulator)."""
+        if not self.table_times_tracked:
+            return None
+        now = self.monotonic()
+        if self._stamp_read is not None and now - self._stamp_read[0] < STAMP_REUSE_S:
+            return self._stamp_read[1]
+        parts = []
+        for stage in self.settings.pipeline.stages:
+            table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+            try:
+                found = self.client.get_table(
+                    table_id, retry=API_RETRY, timeout=self.settings.query_timeout_s
+                )
+            except NotFound:
+                parts.append(f"{table_id} missing")
+                continue
+            buffer = found.streaming_buffer
+            streamed = f"{buffer.estimated_rows}@{buffer.oldest_entry_time}" if buffer is not None else "-"
+            modified = found.modified.isoformat() if found.modified is not None else "-"
+            parts.append(f"{table_id} {modified} {found.num_rows} {streamed}")
+        stamp = "\n".join(parts)
+        self._stamp_read = (now, stamp)
+        return stamp
 
     def partition_times(self, stages, start: dt.date, end: dt.date) -> dict[PartitionKey, dt.datetime] | None:
         """LAST_MODIFIED_TIME of each date partition of the stages' tables in [start, end]: one query
