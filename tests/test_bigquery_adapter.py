@@ -20,7 +20,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlglot
-from google.api_core.exceptions import BadRequest, InternalServerError, NotFound, ServiceUnavailable
+from google.api_core.exceptions import (
+    BadRequest,
+    Forbidden,
+    InternalServerError,
+    NotFound,
+    ServiceUnavailable,
+)
 from google.cloud import bigquery
 from google.cloud.bigquery.job.base import SessionInfo
 from google.cloud.bigquery.retry import DEFAULT_RETRY
@@ -830,8 +836,9 @@ def _assert_values_only_as_parameters(client: FakeClient) -> None:
 
 def test_coverage_sends_values_only_as_parameters(sentinel_warehouse, client):
     # MIN/MAX over an empty table is one row of NULLs, not no row.
-    bounds = pd.DataFrame({"first_date": [None], "last_date": [None]})
-    client.answers[coverage.bounds_sql(PIPELINE).split(" FROM")[0]] = (bounds, [])
+    # The bounds come from INFORMATION_SCHEMA.PARTITIONS (aggregates of no partition: NULLs).
+    bounds = pd.DataFrame({"first_id": [None], "last_id": [None], "unpartitioned": [None]})
+    client.answers["AS first_id"] = (bounds, [])
     daily = coverage.daily_coverage(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_START, SENTINEL_END)
     coverage.monthly_coverage(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_START, SENTINEL_END, daily)
     coverage.date_players(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_END)
@@ -1084,3 +1091,89 @@ def test_the_emulator_gives_no_change_stamp_its_dml_does_not_move_table_times(bq
 
 def test_the_console_looks_for_other_writers_at_most_once_a_minute_on_bigquery():
     assert BigQueryWarehouse.CHANGE_POLL_S >= 60.0
+
+
+# -- doctor: what production would refuse (fake answers where the emulator cannot) -----------------
+
+
+class DoctorClient(MetadataClient):
+    """Datasets, tables as ``tables.get`` returns them, and ``tables.testIamPermissions`` answers."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.granted: dict[str, list[str]] = {}
+        self.ids = {}
+        for stage in PIPELINE.stages:
+            dataset = settings.dataset_name(stage.dataset)
+            self.dataset_locations[f"{PROJECT}.{dataset}"] = "US"
+            table_id = f"{PROJECT}.{dataset}.{stage.table}"
+            self.ids[stage.name] = table_id
+            self.resources[table_id] = {
+                "timePartitioning": {"type": "DAY", "field": stage.date_column},
+                "clustering": {"fields": [stage.player_column]},
+            }
+            self.granted[table_id] = ["bigquery.tables.updateData"]
+
+    def test_iam_permissions(self, table_id, permissions, **kwargs):
+        return {"permissions": [p for p in permissions if p in self.granted.get(table_id, [])]}
+
+
+def doctor_lines(settings: Settings, client: DoctorClient, monkeypatch) -> dict[str, tuple[str, str]]:
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    warehouse = BigQueryWarehouse(settings, PROJECT, client=client)
+    return {check.name: (check.status, check.detail) for check in warehouse.health_checks()}
+
+
+def test_doctor_reads_require_partition_filter_and_says_the_console_works_with_it(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.resources[client.ids["played"]]["requirePartitionFilter"] = True
+    checks = doctor_lines(bq_settings, client, monkeypatch)
+    status, detail = checks["partition filter player_game_summary"]
+    assert status == "ok" and "requires a filter on game_date" in detail
+    assert checks["partition filter ml_feature_store"][0] == "ok"
+
+
+def test_doctor_fails_a_required_filter_on_another_column_saying_what_to_change(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    resource = client.resources[client.ids["mlfs"]]
+    resource["requirePartitionFilter"] = True
+    resource["timePartitioning"] = {"type": "DAY", "field": "processed_day"}
+    status, detail = doctor_lines(bq_settings, client, monkeypatch)["partition filter ml_feature_store"]
+    assert status == "FAIL"
+    assert (
+        "processed_day" in detail and "date_column" in detail and "require_partition_filter = false" in detail
+    )
+
+
+def test_doctor_warns_of_a_streaming_buffer_that_dml_waits_for(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.resources[client.ids["predictions"]]["streamingBuffer"] = {
+        "estimatedRows": "120",
+        "oldestEntryTime": "1700000000000",
+    }
+    checks = doctor_lines(bq_settings, client, monkeypatch)
+    status, detail = checks["streaming buffer player_prop_predictions"]
+    assert status == "warn" and "120 rows" in detail and "refuses DML" in detail and "rerun" in detail
+    assert "streaming buffer ml_feature_store" not in checks
+
+
+def test_doctor_fails_a_table_the_account_may_not_write_saying_which_role(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.granted[client.ids["predictions"]] = []
+    checks = doctor_lines(bq_settings, client, monkeypatch)
+    status, detail = checks["permission to write player_prop_predictions"]
+    assert (
+        status == "FAIL" and "bigquery.tables.updateData" in detail and "roles/bigquery.dataEditor" in detail
+    )
+    assert checks["permission to write ml_feature_store"] == ("ok", "bigquery.tables.updateData granted")
+    # Answered by testIamPermissions: no dry-run DELETE was needed.
+    assert not [call for call in client.queries if call["sql"].startswith("DELETE")]
+
+
+def test_doctor_fails_when_the_partitions_view_is_refused_saying_which_permission(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.failures["INFORMATION_SCHEMA.PARTITIONS"] = Forbidden(
+        "Access Denied: Table INFORMATION_SCHEMA.PARTITIONS: User does not have permission bigquery.tables.list"
+    )
+    status, detail = doctor_lines(bq_settings, client, monkeypatch)["permission to list partitions"]
+    assert status == "FAIL" and "bigquery.tables.list" in detail

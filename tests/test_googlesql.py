@@ -354,6 +354,19 @@ def test_the_partitions_metadata_query_is_valid_googlesql(googlesql, bigquery_wa
     assert googlesql.analyze_script(sql, params) == ["ResolvedQueryStmt"]
 
 
+def test_the_partition_bounds_query_is_valid_googlesql(googlesql, bigquery_warehouse):
+    from backfill.warehouse.bigquery import partition_bounds_sql
+
+    dataset = bigquery_warehouse.settings.analytics_dataset
+    view = f"{PROJECT}.{dataset}.INFORMATION_SCHEMA.PARTITIONS"
+    googlesql.tables[view] = [(name, _type(kind)) for name, kind in PARTITIONS_VIEW]
+    (sql,) = bigquery_warehouse.prepare(
+        partition_bounds_sql(bigquery_warehouse.name_ref(dataset, "INFORMATION_SCHEMA.PARTITIONS"))
+    )
+    params = {"table": "player_game_summary", "first": "00000000", "last": "99999999"}
+    assert googlesql.analyze_script(sql, params) == ["ResolvedQueryStmt"]
+
+
 def test_smokes_independent_counts_are_valid_googlesql(googlesql, bigquery_warehouse):
     from backfill import smoke
 

@@ -54,6 +54,13 @@ PartitionKey = tuple[str, dt.date]
 """(stage name, date): one date partition of a stage's table."""
 
 
+class DateBounds(NamedTuple):
+    """First and last date with rows in a table (both None when it has none)."""
+
+    first: dt.date | None
+    last: dt.date | None
+
+
 class Check(NamedTuple):
     """One readiness check: its name, its outcome, and one line (what to fix when not ok)."""
 
@@ -319,6 +326,12 @@ class Warehouse(ABC):
         """When each date partition of the stages' tables in [start, end] last changed, from the
         warehouse's own metadata (one cheap request), or None where the warehouse does not track
         it per partition. A partition absent from the answer has no rows."""
+        return None
+
+    def partition_bounds(self, stage: Stage) -> DateBounds | None:
+        """First and last date with rows in a stage's table, from the warehouse's partition metadata
+        (no read of the table itself, so no partition filter needed), or None where the warehouse
+        keeps no such metadata: callers then read the date column."""
         return None
 
     def changed_partitions(

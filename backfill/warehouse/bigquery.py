@@ -61,6 +61,7 @@ from backfill.warehouse.base import (
     WARN,
     Check,
     Column,
+    DateBounds,
     Params,
     PartitionKey,
     Warehouse,
@@ -96,6 +97,9 @@ POLL_RETRY = API_RETRY.with_timeout(POLL_DEADLINE_S)
 JOB_TIMEOUT_GRACE_S = 30.0
 """How much longer the client waits for a job than BigQuery lets it run (``job_timeout_ms``), so
 the server's own verdict ("stopped": Job timed out, transient) arrives before the client gives up."""
+
+UPDATE_DATA = "bigquery.tables.updateData"
+"""The permission a backfill's DELETE and INSERT need on a stage table."""
 
 STAMP_REUSE_S = 2.0
 """How long one reading of the tables' metadata serves as the change stamp: a page rerun asks for
@@ -202,6 +206,18 @@ BIGQUERY_ERRORS = EngineErrors(
     ),
 )
 """What BigQuery's errors mean, for :mod:`backfill.faults`."""
+
+
+def partition_bounds_sql(partitions_view: str) -> str:
+    """Min and max partition id with rows of table ``@table`` among ids in [``@first``, ``@last``]
+    (``__NULL__`` and ``__UNPARTITIONED__`` sort after every digit string, so they fall outside), and
+    how many rows sit in no date partition at all."""
+    in_range = "IF(partition_id BETWEEN @first AND @last, partition_id, NULL)"
+    return (
+        f"SELECT MIN({in_range}) AS first_id, MAX({in_range}) AS last_id, "
+        "SUM(IF(partition_id = '__UNPARTITIONED__', total_rows, 0)) AS unpartitioned "
+        f"FROM {partitions_view} WHERE table_name = @table AND total_rows > 0"
+    )
 
 
 def query_parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
@@ -439,6 +455,26 @@ class BigQueryWarehouse(Warehouse):
             for stage in by_table.get((dataset, table), ()):
                 times[(stage, day)] = pd.Timestamp(changed_at).to_pydatetime()
         return times
+
+    def partition_bounds(self, stage) -> DateBounds | None:
+        """The first and last daily partition with rows, from ``INFORMATION_SCHEMA.PARTITIONS`` (one
+        metadata query: the table's rows are not read, so ``require_partition_filter`` is no bar).
+        None for a table that is not partitioned by day (its rows are then read, unfiltered)."""
+        dataset = self.settings.dataset_name(stage.dataset)
+        row = self.query(
+            partition_bounds_sql(self.name_ref(dataset, "INFORMATION_SCHEMA.PARTITIONS")),
+            {"table": stage.table, "first": "00000000", "last": "99999999"},
+        ).iloc[0]
+        if not pd.isna(row["unpartitioned"]) and int(row["unpartitioned"]):
+            return None
+        first, last = row["first_id"], row["last_id"]
+        if pd.isna(first) or pd.isna(last):
+            return DateBounds(None, None)
+        if len(first) != 8 or len(last) != 8:  # partitioned by month or year: ids say too little
+            return None
+        return DateBounds(
+            dt.datetime.strptime(first, "%Y%m%d").date(), dt.datetime.strptime(last, "%Y%m%d").date()
+        )
 
     def partitions_sql(self, datasets: list[str]) -> str:
         """One query of the datasets' PARTITIONS views: ``@tables_N`` are dataset N's table names,
@@ -780,9 +816,45 @@ class BigQueryWarehouse(Warehouse):
             )
         else:
             yield Check(f"partitioning {stage.table}", OK, f"partitioned by {d}, clustered by {p}")
+        yield self._partition_filter_check(stage, table_id, remote, partitioned)
+        buffer = remote.streaming_buffer
+        if buffer is not None and (buffer.estimated_rows or 0) > 0:
+            yield Check(
+                f"streaming buffer {stage.table}",
+                WARN,
+                f"{table_id} has about {buffer.estimated_rows} rows in its streaming buffer (oldest "
+                f"{buffer.oldest_entry_time or 'unknown'}): BigQuery refuses DML on them until it flushes "
+                "them (up to 90 minutes), so backfills and stale deletes of those dates fail as 'later'; "
+                "rerun them after the flush, or load with batch jobs instead of streaming",
+            )
+
+    def _partition_filter_check(self, stage, table_id: str, remote, partitioned: str | None) -> Check:
+        """Whether the table requires a partition filter, and whether the console's reads meet it."""
+        name = f"partition filter {stage.table}"
+        if not remote.require_partition_filter:
+            return Check(name, OK, "no partition filter required (the console filters by date anyway)")
+        if partitioned != stage.date_column:
+            return Check(
+                name,
+                FAIL,
+                f"{table_id} requires a filter on {partitioned or 'its partitioning column'} but the console "
+                f"filters stage {stage.name} by {stage.date_column}: set the stage's date_column to "
+                f"{partitioned} in the pipeline file, or ALTER TABLE ... SET OPTIONS "
+                "(require_partition_filter = false)",
+            )
+        return Check(
+            name,
+            OK,
+            f"requires a filter on {stage.date_column}: every read the console sends filters it, and date "
+            "bounds come from INFORMATION_SCHEMA.PARTITIONS (see 'permission to list partitions')",
+        )
 
     def _permission_checks(self):
-        """Dry runs of a read of every table and of a delete on the tables the backfill writes."""
+        """Dry runs of a read of every table and of a delete on the tables the backfill writes (or
+        ``tables.testIamPermissions`` where the endpoint answers it), and of the partitions query."""
+        yield from self._partitions_permission_checks()
+        writes_known: set[str] = set()
+        yield from self._iam_write_checks(writes_known)
         pipeline = self.settings.pipeline
         probes = [
             (
@@ -794,6 +866,7 @@ class BigQueryWarehouse(Warehouse):
         probes += [
             (f"write {stage.table}", f"DELETE FROM {{{stage.name}}} WHERE {stage.date_column} = @d")
             for stage in pipeline.backfillable
+            if stage.name not in writes_known
         ]
         for name, template in probes:
             try:
@@ -804,6 +877,53 @@ class BigQueryWarehouse(Warehouse):
                 yield Check(f"permission to {name}", FAIL, explain(exc) or _one_line(exc))
             else:
                 yield Check(f"permission to {name}", OK, "a dry run is accepted")
+
+    def _partitions_permission_checks(self):
+        """The console's date bounds come from each reference dataset's INFORMATION_SCHEMA.PARTITIONS,
+        which needs bigquery.tables.list on the dataset beside reading the tables."""
+        ref = self.settings.pipeline.reference
+        dataset = self.settings.dataset_name(ref.dataset)
+        template = partition_bounds_sql(self.name_ref(dataset, "INFORMATION_SCHEMA.PARTITIONS"))
+        try:
+            self.estimate_bytes(template, {"table": ref.table, "first": "00000000", "last": "99999999"})
+        except NotFound:
+            return
+        except GoogleAPICallError as exc:
+            yield Check(
+                "permission to list partitions",
+                FAIL,
+                f"INFORMATION_SCHEMA.PARTITIONS of {dataset} is refused ({_one_line(exc)[:160]}): grant "
+                "bigquery.tables.list on the dataset (roles/bigquery.metadataViewer or dataViewer); the "
+                "console reads its date bounds there",
+            )
+        else:
+            yield Check("permission to list partitions", OK, f"INFORMATION_SCHEMA.PARTITIONS of {dataset}")
+
+    def _iam_write_checks(self, known: set[str]):
+        """``tables.testIamPermissions`` for bigquery.tables.updateData on each written table; where
+        the endpoint does not answer it (the emulator), the dry-run DELETE decides instead. The stages
+        answered here are added to ``known``."""
+        for stage in self.settings.pipeline.backfillable:
+            table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+            try:
+                answer = self.client.test_iam_permissions(
+                    table_id, [UPDATE_DATA], retry=API_RETRY, timeout=self.settings.query_timeout_s
+                )
+            except NotFound:
+                known.add(stage.name)  # the table is missing: reported with the columns
+                continue
+            except GoogleAPICallError:
+                continue  # not answered here: the dry run decides
+            known.add(stage.name)
+            if UPDATE_DATA in (answer or {}).get("permissions", []):
+                yield Check(f"permission to write {stage.table}", OK, f"{UPDATE_DATA} granted")
+            else:
+                yield Check(
+                    f"permission to write {stage.table}",
+                    FAIL,
+                    f"the account lacks {UPDATE_DATA} on {table_id}: grant roles/bigquery.dataEditor on "
+                    f"dataset {self.settings.dataset_name(stage.dataset)} (README, IAM roles)",
+                )
 
     def label_tables(self, labels: dict[str, str]) -> None:
         """Set labels on the three tables (which must exist)."""
