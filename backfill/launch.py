@@ -17,7 +17,7 @@ from backfill import upstream_rerun
 from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
 from backfill.errors import BackfillError, BadInput
-from backfill.holds import refuse_overlap
+from backfill.holds import leased, refuse_overlap
 from backfill.ledger import Ledger, Run
 from backfill.ledger.database import is_postgresql
 from backfill.pipeline import Pipeline
@@ -25,6 +25,7 @@ from backfill.processors import processor_for
 from backfill.replay import settings_for_run
 from backfill.request import BackfillRequest
 from backfill.rerun_rules import RERUN_STATUSES
+from backfill.retry import RetryPolicy
 from backfill.runner import RunResult, create_run, execute_run
 from backfill.warehouse import Warehouse, connect
 
@@ -221,7 +222,13 @@ def delete_stale_rows(
     from backfill import stale
 
     require_operator(settings, who, "delete stale rows")
-    deleted = stale.delete_stale(warehouse or connect(settings), settings, start, end, stages)
+    target = warehouse or connect(settings)
+    # A writer like any other: leases on its (stage, date) items, and the retry policy.
+    pairs = stale.delete_pairs(settings, start, end, stages)
+    with leased(Ledger(settings.ledger), target.url, pairs, who), target.labels(action="stale_delete"):
+        deleted, _ = RetryPolicy(max_attempts=settings.max_attempts, delays=settings.retry_delays).call(
+            lambda: stale.delete_stale(target, settings, start, end, stages)
+        )
     details = {
         "start": str(start),
         "end": str(end),
