@@ -16,6 +16,7 @@ from pathlib import Path
 from backfill import upstream_rerun
 from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
+from backfill.cost_labels import job_labels
 from backfill.errors import BackfillError, BadInput
 from backfill.holds import leased, refuse_overlap
 from backfill.ledger import Ledger, Run
@@ -225,7 +226,10 @@ def delete_stale_rows(
     target = warehouse or connect(settings)
     # A writer like any other: leases on its (stage, date) items, and the retry policy.
     pairs = stale.delete_pairs(settings, start, end, stages)
-    with leased(Ledger(settings.ledger), target.url, pairs, who), target.labels(action="stale_delete"):
+    with (
+        leased(Ledger(settings.ledger), target.url, pairs, who),
+        target.labels(**job_labels("stale_delete", who)),
+    ):
         deleted, _ = RetryPolicy(max_attempts=settings.max_attempts, delays=settings.retry_delays).call(
             lambda: stale.delete_stale(target, settings, start, end, stages)
         )

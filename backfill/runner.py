@@ -31,6 +31,7 @@ import pandas as pd
 
 from backfill import batching, coverage, replay, stale
 from backfill.config import Settings
+from backfill.cost_labels import job_labels
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
 from backfill.errors import BadInput
 from backfill.faults import PERMANENT, classify
@@ -614,7 +615,9 @@ def execute_run(
     run_id: str, warehouse: Warehouse, settings: Settings, ledger: Ledger, **options
 ) -> RunResult:
     """Run (or resume) a recorded run in this process until it ends."""
-    return Runner(warehouse, settings, ledger, run_id, **options).execute()
+    who = ledger.get_run(run_id).created_by
+    with warehouse.labels(**job_labels("run", who)):
+        return Runner(warehouse, settings, ledger, run_id, **options).execute()
 
 
 def _coverage_value(row: dict) -> float | None:

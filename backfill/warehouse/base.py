@@ -140,6 +140,9 @@ class Warehouse(ABC):
         self._lock = threading.Lock()
         self._statements_issued = 0
         self._labels = threading.local()
+        self.base_labels: dict[str, str] = {}
+        """Labels on every request of this adapter (what it is for, who asked: see
+        :mod:`backfill.cost_labels`); a :meth:`labels` block adds to them and wins."""
 
     # -- what callers use -------------------------------------------------------------------
 
@@ -219,7 +222,7 @@ class Warehouse(ABC):
             self._labels.current = outer
 
     def _labelled(self, options: dict[str, Any]) -> dict[str, Any]:
-        current = getattr(self._labels, "current", {})
+        current = self.base_labels | getattr(self._labels, "current", {})
         if not current:
             return options
         return options | {"labels": current | dict(options.get("labels") or {})}

@@ -706,7 +706,10 @@ class BigQueryWarehouse(Warehouse):
             self._count()
             job = self.client.query(
                 statement,
-                job_config=self.job_config(used_params(statement, params), dry_run=True),
+                # Dry runs are free, but labelled too: INFORMATION_SCHEMA.JOBS lists them.
+                job_config=self.job_config(
+                    used_params(statement, params), self._labelled({}).get("labels"), dry_run=True
+                ),
                 location=self.location,
                 retry=API_RETRY,
                 job_retry=None,
@@ -942,7 +945,10 @@ class BigQueryWarehouse(Warehouse):
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            labels=dict(JOB_LABELS),
+            labels={
+                key: _label(value)
+                for key, value in (JOB_LABELS | dict(self._labelled({}).get("labels") or {})).items()
+            },
         )
         # The upload keeps the client's own bounded retries of its requests (an API-call layer).
         job = self.client.load_table_from_file(

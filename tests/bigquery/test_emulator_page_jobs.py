@@ -23,14 +23,15 @@ APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
 @pytest.fixture
-def jobs_sent(monkeypatch) -> list[str]:
-    """The SQL of every jobs.insert any client sends in the test."""
-    sent: list[str] = []
+def jobs_sent(monkeypatch) -> list[tuple[str, dict]]:
+    """(SQL, labels) of every jobs.insert any client sends in the test."""
+    sent: list[tuple[str, dict]] = []
     real = JSONConnection.api_request
 
     def api_request(self, method, path, **kwargs):
         if method == "POST" and str(path).endswith("/jobs"):
-            sent.append(kwargs["data"]["configuration"]["query"]["query"])
+            configuration = kwargs["data"]["configuration"]
+            sent.append((configuration["query"]["query"], configuration.get("labels", {})))
         return real(self, method, path, **kwargs)
 
     monkeypatch.setattr(JSONConnection, "api_request", api_request)
@@ -61,6 +62,7 @@ def test_a_coverage_page_rerun_on_unchanged_data_sends_no_query_job(
     assert not at.exception, at.exception
     cold = list(jobs_sent)
     assert cold, "the first load reads the warehouse"
+    assert all(labels.get("action") == "page" for _, labels in cold), cold  # cost by action
 
     jobs_sent.clear()
     at.run()
