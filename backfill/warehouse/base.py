@@ -337,6 +337,14 @@ class Warehouse(ABC):
         keeps no such metadata: callers then read the date column."""
         return None
 
+    def metadata_statements(
+        self, stages: Iterable[Stage], start: dt.date, end: dt.date
+    ) -> list[tuple[str, str, dict[str, Any]]] | None:
+        """(label, template, parameters) of the metadata queries a console refresh of [start, end]
+        sends in place of a fingerprint of the rows (:meth:`partition_bounds`,
+        :meth:`partition_times`), for the cost report; None where it fingerprints the rows."""
+        return None
+
     def changed_partitions(
         self, stages: Iterable[Stage], since: dt.datetime | None, start: dt.date, end: dt.date
     ) -> set[PartitionKey] | None:

@@ -441,12 +441,7 @@ class BigQueryWarehouse(Warehouse):
             )
         if not by_table:
             return {}
-        datasets = sorted({dataset for dataset, _ in by_table})
-        template = self.partitions_sql(datasets)
-        params: dict[str, Any] = {"first": f"{start:%Y%m%d}", "last": f"{end:%Y%m%d}"}
-        for number, dataset in enumerate(datasets):
-            params[f"tables_{number}"] = sorted({table for ds, table in by_table if ds == dataset})
-        rows = self.query(template, params)
+        rows = self.query(*self._partition_times_query(set(by_table), start, end))
         times: dict[PartitionKey, dt.datetime] = {}
         for dataset, table, partition, changed_at in zip(
             rows["table_schema"], rows["table_name"], rows["partition_id"], rows["last_modified_time"]
@@ -456,15 +451,38 @@ class BigQueryWarehouse(Warehouse):
                 times[(stage, day)] = pd.Timestamp(changed_at).to_pydatetime()
         return times
 
+    def _partition_times_query(
+        self, tables: set[tuple[str, str]], start: dt.date, end: dt.date
+    ) -> tuple[str, dict[str, Any]]:
+        """The template and parameters of :meth:`partition_times` for (dataset, table) pairs."""
+        datasets = sorted({dataset for dataset, _ in tables})
+        params: dict[str, Any] = {"first": f"{start:%Y%m%d}", "last": f"{end:%Y%m%d}"}
+        for number, dataset in enumerate(datasets):
+            params[f"tables_{number}"] = sorted({table for ds, table in tables if ds == dataset})
+        return self.partitions_sql(datasets), params
+
+    def _partition_bounds_query(self, stage) -> tuple[str, dict[str, Any]]:
+        dataset = self.settings.dataset_name(stage.dataset)
+        return (
+            partition_bounds_sql(self.name_ref(dataset, "INFORMATION_SCHEMA.PARTITIONS")),
+            {"table": stage.table, "first": "00000000", "last": "99999999"},
+        )
+
+    def metadata_statements(self, stages, start: dt.date, end: dt.date):
+        """The bounds of the reference table, and (where BigQuery's partition times are trusted) when
+        each partition of the range last changed: what a refresh sends instead of a fingerprint."""
+        statements = [("partition bounds", *self._partition_bounds_query(self.settings.pipeline.reference))]
+        if not self.partition_times_tracked:
+            return None
+        tables = {(self.settings.dataset_name(stage.dataset), stage.table) for stage in stages}
+        statements.append(("partition times", *self._partition_times_query(tables, start, end)))
+        return statements
+
     def partition_bounds(self, stage) -> DateBounds | None:
         """The first and last daily partition with rows, from ``INFORMATION_SCHEMA.PARTITIONS`` (one
         metadata query: the table's rows are not read, so ``require_partition_filter`` is no bar).
         None for a table that is not partitioned by day (its rows are then read, unfiltered)."""
-        dataset = self.settings.dataset_name(stage.dataset)
-        row = self.query(
-            partition_bounds_sql(self.name_ref(dataset, "INFORMATION_SCHEMA.PARTITIONS")),
-            {"table": stage.table, "first": "00000000", "last": "99999999"},
-        ).iloc[0]
+        row = self.query(*self._partition_bounds_query(stage)).iloc[0]
         if not pd.isna(row["unpartitioned"]) and int(row["unpartitioned"]):
             return None
         first, last = row["first_id"], row["last_id"]
@@ -886,9 +904,8 @@ class BigQueryWarehouse(Warehouse):
         which needs bigquery.tables.list on the dataset beside reading the tables."""
         ref = self.settings.pipeline.reference
         dataset = self.settings.dataset_name(ref.dataset)
-        template = partition_bounds_sql(self.name_ref(dataset, "INFORMATION_SCHEMA.PARTITIONS"))
         try:
-            self.estimate_bytes(template, {"table": ref.table, "first": "00000000", "last": "99999999"})
+            self.estimate_bytes(*self._partition_bounds_query(ref))
         except NotFound:
             return
         except GoogleAPICallError as exc:
