@@ -144,7 +144,10 @@ class Runner:
             name: processor_for(self.pipeline.stage(name), self.pipeline) for name in self.request.stages
         }
         self._statements_at_start = warehouse.statements_issued
-        self._statements_recorded = ledger.get_run(run_id).statements  # a resume keeps counting
+        recorded = ledger.get_run(run_id)
+        self._statements_recorded = recorded.statements  # a resume keeps counting
+        self._billed_at_start = warehouse.bytes_billed
+        self._billed_recorded = int(recorded.params.get("bytes_billed") or 0)
         self._stop_heartbeat = threading.Event()
         # What each window measured of its own dates, in order (the latest row of a (date, stage)
         # wins): the run's coverage snapshot. Kept as frames: a long run's millions of row objects
@@ -354,6 +357,12 @@ class Runner:
         counts = self.ledger.item_counts(self.run_id)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         self.ledger.heartbeat(self.run_id, self._statements())
+        billed = self.warehouse.bytes_billed
+        if billed is not None and self._billed_at_start is not None:
+            # What the run's jobs cost (BigQuery's totalBytesBilled), for the Runs page.
+            self.ledger.record_params(
+                self.run_id, bytes_billed=self._billed_recorded + billed - self._billed_at_start
+            )
         self.ledger.finish_run(self.run_id, status, message or summary)
         self._log(f"{status}: {summary}; {self._statements()} warehouse statements")
         self._record_snapshot()

@@ -88,6 +88,11 @@ class HttpFaults:
     job_ids: set[str] = field(default_factory=set)
     """Job ids the server accepted through this session."""
     stood_in: dict[str, dict] = field(default_factory=dict)
+    billed_per_job: int | None = None
+    """When set, every finished query job the server shows bills this many bytes (the emulator
+    reports no totalBytesBilled; BigQuery bills at least 10 MB a job)."""
+    billed: set[str] = field(default_factory=set)
+    """Job ids shown as finished with :attr:`billed_per_job`."""
 
     def request(self, method: str, url: str, data: Any = None, **kwargs: Any) -> requests.Response:
         path = path_of(url)
@@ -109,10 +114,24 @@ class HttpFaults:
         answer = self.session.request(method=method, url=url, data=data, **kwargs)
         if inserted and 200 <= answer.status_code < 300:
             self.job_ids.add(inserted)
+        if self.billed_per_job is not None and (inserted or JOB.search(path)) and answer.status_code == 200:
+            answer = self._with_bill(answer)
         if fault is not None and fault.lose_answer:
             fault.fired = True
             raise requests.exceptions.ConnectionError("injected: connection reset before the answer arrived")
         return answer
+
+    def _with_bill(self, answer: requests.Response) -> requests.Response:
+        body = answer.json()
+        if body.get("status", {}).get("state") != "DONE" or "query" not in body.get("configuration", {}):
+            return answer
+        if body["configuration"].get("dryRun"):
+            return answer
+        body.setdefault("statistics", {}).setdefault("query", {})["totalBytesBilled"] = str(
+            self.billed_per_job
+        )
+        self.billed.add(body["jobReference"]["jobId"])
+        return response(answer.status_code, body, answer.request.method or "GET", answer.url)
 
     def _stood_in(self, method: str, url: str, job_id: str, results: bool) -> requests.Response:
         body = self.stood_in[job_id]

@@ -136,3 +136,13 @@ def test_a_refusal_for_rows_in_the_streaming_buffer_is_its_own_class_saying_why(
     message = str(caught.value)
     assert "streaming buffer" in message and "rerun these dates" in message and "\n" not in message
     assert len(server.jobs) == 1  # not retried within the policy's minutes: only time lifts it
+
+
+def test_bytes_billed_add_up_each_finished_jobs_own_figure(monkeypatch, clock):
+    server = FakeBigQuery(plan=lambda sql, number: FakeJob(error=TIMED_OUT if number == 0 else None))
+    warehouse = production(server, monkeypatch)
+    with pytest.raises(Exception):  # noqa: B017 - the first job is stopped: billed all the same
+        replace(warehouse)
+    replace(warehouse)
+    # The fake bills 10 MB per finished job (its statistics), the stopped one included.
+    assert warehouse.bytes_billed == 2 * 10 * 1024**2

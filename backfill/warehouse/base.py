@@ -147,6 +147,12 @@ class Warehouse(ABC):
     # -- what callers use -------------------------------------------------------------------
 
     @property
+    def bytes_billed(self) -> int | None:
+        """Bytes the warehouse billed for this adapter's jobs since it was made (None where nothing
+        is billed by the byte: DuckDB)."""
+        return None
+
+    @property
     def statements_issued(self) -> int:
         """How many statements (BigQuery: jobs) this adapter has sent since it was made."""
         return self._statements_issued

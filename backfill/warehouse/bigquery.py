@@ -353,6 +353,7 @@ class BigQueryWarehouse(Warehouse):
         self.table_times_tracked = table_times_tracked
         self.monotonic = monotonic
         self._stamp_read: tuple[float, str] | None = None
+        self._billed = 0
 
     def _make_client(self) -> bigquery.Client:
         if self.emulator_host:
@@ -610,6 +611,20 @@ class BigQueryWarehouse(Warehouse):
         )
         return self._wait(job)
 
+    @property
+    def bytes_billed(self) -> int:
+        """Bytes BigQuery billed for this adapter's query jobs (``totalBytesBilled`` of each, a
+        failed job's too: BigQuery bills what it scanned)."""
+        return self._billed
+
+    def _bill(self, job) -> None:
+        try:
+            billed = int(getattr(job, "total_bytes_billed", None) or 0)
+        except (TypeError, ValueError):
+            billed = 0
+        with self._lock:
+            self._billed += billed
+
     def _wait(self, job, *, query: bool = True):
         """Wait for a job; if waiting fails (not the job), re-attach to the same job and wait again.
 
@@ -646,14 +661,17 @@ class BigQueryWarehouse(Warehouse):
                 "waiting for job %s failed (%s); re-attaching", current.job_id, state.outcome.exception()
             )
 
-        rows = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(REATTACH_ATTEMPTS),
-            wait=tenacity.wait_exponential(multiplier=1, max=30),
-            retry=tenacity.retry_if_exception(poll_failed),
-            sleep=self.sleep,
-            before_sleep=tell,
-            reraise=True,
-        )(waited)
+        try:
+            rows = tenacity.Retrying(
+                stop=tenacity.stop_after_attempt(REATTACH_ATTEMPTS),
+                wait=tenacity.wait_exponential(multiplier=1, max=30),
+                retry=tenacity.retry_if_exception(poll_failed),
+                sleep=self.sleep,
+                before_sleep=tell,
+                reraise=True,
+            )(waited)
+        finally:
+            self._bill(current)  # the job as last seen (a re-attached one knows its statistics)
         return current, rows
 
     def _query(self, statements, params, labels: dict | None = None, **options: Any) -> pd.DataFrame:

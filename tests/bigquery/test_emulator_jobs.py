@@ -221,3 +221,19 @@ def test_a_streaming_buffer_refusal_fails_the_date_with_its_class_and_why(emulat
         "TryLater: BigQuery refuses DML on rows still in its streaming buffer"
     )
     pd.testing.assert_frame_equal(rows(emulator_demo, "ml_feature_store", day), was)
+
+
+def test_a_run_records_the_bytes_billed_for_its_jobs(emulator_demo, run_settings):
+    day = dt.date(2021, 11, 24)
+    billing = HttpFaults(emulator_demo.client._http, billed_per_job=10 * 1024**2)
+    client = emulator_demo.client
+    real = client._http
+    client._http_internal = billing
+    try:
+        run_id, result, _ = backfill(emulator_demo, run_settings, dates=[day], stages="mlfs")
+    finally:
+        client._http_internal = real
+    assert result.exit_code == 0, result.message
+    recorded = Ledger(run_settings.ledger).get_run(run_id).params["bytes_billed"]
+    # Every finished job of the run as the server showed it, at 10 MB each.
+    assert billing.billed and recorded == len(billing.billed) * 10 * 1024**2
