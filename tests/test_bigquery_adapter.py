@@ -1177,3 +1177,16 @@ def test_doctor_fails_when_the_partitions_view_is_refused_saying_which_permissio
     )
     status, detail = doctor_lines(bq_settings, client, monkeypatch)["permission to list partitions"]
     assert status == "FAIL" and "bigquery.tables.list" in detail
+
+
+def test_a_write_of_this_adapter_is_seen_at_its_next_look(bq_settings, monkeypatch):
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    client = MetadataClient()
+    warehouse = BigQueryWarehouse(bq_settings, PROJECT, client=client, monotonic=lambda: 0.0)
+    table_id = f"{PROJECT}.{bq_settings.dataset_name(PIPELINE.stage('mlfs').dataset)}.ml_feature_store"
+    client.resources[table_id] = {"lastModifiedTime": "1700000000000"}
+    before = warehouse.change_stamp()
+    warehouse.execute("DELETE FROM {mlfs} WHERE game_date = @d", {"d": dt.date(2021, 12, 7)})
+    client.resources[table_id]["lastModifiedTime"] = "1700000001000"  # what the DELETE did
+    # The clock has not moved: only the write itself says the reading is out of date.
+    assert warehouse.change_stamp() != before

@@ -684,6 +684,7 @@ class BigQueryWarehouse(Warehouse):
 
     def _execute(self, statements, params, labels: dict | None = None, **options: Any) -> None:
         (script,) = statements
+        self._stamp_read = None  # this process writes: its next look must see it
         parts = split_statements(script)
         if len(parts) > 1 and not self.scripts_bind_parameters and used_params(script, params):
             self._execute_in_session(parts, params, labels)
@@ -974,6 +975,7 @@ class BigQueryWarehouse(Warehouse):
 
     def load_frame(self, table: Table, frame: pd.DataFrame) -> None:
         self._count()
+        self._stamp_read = None
         buffer = io.BytesIO()
         frame[list(table.column_names)].to_parquet(buffer, index=False)
         buffer.seek(0)
