@@ -209,7 +209,12 @@ def reference_rows(warehouse: Warehouse, start: dt.date, end: dt.date) -> dict[d
 
 
 def data_bounds(warehouse: Warehouse) -> tuple[dt.date, dt.date] | None:
-    """First and last date of the reference table, or None when it is empty."""
+    """First and last date of the reference table, or None when it is empty: from its partitions'
+    metadata where the warehouse has it (BigQuery; a table that requires a partition filter refuses
+    a MIN/MAX over all of it), else from its date column."""
+    known = warehouse.partition_bounds(warehouse.settings.pipeline.reference)
+    if known is not None:
+        return None if known.first is None or known.last is None else (known.first, known.last)
     row = warehouse.query(bounds_sql(warehouse.settings.pipeline)).iloc[0]
     if pd.isna(row["first_date"]):
         return None

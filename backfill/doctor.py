@@ -172,7 +172,10 @@ def check_before_writing(warehouse: Warehouse) -> None:
     """The one preflight of every write (run, resume, rerun, stale delete; CLI and console alike):
     doctor's pipeline and table checks. BadInput with the first failure, naming the stage, the
     field and the column, before anything is written."""
-    _refuse_failures([pipeline_check(warehouse), *table_checks(warehouse)], "refused before any write")
+    _refuse_failures(
+        [pipeline_check(warehouse), *table_checks(warehouse), *warehouse.write_checks()],
+        "refused before any write",
+    )
 
 
 def check_before_reading(warehouse: Warehouse) -> None:

@@ -21,3 +21,8 @@ class RunCancelled(BackfillError):
 class WarehouseRefused(BackfillError):
     """The warehouse refused for a reason that a setting, a quota or a permission must change (not a
     retry); the message is one line saying what to change, ``__cause__`` the engine's own error."""
+
+
+class TryLater(BackfillError):
+    """The warehouse refused for now for a reason only time lifts (rows still in BigQuery's streaming
+    buffer); the message says why and when to try again, ``__cause__`` the engine's own error."""

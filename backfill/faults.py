@@ -12,13 +12,17 @@ The order of the decision, per exception in the chain (nearest first), mirrors t
 
 1. our own :class:`BadInput` and :class:`WarehouseRefused`, and types never worth retrying (``requests.exceptions.SSLError``,
    the client's ``_UNSTRUCTURED_NON_RETRYABLE_TYPES``): permanent;
-2. message fragments that name a conflict with another writer (DuckDB's file lock; BigQuery's
+2. a refusal that only time lifts (BigQuery's DML on rows still in the streaming buffer): its own
+   class, :data:`LATER`, not retried within the policy's minutes but marked for a rerun later;
+3. a reason that only says "stopped" or "timeout" together with a message saying the job timed out
+   (BigQuery's ``job_timeout_ms`` stopping it): transient, as a timeout anywhere is;
+4. message fragments that name a conflict with another writer (DuckDB's file lock; BigQuery's
    "Could not serialize access to table ... due to concurrent update", which BigQuery reports as
    ``invalidQuery``/400): transient, whatever the reason or class says;
-3. the structured error *reason* (``errors[0]["reason"]``, as ``_should_retry`` reads it): transient
+5. the structured error *reason* (``errors[0]["reason"]``, as ``_should_retry`` reads it): transient
    if some engine lists it as transient, otherwise permanent; an unknown reason is permanent, as the
    client treats it (it retries only reasons it knows);
-4. the exception *class* (the engine's transient classes, then its permanent ones, then Python's own
+6. the exception *class* (the engine's transient classes, then its permanent ones, then Python's own
    timeouts and connection errors);
 
 and, for anything no rule knows, the team's message keywords as the fallback (SPEC 1, 4.4).
@@ -31,10 +35,14 @@ import urllib.error
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from backfill.errors import BadInput, GaveUp, WarehouseRefused
+from backfill.errors import BadInput, GaveUp, TryLater, WarehouseRefused
 
 TRANSIENT = "transient"
 PERMANENT = "permanent"
+LATER = "later"
+"""Refused for now by the warehouse's own state, lifted by time alone (rows in BigQuery's streaming
+buffer, flushed within about 90 minutes): another attempt within the retry policy's minutes fails
+the same way, so the item fails with this class and a message saying when to rerun it."""
 
 TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     TimeoutError,
@@ -72,6 +80,12 @@ class EngineErrors:
     waiting and trying again is the answer, whatever the class or reason says."""
     lock_messages: tuple[tuple[str, str], ...] = ()
     """Like ``conflict_messages``, for a lock on the whole warehouse (worth waiting out at open)."""
+    timeout_reasons: tuple[tuple[str, str], ...] = ()
+    """(reason, lower-case message fragment): a reason that is permanent on its own ("stopped": a
+    user may cancel a job too) but transient when the message says the job timed out."""
+    later_messages: Mapping[str, str] = field(default_factory=dict)
+    """Lower-case message fragment -> one line saying why and when to try again: refusals that only
+    time lifts (:data:`LATER`)."""
 
 
 _ENGINES: dict[str, EngineErrors] = {}
@@ -136,7 +150,9 @@ any other error status (400, 403, 404...) fails the same way again."""
 
 
 def _verdict(exc: BaseException) -> str | None:
-    """Transient, permanent, or None when no rule speaks about this one exception."""
+    """Transient, permanent, later, or None when no rule speaks about this one exception."""
+    if isinstance(exc, TryLater):
+        return LATER
     if isinstance(exc, (BadInput, WarehouseRefused, GaveUp)):
         return PERMANENT
     if isinstance(exc, urllib.error.HTTPError):  # a plain HTTP receiver (an alert webhook)
@@ -146,9 +162,17 @@ def _verdict(exc: BaseException) -> str | None:
     known = engines()
     if any(names & engine.never_transient_types for engine in known):
         return PERMANENT
+    if any(fragment in message for engine in known for fragment in engine.later_messages):
+        return LATER
+    why = reason(exc)
+    if why is not None and any(
+        why == timed_out and fragment in message
+        for engine in known
+        for timed_out, fragment in engine.timeout_reasons
+    ):
+        return TRANSIENT
     if any(_matches(engine.conflict_messages + engine.lock_messages, names, message) for engine in known):
         return TRANSIENT
-    why = reason(exc)
     if why is not None:
         if any(why in engine.permanent_reasons for engine in known):
             return PERMANENT
@@ -163,7 +187,8 @@ def _verdict(exc: BaseException) -> str | None:
 
 
 def classify(exc: BaseException) -> str:
-    """``"transient"`` if retrying may succeed, else ``"permanent"``."""
+    """``"transient"`` if retrying may succeed, ``"later"`` if only time lifts the refusal (see
+    :data:`LATER`), else ``"permanent"``."""
     chain = _links(exc)
     for link in chain:
         verdict = _verdict(link)
@@ -185,6 +210,17 @@ def is_lock_conflict(exc: BaseException) -> bool:
         for link in _links(exc)
         for engine in engines()
     )
+
+
+def later_hint(exc: BaseException) -> str | None:
+    """Why a :data:`LATER` refusal happened and when to try again, in one line (None for others)."""
+    for link in _links(exc):
+        message = str(link).lower()
+        for engine in engines():
+            for fragment, hint in engine.later_messages.items():
+                if fragment in message:
+                    return hint
+    return None
 
 
 def explain(exc: BaseException) -> str | None:

@@ -8,12 +8,13 @@ would refuse a moment later.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from backfill.errors import BackfillError
-from backfill.ledger import Ledger
+from backfill.ledger import Ledger, new_run_id
 from backfill.ledger.status import RunStatus
 
 
@@ -87,3 +88,43 @@ def refuse_overlap(
     holds = held_dates(ledger, warehouse_url, pairs)
     if holds:
         raise DatesHeld(holds, labels)
+
+
+WRITER_KIND_STALE_DELETE = "stale_delete"
+"""The ledger kind of the short-lived run a stale-row deletion holds its leases under."""
+
+
+@contextlib.contextmanager
+def leased(
+    ledger: Ledger,
+    warehouse_url: str,
+    pairs: Iterable[tuple[str, dt.date]],
+    who: str,
+    kind: str = WRITER_KIND_STALE_DELETE,
+    labels: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Hold the (stage, date) pairs for a writer that is not a backfill (a stale-row deletion), as a
+    run of its own ``kind`` in the ledger: refused with the holder's run and name while a live run
+    holds or will hold any of them (:class:`DatesHeld`, as launches are), and while it holds them,
+    launches over the same dates are refused naming it. Yields its run id; ends it on the way out."""
+    wanted = sorted(set(pairs))
+    refuse_overlap(ledger, warehouse_url, wanted, labels)
+    run_id = ledger.create_run(
+        params={"action": kind},
+        items=wanted,
+        created_by=who,
+        warehouse=warehouse_url,
+        kind=kind,
+        run_id=f"{kind.replace('_', '-')}-{new_run_id()}",
+    )
+    ledger.start_run(run_id)
+    outcome, message = "failed", None
+    try:
+        ledger.acquire_leases(run_id, wanted)  # a run launched meanwhile: LeaseConflict names it
+        yield run_id
+        outcome = "succeeded"
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        raise
+    finally:
+        ledger.finish_run(run_id, outcome, message)

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
+from backfill.cost_labels import job_labels
 from backfill.doctor import check_before_writing
 from backfill.errors import BackfillError, BadInput
-from backfill.holds import refuse_overlap
+from backfill.holds import leased, refuse_overlap
 from backfill.ledger import Ledger, Run
 from backfill.ledger.database import is_postgresql
 from backfill.pipeline import Pipeline
@@ -29,6 +30,7 @@ from backfill.processors import processor_for
 from backfill.replay import settings_for_run
 from backfill.request import BackfillRequest
 from backfill.rerun_rules import RERUN_STATUSES
+from backfill.retry import RetryPolicy
 from backfill.warehouse import Warehouse, connect
 
 if TYPE_CHECKING:
@@ -242,9 +244,17 @@ def delete_stale_rows(
     from backfill import stale
 
     require_operator(settings, who, "delete stale rows")
-    warehouse = warehouse or connect(settings)
-    check_before_writing(warehouse)
-    deleted = stale.delete_stale(warehouse, settings, start, end, stages)
+    target = warehouse or connect(settings)
+    check_before_writing(target)
+    # A writer like any other: leases on its (stage, date) items, and the retry policy.
+    pairs = stale.delete_pairs(settings, start, end, stages)
+    with (
+        leased(Ledger(settings.ledger), target.url, pairs, who),
+        target.labels(**job_labels("stale_delete", who)),
+    ):
+        deleted, _ = RetryPolicy(max_attempts=settings.max_attempts, delays=settings.retry_delays).call(
+            lambda: stale.delete_stale(target, settings, start, end, stages)
+        )
     details = {
         "start": str(start),
         "end": str(end),

@@ -31,6 +31,7 @@ import pandas as pd
 
 from backfill import batching, coverage, replay, stale, stray_writes
 from backfill.config import Settings
+from backfill.cost_labels import job_labels
 from backfill.crashpoints import AFTER_REPLACE, BEFORE_REPLACE, crash_point
 from backfill.doctor import check_before_writing
 from backfill.errors import BadInput, GaveUp, RunCancelled
@@ -147,7 +148,10 @@ class Runner:
             name: processor_for(self.pipeline.stage(name), self.pipeline) for name in self.request.stages
         }
         self._statements_at_start = warehouse.statements_issued
-        self._statements_recorded = ledger.get_run(run_id).statements  # a resume keeps counting
+        recorded = ledger.get_run(run_id)
+        self._statements_recorded = recorded.statements  # a resume keeps counting
+        self._billed_at_start = warehouse.bytes_billed
+        self._billed_recorded = int(recorded.params.get("bytes_billed") or 0)
         self._stop_heartbeat = threading.Event()
         # What each window measured of its own dates, in order (the latest row of a (date, stage)
         # wins): the run's coverage snapshot. Kept as frames: a long run's millions of row objects
@@ -391,6 +395,12 @@ class Runner:
         counts = self.ledger.item_counts(self.run_id)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         self.ledger.heartbeat(self.run_id, self._statements())
+        billed = self.warehouse.bytes_billed
+        if billed is not None and self._billed_at_start is not None:
+            # What the run's jobs cost (BigQuery's totalBytesBilled), for the Runs page.
+            self.ledger.record_params(
+                self.run_id, bytes_billed=self._billed_recorded + billed - self._billed_at_start
+            )
         self.ledger.finish_run(self.run_id, status, message or summary)
         self._log(f"{status}: {summary}; {self._statements()} warehouse statements")
         self._record_snapshot()
@@ -738,7 +748,9 @@ def execute_run(
     run_id: str, warehouse: Warehouse, settings: Settings, ledger: Ledger, **options
 ) -> RunResult:
     """Run (or resume) a recorded run in this process until it ends."""
-    return Runner(warehouse, settings, ledger, run_id, **options).execute()
+    who = ledger.get_run(run_id).created_by
+    with warehouse.labels(**job_labels("run", who)):
+        return Runner(warehouse, settings, ledger, run_id, **options).execute()
 
 
 def _unclean(clean_error: Exception | None, left: dict[str, int]) -> dict:

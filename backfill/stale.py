@@ -23,6 +23,7 @@ import pandas as pd
 
 from backfill.config import Settings
 from backfill.pipeline import Pipeline, Stage
+from backfill.validate import date_span
 from backfill.warehouse import Warehouse
 
 CATEGORIES = ("orphan", "duplicate", "outdated", "old_version", "null_field")
@@ -150,6 +151,13 @@ def stale_preview(
         f"ORDER BY {chosen.date_column}, {chosen.player_column} LIMIT @limit"
     )
     return warehouse.query(sql, _params(settings, start, end) | {"limit": int(limit)})
+
+
+def delete_pairs(
+    settings: Settings, start: dt.date, end: dt.date, stages: Iterable[str] | None = None
+) -> list[tuple[str, dt.date]]:
+    """The (stage, date) items a deletion of the range may write: what it leases first."""
+    return [(stage, day) for stage in _stages(settings, stages) for day in date_span(start, end)]
 
 
 def delete_stale(

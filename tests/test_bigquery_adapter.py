@@ -14,12 +14,19 @@ import datetime as dt
 import io
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlglot
-from google.api_core.exceptions import BadRequest, InternalServerError, NotFound, ServiceUnavailable
+from google.api_core.exceptions import (
+    BadRequest,
+    Forbidden,
+    InternalServerError,
+    NotFound,
+    ServiceUnavailable,
+)
 from google.cloud import bigquery
 from google.cloud.bigquery.job.base import SessionInfo
 from google.cloud.bigquery.retry import DEFAULT_RETRY
@@ -34,7 +41,14 @@ from backfill.faults import PERMANENT, classify
 from backfill.processors import predictions
 from backfill.warehouse import connect, parse_url
 from backfill.warehouse.base import param_names
-from backfill.warehouse.bigquery import EMULATOR_ENV, REATTACH_ATTEMPTS, BigQueryWarehouse, query_parameter
+from backfill.warehouse.bigquery import (
+    EMULATOR_ENV,
+    JOB_TIMEOUT_GRACE_S,
+    POLL_DEADLINE_S,
+    REATTACH_ATTEMPTS,
+    BigQueryWarehouse,
+    query_parameter,
+)
 from backfill.warehouse.schema import PLAYER_GAME_SUMMARY, TABLES
 from tests.builtin import (
     DAILY_SQL,
@@ -134,6 +148,9 @@ class FakeClient:
         self.closed = False
 
     def query(self, sql: str, **kwargs) -> FakeJob:
+        # As the client does: a whole job_id as given, else the prefix and a new uuid per insert.
+        kwargs.setdefault("job_id", None)
+        kwargs["job_id"] = kwargs["job_id"] or f"{kwargs.get('job_id_prefix') or ''}{uuid.uuid4()}"
         self.queries.append({"sql": sql, **kwargs})
         for needle, error in self.failures.items():
             if needle in sql:
@@ -145,7 +162,7 @@ class FakeClient:
             FakeRowIterator(frame, schema),
             total_bytes_processed=12345,
             session_id=session_id,
-            job_id=kwargs.get("job_id") or f"auto-{len(self.queries)}",
+            job_id=kwargs["job_id"],
             location=kwargs.get("location"),
             error=next((e for needle, e in self.job_failures.items() if needle in sql), None),
         )
@@ -193,7 +210,7 @@ class FakeClient:
 
     def load_table_from_file(self, file_obj, destination, **kwargs) -> FakeJob:
         self.loads.append({"data": file_obj.read(), "destination": destination, **kwargs})
-        job = FakeJob(FakeRowIterator(pd.DataFrame(), []), job_id=kwargs.get("job_id") or "load")
+        job = FakeJob(FakeRowIterator(pd.DataFrame(), []), job_id=f"{kwargs.get('job_id_prefix') or ''}load")
         self.jobs.append(job)
         return job
 
@@ -411,7 +428,12 @@ def test_configured_guard_and_timeout_reach_the_job(client):
     assert call["job_config"].maximum_bytes_billed == 10**9
     assert int(call["job_config"].job_timeout_ms) == 42500
     assert call["timeout"] == 42.5
-    assert client.jobs[0].result_calls == [{"retry": DEFAULT_RETRY, "timeout": 42.5, "job_retry": None}]
+    # One rule: the client waits for the job a grace longer than BigQuery lets it run, and each
+    # wait's API calls are retried for POLL_DEADLINE_S at most.
+    ((result_call),) = client.jobs[0].result_calls
+    assert result_call["timeout"] == 42.5 + JOB_TIMEOUT_GRACE_S and result_call["job_retry"] is None
+    assert result_call["retry"]._timeout == POLL_DEADLINE_S == 60.0
+    assert result_call["retry"]._predicate is DEFAULT_RETRY._predicate
 
 
 def test_dry_run_job_config_skips_the_cache(warehouse):
@@ -437,9 +459,9 @@ def test_query_sends_the_googlesql_unchanged_with_parameters_and_no_client_job_r
     assert [(p.name, p.type_, p.value) for p in call["job_config"].query_parameters] == [("d", "DATE", day)]
     assert call["job_config"].labels == {"app": "nba-backfill", "page": "x"}
     (job,) = client.jobs
-    assert job.result_calls == [
-        {"retry": DEFAULT_RETRY, "timeout": warehouse.settings.query_timeout_s, "job_retry": None}
-    ]
+    ((result_call),) = job.result_calls
+    assert result_call["job_retry"] is None
+    assert result_call["timeout"] == warehouse.settings.query_timeout_s + JOB_TIMEOUT_GRACE_S
 
 
 def test_query_reads_rows_over_rest_without_the_storage_api(warehouse, client):
@@ -687,10 +709,10 @@ def test_load_frame_sends_parquet_bytes_appended_to_the_table(warehouse, client)
     assert config.write_disposition == bigquery.WriteDisposition.WRITE_APPEND
     # The upload and the polling keep the client's own API-call retries; a load job is never re-run.
     assert "num_retries" not in load
-    assert load["job_id"].startswith("backfill_")
-    assert client.jobs[0].result_calls == [
-        {"retry": DEFAULT_RETRY, "timeout": warehouse.settings.query_timeout_s}
-    ]
+    assert load["job_id_prefix"] == "backfill_" and "job_id" not in load
+    ((result_call),) = client.jobs[0].result_calls
+    assert set(result_call) == {"retry", "timeout"}  # no job_retry: a load job is never re-run
+    assert result_call["timeout"] == warehouse.settings.query_timeout_s + JOB_TIMEOUT_GRACE_S
     sent = pd.read_parquet(io.BytesIO(load["data"]))
     assert list(sent.columns) == list(PLAYER_GAME_SUMMARY.column_names)
     assert sent["player_lookup"].tolist() == ["jamesjohnson"]
@@ -814,8 +836,9 @@ def _assert_values_only_as_parameters(client: FakeClient) -> None:
 
 def test_coverage_sends_values_only_as_parameters(sentinel_warehouse, client):
     # MIN/MAX over an empty table is one row of NULLs, not no row.
-    bounds = pd.DataFrame({"first_date": [None], "last_date": [None]})
-    client.answers[coverage.bounds_sql(PIPELINE).split(" FROM")[0]] = (bounds, [])
+    # The bounds come from INFORMATION_SCHEMA.PARTITIONS (aggregates of no partition: NULLs).
+    bounds = pd.DataFrame({"first_id": [None], "last_id": [None], "unpartitioned": [None]})
+    client.answers["AS first_id"] = (bounds, [])
     daily = coverage.daily_coverage(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_START, SENTINEL_END)
     coverage.monthly_coverage(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_START, SENTINEL_END, daily)
     coverage.date_players(sentinel_warehouse, SENTINEL_SETTINGS, SENTINEL_END)
@@ -1012,3 +1035,208 @@ def test_jobs_run_where_the_analytics_dataset_is_unless_configured(client, monke
 def test_datasets_are_made_in_us_when_nothing_says_otherwise(warehouse, client):
     warehouse.create_schema()
     assert {call["dataset"].location for call in client.datasets} == {"US"}
+
+
+# -- change detection from metadata ----------------------------------------------------------------
+
+
+class MetadataClient(FakeClient):
+    """Tables answered from their REST resource, as ``tables.get`` returns it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resources: dict[str, dict] = {}
+        self.table_gets = 0
+
+    def get_table(self, table_id: str, **kwargs):
+        self.table_gets += 1
+        if table_id not in self.resources:
+            raise NotFound(f"Not found: Table {table_id}")
+        project, dataset, table = table_id.split(".")
+        reference = {"projectId": project, "datasetId": dataset, "tableId": table}
+        return bigquery.Table.from_api_repr({"tableReference": reference, **self.resources[table_id]})
+
+
+def test_the_change_stamp_is_table_metadata_and_moves_with_any_write(bq_settings, monkeypatch):
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    client = MetadataClient()
+    now = [0.0]
+    warehouse = BigQueryWarehouse(bq_settings, PROJECT, client=client, monotonic=lambda: now[0])
+    ids = [f"{PROJECT}.{bq_settings.dataset_name(s.dataset)}.{s.table}" for s in PIPELINE.stages]
+    for table_id in ids:
+        client.resources[table_id] = {"lastModifiedTime": "1700000000000", "numRows": "10"}
+
+    first = warehouse.change_stamp()
+    assert first is not None and client.table_gets == len(ids)
+    now[0] += 1.0  # within STAMP_REUSE_S: the same reading serves
+    assert warehouse.change_stamp() == first and client.table_gets == len(ids)
+    now[0] += 5.0
+    assert warehouse.change_stamp() == first  # nothing written: the same stamp
+    client.resources[ids[1]]["lastModifiedTime"] = "1700000005000"  # a DML on MLFS
+    now[0] += 5.0
+    after_dml = warehouse.change_stamp()
+    assert after_dml != first
+    client.resources[ids[2]]["streamingBuffer"] = {"estimatedRows": "3", "oldestEntryTime": "1700000006000"}
+    now[0] += 5.0
+    assert warehouse.change_stamp() != after_dml  # rows streamed in
+    assert client.queries == []  # never a job
+
+
+def test_the_emulator_gives_no_change_stamp_its_dml_does_not_move_table_times(bq_settings, monkeypatch):
+    monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
+    client = MetadataClient()
+    warehouse = BigQueryWarehouse(bq_settings, PROJECT, client=client)
+    assert warehouse.change_stamp() is None and client.table_gets == 0
+
+
+def test_the_console_looks_for_other_writers_at_most_once_a_minute_on_bigquery():
+    assert BigQueryWarehouse.CHANGE_POLL_S >= 60.0
+
+
+# -- doctor: what production would refuse (fake answers where the emulator cannot) -----------------
+
+
+class DoctorClient(MetadataClient):
+    """Datasets, tables as ``tables.get`` returns them, and ``tables.testIamPermissions`` answers."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.granted: dict[str, list[str]] = {}
+        self.ids = {}
+        for stage in PIPELINE.stages:
+            dataset = settings.dataset_name(stage.dataset)
+            self.dataset_locations[f"{PROJECT}.{dataset}"] = "US"
+            table_id = f"{PROJECT}.{dataset}.{stage.table}"
+            self.ids[stage.name] = table_id
+            self.resources[table_id] = {
+                "timePartitioning": {"type": "DAY", "field": stage.date_column},
+                "clustering": {"fields": [stage.player_column]},
+            }
+            self.granted[table_id] = ["bigquery.tables.updateData"]
+
+    def test_iam_permissions(self, table_id, permissions, **kwargs):
+        return {"permissions": [p for p in permissions if p in self.granted.get(table_id, [])]}
+
+
+def doctor_lines(settings: Settings, client: DoctorClient, monkeypatch) -> dict[str, tuple[str, str]]:
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    warehouse = BigQueryWarehouse(settings, PROJECT, client=client)
+    return {check.name: (check.status, check.detail) for check in warehouse.health_checks()}
+
+
+def test_doctor_reads_require_partition_filter_and_says_the_console_works_with_it(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.resources[client.ids["played"]]["requirePartitionFilter"] = True
+    checks = doctor_lines(bq_settings, client, monkeypatch)
+    status, detail = checks["partition filter player_game_summary"]
+    assert status == "ok" and "requires a filter on game_date" in detail
+    assert checks["partition filter ml_feature_store"][0] == "ok"
+
+
+def test_doctor_fails_a_required_filter_on_another_column_saying_what_to_change(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    resource = client.resources[client.ids["mlfs"]]
+    resource["requirePartitionFilter"] = True
+    resource["timePartitioning"] = {"type": "DAY", "field": "processed_day"}
+    status, detail = doctor_lines(bq_settings, client, monkeypatch)["partition filter ml_feature_store"]
+    assert status == "FAIL"
+    assert (
+        "processed_day" in detail and "date_column" in detail and "require_partition_filter = false" in detail
+    )
+
+
+def test_doctor_warns_of_a_streaming_buffer_that_dml_waits_for(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.resources[client.ids["predictions"]]["streamingBuffer"] = {
+        "estimatedRows": "120",
+        "oldestEntryTime": "1700000000000",
+    }
+    checks = doctor_lines(bq_settings, client, monkeypatch)
+    status, detail = checks["streaming buffer player_prop_predictions"]
+    assert status == "warn" and "120 rows" in detail and "refuses DML" in detail and "rerun" in detail
+    assert "streaming buffer ml_feature_store" not in checks
+
+
+def test_doctor_fails_a_table_the_account_may_not_write_saying_which_role(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.granted[client.ids["predictions"]] = []
+    checks = doctor_lines(bq_settings, client, monkeypatch)
+    status, detail = checks["permission to write player_prop_predictions"]
+    assert (
+        status == "FAIL" and "bigquery.tables.updateData" in detail and "roles/bigquery.dataEditor" in detail
+    )
+    assert checks["permission to write ml_feature_store"] == ("ok", "bigquery.tables.updateData granted")
+    # Answered by testIamPermissions: no dry-run DELETE was needed.
+    assert not [call for call in client.queries if call["sql"].startswith("DELETE")]
+
+
+def test_doctor_fails_when_the_partitions_view_is_refused_saying_which_permission(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.failures["INFORMATION_SCHEMA.PARTITIONS"] = Forbidden(
+        "Access Denied: Table INFORMATION_SCHEMA.PARTITIONS: User does not have permission bigquery.tables.list"
+    )
+    status, detail = doctor_lines(bq_settings, client, monkeypatch)["permission to list partitions"]
+    assert status == "FAIL" and "bigquery.tables.list" in detail
+
+
+def test_a_write_of_this_adapter_is_seen_at_its_next_look(bq_settings, monkeypatch):
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    client = MetadataClient()
+    warehouse = BigQueryWarehouse(bq_settings, PROJECT, client=client, monotonic=lambda: 0.0)
+    table_id = f"{PROJECT}.{bq_settings.dataset_name(PIPELINE.stage('mlfs').dataset)}.ml_feature_store"
+    client.resources[table_id] = {"lastModifiedTime": "1700000000000"}
+    before = warehouse.change_stamp()
+    warehouse.execute("DELETE FROM {mlfs} WHERE game_date = @d", {"d": dt.date(2021, 12, 7)})
+    client.resources[table_id]["lastModifiedTime"] = "1700000001000"  # what the DELETE did
+    # The clock has not moved: only the write itself says the reading is out of date.
+    assert warehouse.change_stamp() != before
+
+
+# -- the preflight of every write asks the same (issue "first day") --------------------------------
+
+
+def _preflight(settings: Settings, client: DoctorClient, monkeypatch) -> None:
+    from backfill.doctor import check_before_writing
+    from backfill.warehouse.schema import TABLES as DEMO_TABLES
+
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    kinds = {"FLOAT64": "FLOAT", "INT64": "INTEGER", "BOOL": "BOOLEAN"}
+    for table_id in client.ids.values():
+        table = DEMO_TABLES[table_id.rsplit(".", 1)[1]]
+        client.resources[table_id]["labels"] = {"backfill_demo": "true"}  # the demo's: it may write
+        client.resources[table_id]["schema"] = {
+            "fields": [
+                {
+                    "name": name,
+                    "type": kinds.get(kind, kind),
+                    "mode": "REQUIRED" if name in table.required else "NULLABLE",
+                }
+                for name, kind in table.columns
+            ]
+        }
+    check_before_writing(BigQueryWarehouse(settings, PROJECT, client=client))
+
+
+def test_a_write_is_refused_before_any_job_when_the_account_may_not_write_a_stage_table(
+    bq_settings, monkeypatch
+):
+    client = DoctorClient(bq_settings)
+    client.granted[client.ids["predictions"]] = []
+    with pytest.raises(BadInput, match="refused before any write: .*lacks bigquery.tables.updateData"):
+        _preflight(bq_settings, client, monkeypatch)
+    assert client.queries == []  # metadata only
+
+
+def test_a_write_is_refused_when_a_required_partition_filter_is_on_another_column(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    resource = client.resources[client.ids["mlfs"]]
+    resource["requirePartitionFilter"] = True
+    resource["timePartitioning"] = {"type": "DAY", "field": "processed_day"}
+    with pytest.raises(BadInput, match="refused before any write: .*requires a filter on processed_day"):
+        _preflight(bq_settings, client, monkeypatch)
+
+
+def test_a_write_passes_the_preflight_where_doctor_finds_nothing_wrong(bq_settings, monkeypatch):
+    client = DoctorClient(bq_settings)
+    client.resources[client.ids["played"]]["requirePartitionFilter"] = True  # on game_date: met
+    _preflight(bq_settings, client, monkeypatch)

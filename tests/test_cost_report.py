@@ -36,17 +36,25 @@ def bigquery(client, monkeypatch) -> BigQueryWarehouse:
     return BigQueryWarehouse(Settings(warehouse=f"bigquery://{PROJECT}"), PROJECT, client=client)
 
 
-def test_a_page_load_bills_ten_mb_per_table_of_each_of_its_three_statements(monkeypatch):
+def test_a_page_load_bills_ten_mb_per_table_of_each_of_its_statements(monkeypatch):
     client = SizedClient()
     warehouse = bigquery(client, monkeypatch)
     report = cost_report.page_load_report(warehouse, warehouse.settings, *SEASON)
-    assert [s.label for s in report.statements] == ["fingerprints", "daily coverage", "monthly players"]
-    # Each reads the three tables (played, MLFS, predictions): 3 x 10 MB minimum, 12345 B processed.
-    assert [s.tables for s in report.statements] == [3, 3, 3]
-    assert (report.bytes_processed, report.bytes_billed) == (3 * 12345, 9 * 10 * MIB)
-    assert all(call["job_config"].dry_run for call in client.queries) and len(client.queries) == 3
+    # What changed is partition metadata (no fingerprint of the rows), then the counts.
+    assert [s.label for s in report.statements] == [
+        "partition bounds",
+        "partition times",
+        "daily coverage",
+        "monthly players",
+    ]
+    assert not [call for call in client.queries if "FARM_FINGERPRINT" in call["sql"]]
+    # The bounds read one PARTITIONS view; the times one per dataset (analytics, precompute,
+    # predictions); the counts read the three tables: each at the 10 MB minimum, 12345 B processed.
+    assert [s.tables for s in report.statements] == [1, 3, 3, 3]
+    assert (report.bytes_processed, report.bytes_billed) == (4 * 12345, 10 * 10 * MIB)
+    assert all(call["job_config"].dry_run for call in client.queries) and len(client.queries) == 4
     assert report.text() == (
-        "Coverage page load 2021-10-19 to 2022-04-10: 36.2 KiB processed, 90.0 MiB billed by 3 "
+        "Coverage page load 2021-10-19 to 2022-04-10: 48.2 KiB processed, 100.0 MiB billed by 4 "
         "statements (dry runs on BigQuery project demo-project)"
     )
 

@@ -21,8 +21,8 @@ from google.api_core.exceptions import RetryError
 from google.auth import exceptions as auth
 from google.cloud.bigquery.job.base import _error_result_to_exception
 
-from backfill.errors import BadInput, WarehouseRefused
-from backfill.faults import PERMANENT, TRANSIENT, classify, engines, explain, is_transient
+from backfill.errors import BadInput, TryLater, WarehouseRefused
+from backfill.faults import LATER, PERMANENT, TRANSIENT, classify, engines, explain, is_transient, later_hint
 from backfill.warehouse.bigquery import BIGQUERY_ERRORS
 from backfill.warehouse.duckdb import DUCKDB_ERRORS
 
@@ -117,6 +117,46 @@ def test_job_that_failed_with_any_other_reason_is_permanent(reason):
     assert classify(error) == PERMANENT
     if reason == "someReasonNotYetInvented":
         assert isinstance(error, google.InternalServerError)
+
+
+@pytest.mark.parametrize(
+    "reason, message",
+    [
+        ("stopped", "Job timed out after 10 min 0 sec"),
+        ("stopped", "Job execution was cancelled: Job timed out after 6h"),
+        ("timeout", "Query timed out. Try again later."),
+    ],
+)
+def test_a_job_stopped_by_its_timeout_is_transient(reason, message):
+    # job_timeout_ms ran out (the team's December failures were timeouts): a new job may succeed.
+    assert classify(job_error(reason, message)) == TRANSIENT
+
+
+@pytest.mark.parametrize(
+    "reason, message",
+    [
+        ("stopped", "Job execution was cancelled: User requested cancellation"),
+        ("timeout", "something else"),
+        ("invalidQuery", "Job timed out"),  # only a stopped or timeout reason says the job timed out
+    ],
+)
+def test_a_stopped_job_that_did_not_time_out_is_permanent(reason, message):
+    assert classify(job_error(reason, message)) == PERMANENT
+
+
+STREAMING_BUFFER = (
+    "UPDATE or DELETE statement over table p.nba_precompute.ml_feature_store would affect rows in the "
+    "streaming buffer, which is not supported"
+)
+
+
+def test_dml_on_rows_in_the_streaming_buffer_is_its_own_class_with_a_reason():
+    error = job_error("invalidQuery", STREAMING_BUFFER)
+    assert classify(error) == LATER
+    assert not is_transient(error)  # the policy's minutes would not help: only the flush does
+    assert "streaming buffer" in later_hint(error) and "rerun" in later_hint(error)
+    assert classify(TryLater("wait")) == LATER
+    assert later_hint(job_error("invalidQuery", "Syntax error")) is None
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ except ImportError:
         raise  # CI must run these: requirements-dev.txt pins zetasql
     pytest.skip("zetasql is not installed: pip install -r requirements-dev.txt", allow_module_level=True)
 
-from google.api_core.exceptions import NotFound
+from google.api_core.exceptions import MethodNotAllowed, NotFound
 from streamlit.testing.v1 import AppTest
 
 from backfill.cli.main import main
@@ -311,6 +311,10 @@ class _RecordingClient:
     def get_dataset(self, *args, **kwargs):
         raise NotFound("no dataset yet")
 
+    def test_iam_permissions(self, *args, **kwargs):
+        # Not answered (as on the emulator): the doctor's dry-run DELETE decides instead.
+        raise MethodNotAllowed("tables.testIamPermissions is not served here")
+
     def create_dataset(self, *args, **kwargs):
         return None
 
@@ -319,6 +323,10 @@ def test_what_only_the_bigquery_adapter_sends_is_valid_googlesql(googlesql):
     client = _RecordingClient()
     warehouse = BigQueryWarehouse(Settings(), PROJECT, client=client, scripts_bind_parameters=True)
     warehouse.create_schema()  # tables partitioned and clustered
+    for dataset in sorted(set(Settings().datasets.values())):
+        googlesql.tables[f"{PROJECT}.{dataset}.INFORMATION_SCHEMA.PARTITIONS"] = [
+            (name, _type(kind)) for name, kind in PARTITIONS_VIEW
+        ]
     checks = list(warehouse._permission_checks())  # the doctor's dry runs
     assert [check.status for check in checks] == ["ok"] * len(checks)
     ddl = [sql for sql, _ in client.sent if sql.startswith("CREATE TABLE")]
@@ -351,6 +359,19 @@ def test_the_partitions_metadata_query_is_valid_googlesql(googlesql, bigquery_wa
     params = {"first": "20211201", "last": "20211231"} | {
         f"tables_{number}": ["player_game_summary"] for number in range(len(datasets))
     }
+    assert googlesql.analyze_script(sql, params) == ["ResolvedQueryStmt"]
+
+
+def test_the_partition_bounds_query_is_valid_googlesql(googlesql, bigquery_warehouse):
+    from backfill.warehouse.bigquery import partition_bounds_sql
+
+    dataset = bigquery_warehouse.settings.analytics_dataset
+    view = f"{PROJECT}.{dataset}.INFORMATION_SCHEMA.PARTITIONS"
+    googlesql.tables[view] = [(name, _type(kind)) for name, kind in PARTITIONS_VIEW]
+    (sql,) = bigquery_warehouse.prepare(
+        partition_bounds_sql(bigquery_warehouse.name_ref(dataset, "INFORMATION_SCHEMA.PARTITIONS"))
+    )
+    params = {"table": "player_game_summary", "first": "00000000", "last": "99999999"}
     assert googlesql.analyze_script(sql, params) == ["ResolvedQueryStmt"]
 
 

@@ -22,6 +22,7 @@ import streamlit as st
 
 from backfill import cost, coverage, freshness, stale
 from backfill.config import Settings, load_settings
+from backfill.cost_labels import job_labels
 from backfill.coverage_snapshot import CoverageSnapshot
 from backfill.demo import ensure_demo
 from backfill.doctor import check_before_writing
@@ -55,6 +56,7 @@ def warehouse(settings: Settings) -> Warehouse:
     """The warehouse adapter of these settings; builds the demo file when it is missing (SPEC 4.8)."""
     ensure_demo(settings)
     adapter = connect(settings)
+    adapter.base_labels = job_labels("page")  # every job the console's pages send (cost by action)
     if hasattr(adapter, "lock_wait_s"):  # a file another process may hold (DuckDB): wait briefly
         adapter.lock_wait_s = CONSOLE_LOCK_WAIT_S
     return adapter

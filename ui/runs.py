@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from backfill.config import Settings
+from backfill.cost import human_bytes
 from backfill.errors import BadInput
 from backfill.ledger import ITEM_FINAL, Run
 from backfill.pipeline import Pipeline, builtin_pipeline
@@ -195,6 +196,7 @@ HISTORY_COLUMNS = [
     "Stages",
     "Gate",
     "Statements",
+    "Billed",
     "Rerun of",
 ]
 
@@ -214,6 +216,8 @@ def history_table(
             "Stages": stages_text(run.params.get("stages", []), labels),
             "Gate": gate_text(run.params, pipeline),
             "Statements": run.statements,
+            # Bytes BigQuery billed for the run's jobs; empty where nothing is billed (DuckDB).
+            "Billed": human_bytes(int(run.params["bytes_billed"])) if "bytes_billed" in run.params else "",
             "Outcome": run.message or "",
             "Rerun of": run.parent_run_id or "",
         }

@@ -26,7 +26,8 @@ POLL_WAITING_S = 2.0
 """How often a page waiting for the warehouse tries again."""
 
 POLL_FRESH_S = 15.0
-"""How often the sidebar looks whether another process changed the warehouse."""
+"""How often the sidebar looks whether another process changed the warehouse (less often where the
+warehouse says looking costs: ``Warehouse.CHANGE_POLL_S``, a minute on BigQuery)."""
 
 FULL_RUN_KEY = "console_full_run"
 """Session key set by app.py: the freshness fragment's next run is part of a full rerun."""
@@ -105,7 +106,8 @@ def watching(settings: Settings) -> Iterator[None]:
         show_if_waiting()
     finally:
         current = st.session_state.get(data.READING_KEY)
-        every = POLL_WAITING_S if current is None or current.waiting is not None else POLL_FRESH_S
+        fresh_every = max(POLL_FRESH_S, data.warehouse(settings).CHANGE_POLL_S)
+        every = POLL_WAITING_S if current is None or current.waiting is not None else fresh_every
         with st.sidebar:
             st.fragment(run_every=every)(_freshness)(settings)
 

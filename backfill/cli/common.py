@@ -136,6 +136,8 @@ def open_warehouse(ctx: Context, check_tables: bool = True) -> Warehouse:
     """The configured warehouse; a DuckDB file must exist (a typo must not create an empty one), and
     every stage's table (unless ``check_tables`` is False: a run checks them once it holds its dates,
     so that a run refused for its dates never waits on the warehouse)."""
+    from backfill.access import local_user
+    from backfill.cost_labels import job_labels
     from backfill.warehouse import adapter_class, connect, parse_url
 
     kind, location = parse_url(ctx.settings.warehouse)
@@ -152,6 +154,8 @@ def open_warehouse(ctx: Context, check_tables: bool = True) -> Warehouse:
                 f"warehouse file {location!r} does not exist (build it: python -m backfill demo --warehouse {location})"
             )
     warehouse = connect(ctx.settings)
+    # A CLI read unless the command says otherwise (a run labels its own jobs "run").
+    warehouse.base_labels = job_labels("check", local_user())
     if check_tables:
         warehouse.check_stage_tables()
     return warehouse

@@ -22,10 +22,13 @@ def add_doctor(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _run_doctor(args: argparse.Namespace, ctx: Context) -> int:
+    from backfill.access import local_user
+    from backfill.cost_labels import job_labels
     from backfill.doctor import doctor, format_check
     from backfill.warehouse import connect
 
     warehouse = connect(ctx.settings)
+    warehouse.base_labels = job_labels("doctor", local_user())
     try:
         checks, code = doctor(ctx.settings, warehouse)
     finally:

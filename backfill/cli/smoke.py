@@ -35,6 +35,8 @@ def add_smoke(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _run_smoke(args: argparse.Namespace, ctx: Context) -> int:
+    from backfill.access import local_user
+    from backfill.cost_labels import job_labels
     from backfill.smoke import claim_datasets, run_smoke, scratch_datasets, scratch_settings
     from backfill.warehouse import adapter_class, connect, parse_url
 
@@ -52,6 +54,7 @@ def _run_smoke(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         production.close()
     warehouse = connect(settings.replace(bigquery_location=location))
+    warehouse.base_labels = job_labels("smoke", local_user())
     failed = False
     try:
         claim_datasets(warehouse, scratch_datasets(settings))  # refuses before anything is written

@@ -181,8 +181,12 @@ class Ledger:
         with self._begin() as connection:
             return get_run(connection, run_id)
 
-    def list_runs(self, limit: int = 20) -> list[Run]:
+    def list_runs(self, limit: int = 20, kind: str | None = "backfill") -> list[Run]:
+        """The newest runs of a kind (backfills by default: a stale-row deletion's lease holder is
+        a run of its own kind, recorded as an action too); every kind with ``kind=None``."""
         query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(runs.c.kind == kind)
         with self._begin() as connection:
             return [run_from_row(row) for row in connection.execute(query)]
 

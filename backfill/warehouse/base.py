@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from backfill import faults
 from backfill.config import Settings
 from backfill.crashpoints import IN_TRANSACTION, crash_point
-from backfill.errors import BadInput, WarehouseRefused
+from backfill.errors import BadInput, TryLater, WarehouseRefused
 from backfill.validate import check_identifier
 from backfill.warehouse.schema import SQL_ALIASES, TABLES, Table
 
@@ -52,6 +52,13 @@ class Column(NamedTuple):
 
 PartitionKey = tuple[str, dt.date]
 """(stage name, date): one date partition of a stage's table."""
+
+
+class DateBounds(NamedTuple):
+    """First and last date with rows in a table (both None when it has none)."""
+
+    first: dt.date | None
+    last: dt.date | None
 
 
 class Check(NamedTuple):
@@ -88,6 +95,10 @@ class Warehouse(ABC):
 
     SUPPORTS_SCRATCH_DATASETS: ClassVar[bool] = False
     """Whether :meth:`create_scratch_dataset` and :meth:`drop_scratch_dataset` exist (``smoke``)."""
+
+    CHANGE_POLL_S: ClassVar[float] = 0.0
+    """The shortest interval at which a console may look whether other writers changed the
+    warehouse (0: as often as it likes). Looking costs requests on a remote warehouse."""
 
     IN_LOCAL_FILES: ClassVar[bool] = False
     """Whether its warehouses live in local files (see :meth:`local_file`)."""
@@ -131,8 +142,17 @@ class Warehouse(ABC):
         self._lock = threading.Lock()
         self._statements_issued = 0
         self._labels = threading.local()
+        self.base_labels: dict[str, str] = {}
+        """Labels on every request of this adapter (what it is for, who asked: see
+        :mod:`backfill.cost_labels`); a :meth:`labels` block adds to them and wins."""
 
     # -- what callers use -------------------------------------------------------------------
+
+    @property
+    def bytes_billed(self) -> int | None:
+        """Bytes the warehouse billed for this adapter's jobs since it was made (None where nothing
+        is billed by the byte: DuckDB)."""
+        return None
 
     @property
     def statements_issued(self) -> int:
@@ -210,7 +230,7 @@ class Warehouse(ABC):
             self._labels.current = outer
 
     def _labelled(self, options: dict[str, Any]) -> dict[str, Any]:
-        current = getattr(self._labels, "current", {})
+        current = self.base_labels | getattr(self._labels, "current", {})
         if not current:
             return options
         return options | {"labels": current | dict(options.get("labels") or {})}
@@ -250,6 +270,11 @@ class Warehouse(ABC):
         Used before building the demo in place, so it never drops tables it did not make.
         """
         raise NotImplementedError(f"{self.describe()} cannot list its tables")
+
+    def write_checks(self) -> Iterable[Check]:
+        """Doctor's checks of this warehouse that a write must also pass, beside the tables' columns
+        (BigQuery: partition filters and write permission); none here."""
+        return ()
 
     def label_tables(self, labels: dict[str, str]) -> None:  # noqa: B027 - a no-op where tables have no labels
         """Put labels on the three tables (BigQuery: table labels); warehouses without them ignore it."""
@@ -317,6 +342,20 @@ class Warehouse(ABC):
         """When each date partition of the stages' tables in [start, end] last changed, from the
         warehouse's own metadata (one cheap request), or None where the warehouse does not track
         it per partition. A partition absent from the answer has no rows."""
+        return None
+
+    def partition_bounds(self, stage: Stage) -> DateBounds | None:
+        """First and last date with rows in a stage's table, from the warehouse's partition metadata
+        (no read of the table itself, so no partition filter needed), or None where the warehouse
+        keeps no such metadata: callers then read the date column."""
+        return None
+
+    def metadata_statements(
+        self, stages: Iterable[Stage], start: dt.date, end: dt.date
+    ) -> list[tuple[str, str, dict[str, Any]]] | None:
+        """(label, template, parameters) of the metadata queries a console refresh of [start, end]
+        sends in place of a fingerprint of the rows (:meth:`partition_bounds`,
+        :meth:`partition_times`), for the cost report; None where it fingerprints the rows."""
         return None
 
     def changed_partitions(
@@ -421,14 +460,23 @@ class Warehouse(ABC):
 @contextlib.contextmanager
 def _refusals_explained() -> Iterator[None]:
     """A refusal that a setting or a permission must fix (the bytes-billed cap, a used-up quota,
-    billing, access) goes on as one line that says what to change, the engine's error as its cause."""
+    billing, access) goes on as one line that says what to change, the engine's error as its cause;
+    one that only time lifts (rows in the streaming buffer) as :class:`TryLater`, saying when."""
     try:
         yield
     except Exception as exc:
+        later = faults.later_hint(exc)
+        if later is not None and not isinstance(exc, TryLater):
+            raise TryLater(f"{later} ({_first_line(exc)})") from exc
         hint = faults.explain(exc)
         if hint is None or isinstance(exc, WarehouseRefused):
             raise
         raise WarehouseRefused(hint) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return (text.splitlines() or [""])[0][:200]
 
 
 def dates_to_python(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

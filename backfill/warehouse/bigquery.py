@@ -9,8 +9,14 @@ API calls, ``DEFAULT_JOB_RETRY`` for failed jobs), each kept at one level only:
 
 - *API calls* (inserting a job, polling it, reading its rows, getting a dataset) keep the client's
   bounded ``DEFAULT_RETRY``: a dropped poll is retried underneath in seconds, and re-polling never
-  re-runs anything. A job is inserted under a job id of our own, so a retried insert that finds the
-  job already there (409) picks it up instead of starting a second one (the client does that).
+  re-runs anything. A job is inserted with a ``job_id_prefix`` (the client draws the rest of the id
+  once per insert), never a whole ``job_id``: given a whole id, the client treats a 409 on a
+  retried insert as the caller's mistake and raises it (``_job_helpers.query_jobs_insert``); given
+  a prefix, it re-attaches to the job that the lost first answer had created, so a job is never
+  sent twice and never counted as failed for it. While waiting for a job, API calls are retried
+  for at most :data:`POLL_DEADLINE_S`: ``jobs.getQueryResults`` reports a *failed job* as an HTTP
+  error of an ambiguous reason (``backendError``), which the client's default would retry for
+  10 minutes before anyone looked at the job itself.
 - *Jobs* are never re-run by the client (``job_retry=None``): a failed job is a failed attempt of
   :mod:`backfill.retry`, which runs the statement again as a new job with a new id, and the run
   ledger sees every attempt. A failure while *waiting* for a job (the poll gave up, the connection
@@ -34,9 +40,9 @@ import io
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pandas as pd
 import tenacity
@@ -55,6 +61,7 @@ from backfill.warehouse.base import (
     WARN,
     Check,
     Column,
+    DateBounds,
     Params,
     PartitionKey,
     Warehouse,
@@ -78,6 +85,25 @@ API_RETRY = DEFAULT_RETRY
 """The client's own bounded retry of one API call (10 minutes at most, reasons and transport errors
 of ``google.cloud.bigquery.retry._should_retry``): a different layer from ours, which re-runs
 whole statements; it never re-runs a job (``job_retry=None`` everywhere)."""
+
+POLL_DEADLINE_S = 60.0
+"""How long the client may retry the API calls of one wait for a job (jobs.get, getQueryResults)
+before the wait fails and :meth:`BigQueryWarehouse._wait` looks at the job itself (``jobs.get``):
+a job that failed is noticed within this, not after the client's 10-minute default."""
+
+POLL_RETRY = API_RETRY.with_timeout(POLL_DEADLINE_S)
+"""The client's retry predicate, bounded by :data:`POLL_DEADLINE_S`, for the calls of a wait."""
+
+JOB_TIMEOUT_GRACE_S = 30.0
+"""How much longer the client waits for a job than BigQuery lets it run (``job_timeout_ms``), so
+the server's own verdict ("stopped": Job timed out, transient) arrives before the client gives up."""
+
+UPDATE_DATA = "bigquery.tables.updateData"
+"""The permission a backfill's DELETE and INSERT need on a stage table."""
+
+STAMP_REUSE_S = 2.0
+"""How long one reading of the tables' metadata serves as the change stamp: a page rerun asks for
+it several times (bounds, tables, coverage) and each ask is one ``tables.get`` per stage table."""
 
 REATTACH_ATTEMPTS = 5
 """How many times waiting for one job may fail (the poll gave up) before the attempt fails."""
@@ -128,6 +154,20 @@ BIGQUERY_ERRORS = EngineErrors(
         "resourcesExceeded": "the query ran out of resources: lower batch_size so each job covers fewer dates",
         "responseTooLarge": "the result is too large to return: narrow the date range",
     },
+    # job_timeout_ms ran out: BigQuery stops the job with reason "stopped" (or "timeout") and says
+    # it timed out. A timeout is weather (the team's December failures); a user's cancel, also
+    # "stopped", is not, hence the message.
+    timeout_reasons=(("stopped", "timed out"), ("timeout", "timed out")),
+    # DML (DELETE, UPDATE, MERGE) on rows streamed in the last ~30-90 minutes is refused until
+    # BigQuery flushes them from its streaming buffer: only time helps, not the policy's seconds.
+    # See https://cloud.google.com/bigquery/docs/data-manipulation-language#limitations.
+    later_messages={
+        "rows in the streaming buffer": (
+            "BigQuery refuses DML on rows still in its streaming buffer (rows streamed in the last "
+            "30-90 minutes, e.g. by the team's prediction writer): rerun these dates once the "
+            "buffer is flushed (doctor warns while a stage table has one)"
+        ),
+    },
     # google/cloud/bigquery/retry.py: _UNSTRUCTURED_RETRYABLE_TYPES, which decide when an error has
     # no structured reason. GatewayTimeout (504) and DeadlineExceeded are added: a timeout in
     # front of the API says the answer was lost, not that the request was wrong (the team's
@@ -168,6 +208,18 @@ BIGQUERY_ERRORS = EngineErrors(
 """What BigQuery's errors mean, for :mod:`backfill.faults`."""
 
 
+def partition_bounds_sql(partitions_view: str) -> str:
+    """Min and max partition id with rows of table ``@table`` among ids in [``@first``, ``@last``]
+    (``__NULL__`` and ``__UNPARTITIONED__`` sort after every digit string, so they fall outside), and
+    how many rows sit in no date partition at all."""
+    in_range = "IF(partition_id BETWEEN @first AND @last, partition_id, NULL)"
+    return (
+        f"SELECT MIN({in_range}) AS first_id, MAX({in_range}) AS last_id, "
+        "SUM(IF(partition_id = '__UNPARTITIONED__', total_rows, 0)) AS unpartitioned "
+        f"FROM {partitions_view} WHERE table_name = @table AND total_rows > 0"
+    )
+
+
 def query_parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
     """A typed BigQuery parameter for a Python value (lists become ARRAY parameters)."""
     if isinstance(value, (list, tuple)):
@@ -198,13 +250,32 @@ def used_params(statement: str, params: dict) -> dict:
     return {name: value for name, value in params.items() if name in used}
 
 
-def job_id(labels: dict | None) -> str:
-    """A new job id for one attempt: ``backfill_<run id>_<uuid>`` in a run, else ``backfill_<uuid>``.
+def job_id_prefix(labels: dict | None) -> str:
+    """``backfill_<run id>_`` in a run, else ``backfill_``: the client adds a new uuid per insert.
 
-    Each attempt gets its own, so a re-run is a new job; an id of our own lets the client recognise
-    its own job when a retried insert meets it (409) instead of sending a second one."""
+    Each attempt is a new insert, so a re-run is a new job; a prefix (not a whole id) keeps the
+    client's recovery of a retried insert that meets its own job (409): it re-attaches to it."""
     run = _label(dict(labels or {}).get("backfill_run", "")).replace("-", "_")
-    return "_".join(part for part in ("backfill", run, uuid.uuid4().hex) if part)
+    return "_".join(part for part in ("backfill", run) if part) + "_"
+
+
+@dataclass(frozen=True)
+class JobDeadlines:
+    """How long BigQuery lets a job run and how long the client waits for it: one rule, written once."""
+
+    job_timeout_ms: int | None
+    """``job_timeout_ms`` of the job (None: no limit)."""
+    wait_s: float | None
+    """The client's whole wait for the job (None: as long as it takes)."""
+
+
+def job_deadlines(settings: Settings) -> JobDeadlines:
+    """``query_timeout_s`` is the job's limit on the server; the client waits a little longer
+    (:data:`JOB_TIMEOUT_GRACE_S`), so a job that runs too long ends as BigQuery's "Job timed out"
+    (transient, retried as a new job) and never keeps running and billing beside its retry."""
+    if not settings.query_timeout_s:
+        return JobDeadlines(None, None)
+    return JobDeadlines(int(settings.query_timeout_s * 1000), settings.query_timeout_s + JOB_TIMEOUT_GRACE_S)
 
 
 def job_failed(job: Any) -> bool:
@@ -221,6 +292,9 @@ class BigQueryWarehouse(Warehouse):
     ``partition_times_tracked`` says whether ``INFORMATION_SCHEMA.PARTITIONS`` reports when each
     partition last changed: true of BigQuery, false of the emulator (:meth:`partition_times` then
     answers None, and callers measure as they would on any warehouse).
+    ``table_times_tracked`` says whether a table's ``lastModifiedTime`` moves with every write, DML
+    included: true of BigQuery, false of the emulator (its DML leaves it as it was); it decides
+    whether :meth:`change_stamp` reads the tables' metadata or answers None.
     """
 
     kind = "bigquery"
@@ -228,6 +302,13 @@ class BigQueryWarehouse(Warehouse):
     SUPPORTS_DRY_RUN = True
     SUPPORTS_SCRATCH_DATASETS = True
     ERRORS = BIGQUERY_ERRORS
+    # Each look is a tables.get per stage table (no job, no bytes); a minute keeps a tab left open
+    # all day to a few thousand metadata requests.
+    CHANGE_POLL_S = 60.0
+    EMULATOR_TRACKS_TABLE_TIMES: ClassVar[bool] = False
+    """bqemulator 1.4.0 moves a table's last-modified time on DDL, never on DML: on it, the change
+    stamp would miss writes, so it is not used there (a test that only reruns on unchanged data may
+    say otherwise)."""
 
     @classmethod
     def parse_location(cls, url: str) -> str:
@@ -245,7 +326,9 @@ class BigQueryWarehouse(Warehouse):
         *,
         scripts_bind_parameters: bool | None = None,
         partition_times_tracked: bool | None = None,
+        table_times_tracked: bool | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         super().__init__(settings)
         self.project = check_project(project)
@@ -265,6 +348,12 @@ class BigQueryWarehouse(Warehouse):
             # changes would go unseen.
             partition_times_tracked = self.emulator_host is None
         self.partition_times_tracked = partition_times_tracked
+        if table_times_tracked is None:
+            table_times_tracked = self.emulator_host is None or self.EMULATOR_TRACKS_TABLE_TIMES
+        self.table_times_tracked = table_times_tracked
+        self.monotonic = monotonic
+        self._stamp_read: tuple[float, str] | None = None
+        self._billed = 0
 
     def _make_client(self) -> bigquery.Client:
         if self.emulator_host:
@@ -314,6 +403,33 @@ class BigQueryWarehouse(Warehouse):
             for field in remote.schema
         ]
 
+    def change_stamp(self) -> str | None:
+        """Every stage table's last-modified time, rows and streaming buffer, from ``tables.get``
+        (metadata: no job, no bytes billed). Any write moves it: DML, loads, streamed rows. None
+        where writes do not move it (``table_times_tracked`` false: the emulator)."""
+        if not self.table_times_tracked:
+            return None
+        now = self.monotonic()
+        if self._stamp_read is not None and now - self._stamp_read[0] < STAMP_REUSE_S:
+            return self._stamp_read[1]
+        parts = []
+        for stage in self.settings.pipeline.stages:
+            table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+            try:
+                found = self.client.get_table(
+                    table_id, retry=API_RETRY, timeout=self.settings.query_timeout_s
+                )
+            except NotFound:
+                parts.append(f"{table_id} missing")
+                continue
+            buffer = found.streaming_buffer
+            streamed = f"{buffer.estimated_rows}@{buffer.oldest_entry_time}" if buffer is not None else "-"
+            modified = found.modified.isoformat() if found.modified is not None else "-"
+            parts.append(f"{table_id} {modified} {found.num_rows} {streamed}")
+        stamp = "\n".join(parts)
+        self._stamp_read = (now, stamp)
+        return stamp
+
     def partition_times(self, stages, start: dt.date, end: dt.date) -> dict[PartitionKey, dt.datetime] | None:
         """LAST_MODIFIED_TIME of each date partition of the stages' tables in [start, end]: one query
         of the datasets' ``INFORMATION_SCHEMA.PARTITIONS`` views (metadata, not the tables' rows)."""
@@ -326,12 +442,7 @@ class BigQueryWarehouse(Warehouse):
             )
         if not by_table:
             return {}
-        datasets = sorted({dataset for dataset, _ in by_table})
-        template = self.partitions_sql(datasets)
-        params: dict[str, Any] = {"first": f"{start:%Y%m%d}", "last": f"{end:%Y%m%d}"}
-        for number, dataset in enumerate(datasets):
-            params[f"tables_{number}"] = sorted({table for ds, table in by_table if ds == dataset})
-        rows = self.query(template, params)
+        rows = self.query(*self._partition_times_query(set(by_table), start, end))
         times: dict[PartitionKey, dt.datetime] = {}
         for dataset, table, partition, changed_at in zip(
             rows["table_schema"], rows["table_name"], rows["partition_id"], rows["last_modified_time"]
@@ -340,6 +451,49 @@ class BigQueryWarehouse(Warehouse):
             for stage in by_table.get((dataset, table), ()):
                 times[(stage, day)] = pd.Timestamp(changed_at).to_pydatetime()
         return times
+
+    def _partition_times_query(
+        self, tables: set[tuple[str, str]], start: dt.date, end: dt.date
+    ) -> tuple[str, dict[str, Any]]:
+        """The template and parameters of :meth:`partition_times` for (dataset, table) pairs."""
+        datasets = sorted({dataset for dataset, _ in tables})
+        params: dict[str, Any] = {"first": f"{start:%Y%m%d}", "last": f"{end:%Y%m%d}"}
+        for number, dataset in enumerate(datasets):
+            params[f"tables_{number}"] = sorted({table for ds, table in tables if ds == dataset})
+        return self.partitions_sql(datasets), params
+
+    def _partition_bounds_query(self, stage) -> tuple[str, dict[str, Any]]:
+        dataset = self.settings.dataset_name(stage.dataset)
+        return (
+            partition_bounds_sql(self.name_ref(dataset, "INFORMATION_SCHEMA.PARTITIONS")),
+            {"table": stage.table, "first": "00000000", "last": "99999999"},
+        )
+
+    def metadata_statements(self, stages, start: dt.date, end: dt.date):
+        """The bounds of the reference table, and (where BigQuery's partition times are trusted) when
+        each partition of the range last changed: what a refresh sends instead of a fingerprint."""
+        statements = [("partition bounds", *self._partition_bounds_query(self.settings.pipeline.reference))]
+        if not self.partition_times_tracked:
+            return None
+        tables = {(self.settings.dataset_name(stage.dataset), stage.table) for stage in stages}
+        statements.append(("partition times", *self._partition_times_query(tables, start, end)))
+        return statements
+
+    def partition_bounds(self, stage) -> DateBounds | None:
+        """The first and last daily partition with rows, from ``INFORMATION_SCHEMA.PARTITIONS`` (one
+        metadata query: the table's rows are not read, so ``require_partition_filter`` is no bar).
+        None for a table that is not partitioned by day (its rows are then read, unfiltered)."""
+        row = self.query(*self._partition_bounds_query(stage)).iloc[0]
+        if not pd.isna(row["unpartitioned"]) and int(row["unpartitioned"]):
+            return None
+        first, last = row["first_id"], row["last_id"]
+        if pd.isna(first) or pd.isna(last):
+            return DateBounds(None, None)
+        if len(first) != 8 or len(last) != 8:  # partitioned by month or year: ids say too little
+            return None
+        return DateBounds(
+            dt.datetime.strptime(first, "%Y%m%d").date(), dt.datetime.strptime(last, "%Y%m%d").date()
+        )
 
     def partitions_sql(self, datasets: list[str]) -> str:
         """One query of the datasets' PARTITIONS views: ``@tables_N`` are dataset N's table names,
@@ -434,10 +588,10 @@ class BigQueryWarehouse(Warehouse):
         # 0 means no guard: the argument is left out (QueryJobConfig refuses None).
         if self.settings.maximum_bytes_billed:
             options["maximum_bytes_billed"] = self.settings.maximum_bytes_billed
-        # The server stops a job that outlives the client's wait, so a timed-out attempt that is
-        # retried does not keep running (and billing) beside its retry.
-        if self.settings.query_timeout_s and not dry_run:
-            options["job_timeout_ms"] = int(self.settings.query_timeout_s * 1000)
+        # The server stops a job that outlives the client's wait (job_deadlines: one rule).
+        limit = job_deadlines(self.settings).job_timeout_ms
+        if limit and not dry_run:
+            options["job_timeout_ms"] = limit
         if create_session:
             options["create_session"] = True
         if session_id:
@@ -449,7 +603,7 @@ class BigQueryWarehouse(Warehouse):
         job = self.client.query(
             statement,
             job_config=self.job_config(used_params(statement, params), labels, **session),
-            job_id=job_id(labels),
+            job_id_prefix=job_id_prefix(labels),
             location=self.location,
             retry=API_RETRY,
             job_retry=None,
@@ -457,12 +611,28 @@ class BigQueryWarehouse(Warehouse):
         )
         return self._wait(job)
 
+    @property
+    def bytes_billed(self) -> int:
+        """Bytes BigQuery billed for this adapter's query jobs (``totalBytesBilled`` of each, a
+        failed job's too: BigQuery bills what it scanned)."""
+        return self._billed
+
+    def _bill(self, job) -> None:
+        try:
+            billed = int(getattr(job, "total_bytes_billed", None) or 0)
+        except (TypeError, ValueError):
+            billed = 0
+        with self._lock:
+            self._billed += billed
+
     def _wait(self, job, *, query: bool = True):
         """Wait for a job; if waiting fails (not the job), re-attach to the same job and wait again.
 
         (job, rows). The job's own failure, or the wait running out of time (the job is then
         stopped by BigQuery at ``job_timeout_ms``), ends the attempt: that is the retry policy's
-        to judge. Re-attaching is tenacity too, bounded by :data:`REATTACH_ATTEMPTS`."""
+        to judge. Each wait retries its API calls for :data:`POLL_DEADLINE_S` at most; then
+        ``jobs.get`` tells a failed job (the attempt ends) from a failed poll (wait again).
+        Re-attaching is tenacity too, bounded by :data:`REATTACH_ATTEMPTS`."""
         current = job
         waits = 0
 
@@ -479,7 +649,9 @@ class BigQueryWarehouse(Warehouse):
             waits += 1
             # Only query jobs take job_retry (load jobs are never re-run by the client anyway).
             never_rerun = {"job_retry": None} if query else {}
-            return current.result(retry=API_RETRY, timeout=self.settings.query_timeout_s, **never_rerun)
+            return current.result(
+                retry=POLL_RETRY, timeout=job_deadlines(self.settings).wait_s, **never_rerun
+            )
 
         def poll_failed(exc: BaseException) -> bool:
             return not isinstance(exc, TimeoutError) and not job_failed(current) and is_transient(exc)
@@ -489,14 +661,17 @@ class BigQueryWarehouse(Warehouse):
                 "waiting for job %s failed (%s); re-attaching", current.job_id, state.outcome.exception()
             )
 
-        rows = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(REATTACH_ATTEMPTS),
-            wait=tenacity.wait_exponential(multiplier=1, max=30),
-            retry=tenacity.retry_if_exception(poll_failed),
-            sleep=self.sleep,
-            before_sleep=tell,
-            reraise=True,
-        )(waited)
+        try:
+            rows = tenacity.Retrying(
+                stop=tenacity.stop_after_attempt(REATTACH_ATTEMPTS),
+                wait=tenacity.wait_exponential(multiplier=1, max=30),
+                retry=tenacity.retry_if_exception(poll_failed),
+                sleep=self.sleep,
+                before_sleep=tell,
+                reraise=True,
+            )(waited)
+        finally:
+            self._bill(current)  # the job as last seen (a re-attached one knows its statistics)
         return current, rows
 
     def _query(self, statements, params, labels: dict | None = None, **options: Any) -> pd.DataFrame:
@@ -509,6 +684,7 @@ class BigQueryWarehouse(Warehouse):
 
     def _execute(self, statements, params, labels: dict | None = None, **options: Any) -> None:
         (script,) = statements
+        self._stamp_read = None  # this process writes: its next look must see it
         parts = split_statements(script)
         if len(parts) > 1 and not self.scripts_bind_parameters and used_params(script, params):
             self._execute_in_session(parts, params, labels)
@@ -567,7 +743,10 @@ class BigQueryWarehouse(Warehouse):
             self._count()
             job = self.client.query(
                 statement,
-                job_config=self.job_config(used_params(statement, params), dry_run=True),
+                # Dry runs are free, but labelled too: INFORMATION_SCHEMA.JOBS lists them.
+                job_config=self.job_config(
+                    used_params(statement, params), self._labelled({}).get("labels"), dry_run=True
+                ),
                 location=self.location,
                 retry=API_RETRY,
                 job_retry=None,
@@ -677,9 +856,62 @@ class BigQueryWarehouse(Warehouse):
             )
         else:
             yield Check(f"partitioning {stage.table}", OK, f"partitioned by {d}, clustered by {p}")
+        yield self._partition_filter_check(stage, table_id, remote, partitioned)
+        buffer = remote.streaming_buffer
+        if buffer is not None and (buffer.estimated_rows or 0) > 0:
+            yield Check(
+                f"streaming buffer {stage.table}",
+                WARN,
+                f"{table_id} has about {buffer.estimated_rows} rows in its streaming buffer (oldest "
+                f"{buffer.oldest_entry_time or 'unknown'}): BigQuery refuses DML on them until it flushes "
+                "them (up to 90 minutes), so backfills and stale deletes of those dates fail as 'later'; "
+                "rerun them after the flush, or load with batch jobs instead of streaming",
+            )
+
+    def write_checks(self):
+        """Before any write, beside the columns: a partition filter the console cannot meet, and the
+        permission to write each stage table (``tables.testIamPermissions``). Metadata only, no job."""
+        for stage in self.settings.pipeline.stages:
+            table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+            try:
+                remote = self.client.get_table(
+                    table_id, retry=API_RETRY, timeout=self.settings.query_timeout_s
+                )
+            except NotFound:
+                continue  # reported with the columns
+            partitioned = (
+                getattr(remote.time_partitioning, "field", None) if remote.time_partitioning else None
+            )
+            yield self._partition_filter_check(stage, table_id, remote, partitioned)
+        yield from self._iam_write_checks(set())
+
+    def _partition_filter_check(self, stage, table_id: str, remote, partitioned: str | None) -> Check:
+        """Whether the table requires a partition filter, and whether the console's reads meet it."""
+        name = f"partition filter {stage.table}"
+        if not remote.require_partition_filter:
+            return Check(name, OK, "no partition filter required (the console filters by date anyway)")
+        if partitioned != stage.date_column:
+            return Check(
+                name,
+                FAIL,
+                f"{table_id} requires a filter on {partitioned or 'its partitioning column'} but the console "
+                f"filters stage {stage.name} by {stage.date_column}: set the stage's date_column to "
+                f"{partitioned} in the pipeline file, or ALTER TABLE ... SET OPTIONS "
+                "(require_partition_filter = false)",
+            )
+        return Check(
+            name,
+            OK,
+            f"requires a filter on {stage.date_column}: every read the console sends filters it, and date "
+            "bounds come from INFORMATION_SCHEMA.PARTITIONS (see 'permission to list partitions')",
+        )
 
     def _permission_checks(self):
-        """Dry runs of a read of every table and of a delete on the tables the backfill writes."""
+        """Dry runs of a read of every table and of a delete on the tables the backfill writes (or
+        ``tables.testIamPermissions`` where the endpoint answers it), and of the partitions query."""
+        yield from self._partitions_permission_checks()
+        writes_known: set[str] = set()
+        yield from self._iam_write_checks(writes_known)
         pipeline = self.settings.pipeline
         probes = [
             (
@@ -691,6 +923,7 @@ class BigQueryWarehouse(Warehouse):
         probes += [
             (f"write {stage.table}", f"DELETE FROM {{{stage.name}}} WHERE {stage.date_column} = @d")
             for stage in pipeline.backfillable
+            if stage.name not in writes_known
         ]
         for name, template in probes:
             try:
@@ -701,6 +934,52 @@ class BigQueryWarehouse(Warehouse):
                 yield Check(f"permission to {name}", FAIL, explain(exc) or _one_line(exc))
             else:
                 yield Check(f"permission to {name}", OK, "a dry run is accepted")
+
+    def _partitions_permission_checks(self):
+        """The console's date bounds come from each reference dataset's INFORMATION_SCHEMA.PARTITIONS,
+        which needs bigquery.tables.list on the dataset beside reading the tables."""
+        ref = self.settings.pipeline.reference
+        dataset = self.settings.dataset_name(ref.dataset)
+        try:
+            self.estimate_bytes(*self._partition_bounds_query(ref))
+        except NotFound:
+            return
+        except GoogleAPICallError as exc:
+            yield Check(
+                "permission to list partitions",
+                FAIL,
+                f"INFORMATION_SCHEMA.PARTITIONS of {dataset} is refused ({_one_line(exc)[:160]}): grant "
+                "bigquery.tables.list on the dataset (roles/bigquery.metadataViewer or dataViewer); the "
+                "console reads its date bounds there",
+            )
+        else:
+            yield Check("permission to list partitions", OK, f"INFORMATION_SCHEMA.PARTITIONS of {dataset}")
+
+    def _iam_write_checks(self, known: set[str]):
+        """``tables.testIamPermissions`` for bigquery.tables.updateData on each written table; where
+        the endpoint does not answer it (the emulator), the dry-run DELETE decides instead. The stages
+        answered here are added to ``known``."""
+        for stage in self.settings.pipeline.backfillable:
+            table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+            try:
+                answer = self.client.test_iam_permissions(
+                    table_id, [UPDATE_DATA], retry=API_RETRY, timeout=self.settings.query_timeout_s
+                )
+            except NotFound:
+                known.add(stage.name)  # the table is missing: reported with the columns
+                continue
+            except GoogleAPICallError:
+                continue  # not answered here: the dry run decides
+            known.add(stage.name)
+            if UPDATE_DATA in (answer or {}).get("permissions", []):
+                yield Check(f"permission to write {stage.table}", OK, f"{UPDATE_DATA} granted")
+            else:
+                yield Check(
+                    f"permission to write {stage.table}",
+                    FAIL,
+                    f"the account lacks {UPDATE_DATA} on {table_id}: grant roles/bigquery.dataEditor on "
+                    f"dataset {self.settings.dataset_name(stage.dataset)} (README, IAM roles)",
+                )
 
     def label_tables(self, labels: dict[str, str]) -> None:
         """Set labels on the three tables (which must exist)."""
@@ -713,20 +992,24 @@ class BigQueryWarehouse(Warehouse):
 
     def load_frame(self, table: Table, frame: pd.DataFrame) -> None:
         self._count()
+        self._stamp_read = None
         buffer = io.BytesIO()
         frame[list(table.column_names)].to_parquet(buffer, index=False)
         buffer.seek(0)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            labels=dict(JOB_LABELS),
+            labels={
+                key: _label(value)
+                for key, value in (JOB_LABELS | dict(self._labelled({}).get("labels") or {})).items()
+            },
         )
         # The upload keeps the client's own bounded retries of its requests (an API-call layer).
         job = self.client.load_table_from_file(
             buffer,
             self._table_id(table),
             job_config=config,
-            job_id=job_id(None),
+            job_id_prefix=job_id_prefix(None),
             location=self.location,
             timeout=self.settings.query_timeout_s,
         )

@@ -58,7 +58,10 @@ def test_doctor_passes_on_the_demo_and_writes_nothing(
     assert not [line for line in lines if line.startswith("FAIL")]
     # Only reads and dry runs reached the emulator: no job that runs, no change to anything.
     assert sent and {call["method"] for call in sent} <= {"GET", "POST"}
-    jobs = [call["data"] for call in sent if call["method"] == "POST"]
+    jobs = [call["data"] for call in sent if call["method"] == "POST" and call["path"].endswith("/jobs")]
+    # The other POSTs ask which permissions the account holds (tables.testIamPermissions).
+    asked = [call["path"] for call in sent if call["method"] == "POST" and not call["path"].endswith("/jobs")]
+    assert all(path.endswith(":testIamPermissions") for path in asked)
     assert jobs and all(job["configuration"]["dryRun"] for job in jobs)
 
 

@@ -6,6 +6,7 @@ are counted from the client's own ``jobs.insert`` requests (``recorded_jobs``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pandas as pd
@@ -17,6 +18,7 @@ from backfill.ledger import Ledger
 from backfill.request import BackfillRequest
 from backfill.runner import create_run, execute_run
 from tests.bigquery.clients import Fault, FaultyClient, PollFault, client_of, first_word, recorded_jobs
+from tests.bigquery_http import HttpFaults, InsertFault
 from tests.builtin import replace_params, replace_script
 
 LATER = dt.datetime(2023, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -128,3 +130,110 @@ def test_jobs_run_in_the_datasets_own_location(emulator_demo):
         f"{emulator_demo.project}.{emulator_demo.settings.analytics_dataset}"
     )
     assert dataset.location and emulator_demo.location == dataset.location
+
+
+# -- faults at the HTTP connection (tests/bigquery_http.py) ----------------------------------------
+
+
+@contextlib.contextmanager
+def http_faults(warehouse, *faults: InsertFault):
+    """The warehouse's client sends its requests through :class:`HttpFaults` for the block."""
+    client = warehouse.client
+    real = client._http
+    wrapper = HttpFaults(real, list(faults))
+    client._http_internal = wrapper
+    try:
+        yield wrapper
+    finally:
+        client._http_internal = real
+
+
+def _is_insert(sql: str) -> bool:
+    return first_word(sql) == "INSERT"
+
+
+def test_a_lost_insert_answer_then_409_re_attaches_and_the_backfill_completes(emulator_demo, run_settings):
+    # The session form (one job per statement): the INSERT's jobs.insert reaches the emulator, its
+    # answer is lost; the client retries the same job id and is answered 409, as BigQuery does.
+    emulator_demo.sleep = lambda seconds: None
+    day = dt.date(2021, 12, 7)
+    lost = InsertFault(_is_insert, lose_answer=True)
+    with http_faults(emulator_demo, lost) as wire:
+        run_id, result, items = backfill(emulator_demo, run_settings, dates=[day], stages="predictions")
+
+    assert lost.fired
+    assert (result.status, result.exit_code) == ("succeeded", 0), result.message
+    ((item),) = items
+    assert (item["status"], item["attempts"]) == ("done", 1)
+    inserted = wire.inserted_sql()
+    # The INSERT job was posted twice under one id (the retry met it) and never under a second id.
+    repeated = {job for job in inserted if inserted.count(job) > 1}
+    assert len(repeated) == 1 and inserted.count(next(iter(repeated))) == 2
+    # Every player of the date has exactly one prediction per system, as an independent query counts.
+    counts = emulator_demo.query(
+        "SELECT (SELECT COUNT(*) FROM {predictions} WHERE game_date = @d) AS n, "
+        "(SELECT COUNT(*) FROM (SELECT DISTINCT game_date, player_lookup, system_id FROM {predictions} "
+        "WHERE game_date = @d)) AS distinct_keys, "
+        "(SELECT COUNT(DISTINCT player_lookup) FROM {played} WHERE game_date = @d) AS played",
+        {"d": day},
+    )
+    n, distinct_keys, played = counts.iloc[0]
+    assert n == distinct_keys > 0 and played > 0
+    assert item["coverage_after"] == 100.0
+
+
+def test_a_job_stopped_by_its_timeout_on_the_first_attempt_is_retried_and_the_run_completes(
+    emulator_demo, run_settings
+):
+    day = dt.date(2021, 11, 22)
+    stopped = InsertFault(
+        _is_insert, stand_in={"errorResult": {"reason": "stopped", "message": "Job timed out after 10 min"}}
+    )
+    with http_faults(emulator_demo, stopped):
+        _, result, items = backfill(emulator_demo, run_settings, dates=[day], stages="mlfs")
+    assert stopped.fired
+    assert (result.status, result.exit_code) == ("succeeded", 0), result.message
+    ((item),) = items
+    assert (item["status"], item["attempts"]) == ("done", 2)
+
+
+def test_a_streaming_buffer_refusal_fails_the_date_with_its_class_and_why(emulator_demo, run_settings):
+    day = dt.date(2021, 11, 23)
+    was = rows(emulator_demo, "ml_feature_store", day)
+    message = (
+        "UPDATE or DELETE statement over table demo-project:nba_precompute.ml_feature_store would affect "
+        "rows in the streaming buffer, which is not supported"
+    )
+    refused = InsertFault(
+        lambda sql: first_word(sql) == "DELETE",
+        stand_in={"errorResult": {"reason": "invalidQuery", "message": message}},
+    )
+    with http_faults(emulator_demo, refused):
+        _, result, items = backfill(emulator_demo, run_settings, dates=[day], stages="mlfs")
+    ((item),) = items
+    assert (result.exit_code, item["status"], item["error_class"], item["attempts"]) == (
+        1,
+        "failed",
+        "later",
+        1,
+    )
+    assert item["error_message"].startswith(
+        "TryLater: BigQuery refuses DML on rows still in its streaming buffer"
+    )
+    pd.testing.assert_frame_equal(rows(emulator_demo, "ml_feature_store", day), was)
+
+
+def test_a_run_records_the_bytes_billed_for_its_jobs(emulator_demo, run_settings):
+    day = dt.date(2021, 11, 24)
+    billing = HttpFaults(emulator_demo.client._http, billed_per_job=10 * 1024**2)
+    client = emulator_demo.client
+    real = client._http
+    client._http_internal = billing
+    try:
+        run_id, result, _ = backfill(emulator_demo, run_settings, dates=[day], stages="mlfs")
+    finally:
+        client._http_internal = real
+    assert result.exit_code == 0, result.message
+    recorded = Ledger(run_settings.ledger).get_run(run_id).params["bytes_billed"]
+    # Every finished job of the run as the server showed it, at 10 MB each.
+    assert billing.billed and recorded == len(billing.billed) * 10 * 1024**2
