@@ -414,7 +414,7 @@ class BigQueryWarehouse(Warehouse):
             return self._stamp_read[1]
         parts = []
         for stage in self.settings.pipeline.stages:
-            table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+            table_id = self._stage_table_id(stage)
             try:
                 found = self.client.get_table(
                     table_id, retry=API_RETRY, timeout=self.settings.query_timeout_s
@@ -833,12 +833,12 @@ class BigQueryWarehouse(Warehouse):
 
     def _layout_checks(self, stage):
         """A stage's table partitioned by its date column and clustered by its player column."""
-        table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+        table_id = self._stage_table_id(stage)
         try:
             remote = self.client.get_table(table_id, retry=API_RETRY, timeout=self.settings.query_timeout_s)
         except NotFound:
             return  # reported with the columns
-        partitioned = getattr(remote.time_partitioning, "field", None) if remote.time_partitioning else None
+        partitioned = _partition_field(remote)
         clustered = list(remote.clustering_fields or [])
         d, p = stage.date_column, stage.player_column
         if partitioned != d:
@@ -872,18 +872,19 @@ class BigQueryWarehouse(Warehouse):
         """Before any write, beside the columns: a partition filter the console cannot meet, and the
         permission to write each stage table (``tables.testIamPermissions``). Metadata only, no job."""
         for stage in self.settings.pipeline.stages:
-            table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+            table_id = self._stage_table_id(stage)
             try:
                 remote = self.client.get_table(
                     table_id, retry=API_RETRY, timeout=self.settings.query_timeout_s
                 )
             except NotFound:
                 continue  # reported with the columns
-            partitioned = (
-                getattr(remote.time_partitioning, "field", None) if remote.time_partitioning else None
-            )
-            yield self._partition_filter_check(stage, table_id, remote, partitioned)
+            yield self._partition_filter_check(stage, table_id, remote, _partition_field(remote))
         yield from self._iam_write_checks(set())
+
+    def _stage_table_id(self, stage) -> str:
+        """``PROJECT.DATASET.TABLE`` of a stage's table (its dataset renamed as the settings say)."""
+        return f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
 
     def _partition_filter_check(self, stage, table_id: str, remote, partitioned: str | None) -> Check:
         """Whether the table requires a partition filter, and whether the console's reads meet it."""
@@ -960,7 +961,7 @@ class BigQueryWarehouse(Warehouse):
         the endpoint does not answer it (the emulator), the dry-run DELETE decides instead. The stages
         answered here are added to ``known``."""
         for stage in self.settings.pipeline.backfillable:
-            table_id = f"{self.project}.{self.settings.dataset_name(stage.dataset)}.{stage.table}"
+            table_id = self._stage_table_id(stage)
             try:
                 answer = self.client.test_iam_permissions(
                     table_id, [UPDATE_DATA], retry=API_RETRY, timeout=self.settings.query_timeout_s
@@ -1039,3 +1040,8 @@ def _label(value: Any) -> str:
     """BigQuery label values: lowercase letters, digits, '-' and '_', at most 63 characters."""
     text = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in str(value).lower())
     return text[:63]
+
+
+def _partition_field(remote) -> str | None:
+    """The column a table is partitioned by, or None."""
+    return getattr(remote.time_partitioning, "field", None) if remote.time_partitioning else None
