@@ -48,14 +48,16 @@ def submit(
     """Record a run and hand it to a detached worker process; returns the run id at once.
 
     Refused (:class:`DatesHeld`, nothing recorded) when a live run on the same warehouse holds any
-    of the request's (stage, date) pairs: its leases would refuse the run as soon as it started."""
+    of the request's (stage, date) pairs: its leases would refuse the run as soon as it started.
+    The warehouse is not opened here, so a launch never waits on a busy file: the worker asks the
+    preflight of every write before it writes (:func:`backfill.doctor.check_before_writing`), and
+    the console and the CLI ask it before they offer or submit a launch."""
     from backfill.runner import create_run
 
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
     ledger = Ledger(settings.ledger)
     refuse_overlap(ledger, warehouse.url, request.items(), settings.pipeline.labels)
-    check_before_writing(warehouse)
     run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
     spawn_worker(settings, run_id)
     return run_id
@@ -151,7 +153,7 @@ def resume_detached(settings: Settings, run_id: str, who: str) -> str:
     if run.status != "interrupted":
         raise BadInput(f"run {run_id} is {run.status}; only interrupted runs can be resumed")
     recorded = settings_for_run(settings, run.params, run_id)
-    check_before_writing(connect(recorded))
+    # Its worker asks the preflight before it writes, as a launch's does (the file may be busy now).
     ledger.requeue(run_id)
     ledger.record_action(who, "resume", {"detached": True}, run_id)
     spawn_worker(recorded, run_id)

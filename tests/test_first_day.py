@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -81,6 +82,7 @@ WRITES = {
     "run": ("run", "--dates", "2021-12-07"),
     "run-range": ("run", "--start", "2021-12-01", "--end", "2021-12-31"),
     "dry-run": ("run", "--dates", "2021-12-07", "--dry-run"),
+    "detach": ("run", "--dates", "2021-12-07", "--detach"),
     "stale-delete": ("stale", "--start", "2021-12-01", "--end", "2021-12-31", "--delete", "--yes"),
 }
 
@@ -134,7 +136,6 @@ def test_the_console_backend_refuses_launch_resume_and_delete_on_a_team_warehous
         crashed.start_run(run_id)
         assert Ledger(settings.ledger).detect_interrupted() == [run_id]
         for action in (
-            lambda: submit(settings, request, "tester", warehouse=warehouse),
             lambda: run_here(settings, request, "tester", warehouse=warehouse),
             lambda: delete_stale_rows(settings, DEC_1, DEC_7, "tester", warehouse=warehouse),
             lambda: resume(settings, run_id, "tester", warehouse=warehouse),
@@ -149,6 +150,22 @@ def test_the_console_backend_refuses_launch_resume_and_delete_on_a_team_warehous
             "SELECT DISTINCT model_version FROM nba_predictions.player_prop_predictions"
         ).fetchall()
     assert versions == [(TEAM_MODEL_VERSION,)]  # the demo's toy models never replaced the team's
+
+
+def test_a_launch_submitted_anyway_is_refused_by_its_worker_before_any_write(team_warehouse, tmp_path):
+    # What a forged click of the console does: the page offers no launch, the worker refuses.
+    settings = Settings(warehouse=str(team_warehouse), ledger=str(tmp_path / "ledger.sqlite"))
+    before = checksums(team_warehouse)
+    request = BackfillRequest.build(settings, dates=[DEC_7], today=lambda: TODAY)
+    run_id = submit(settings, request, "tester")
+    ledger = Ledger(settings.ledger)
+    deadline = time.monotonic() + 120
+    while ledger.get_run(run_id).status in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run = ledger.get_run(run_id)
+    assert run.status == "failed", run
+    assert run.message.startswith("stopped before any write: refused before any write: the built-in demo")
+    assert checksums(team_warehouse) == before
 
 
 def test_a_demo_copied_whole_is_still_a_demo(demo_copy, tmp_path, capsys):

@@ -242,8 +242,14 @@ def _write_refusal(settings: Settings, fingerprint: str) -> str | None:
 
 def write_refusal(settings: Settings) -> str | None:
     """Why a backfill or a stale-row deletion would be refused before any write (the preflight every
-    write asks: the pipeline may write here, every stage table has its columns), or None."""
-    return _write_refusal(settings, data_token(settings))
+    write asks: the pipeline may write here, every stage table has its columns), or None. A busy
+    warehouse is no answer: None, and the worker asks again before it writes."""
+    try:
+        return _write_refusal(settings, data_token(settings))
+    except Exception as exc:
+        if is_transient(exc):
+            return None
+        raise
 
 
 @st.cache_data(ttl=MEMORY_TTL, max_entries=MAX_ENTRIES, show_spinner=False)

@@ -190,6 +190,9 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
         print_estimate(ctx, lambda: backfill_estimate(warehouse, ctx.settings, request))
         return EXIT_OK
     if args.detach:
+        from backfill.doctor import check_before_writing
+
+        check_before_writing(warehouse)  # here, in one line, rather than in the worker's log
         run_id = submit(ctx.settings, request, who, parent_run_id=parent, warehouse=warehouse)
         print(
             f"Started run {run_id} in the background; follow it with: python -m backfill runs show {run_id}",
