@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backfill import __version__
-from backfill.cli import backfills, doctor, reporting, smoke, watch
+from backfill.cli import backfills, console, doctor, reporting, smoke, watch
 from backfill.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Context, Parser, Today, common_options
 from backfill.config import load_settings
 from backfill.errors import BackfillError
@@ -45,6 +45,7 @@ COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
     doctor.add_doctor,
     smoke.add_smoke,
     watch.add_check,
+    console.add_console,
 )
 """One function per command: each adds its subparser and sets its ``handler``."""
 
