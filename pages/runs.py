@@ -13,6 +13,7 @@ from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.launch import rerun, rerun_with_upstream, resume_detached
 from backfill.ledger import RUN_ACTIVE, Ledger, Run
+from backfill.replay import replay_changes, replay_refusal
 from backfill.upstream_rerun import blocked_items, waiting_for
 from backfill.validate import parse_date
 from ui import auth, run_view, runs, scroll, stages
@@ -102,10 +103,15 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
     transient = rerun_rules.transient_failures(items)
     active = run.status in RUN_ACTIVE
     locked = not identity.may_act
+    # Asked before drawing: a pipeline file changed in meaning since the run blocks its replays, named.
+    changes = replay_changes(run.params)
+    changed = replay_refusal(run.params, run.run_id)
 
     def why(applies: bool, otherwise: str, does: str) -> str:
         if locked:
             return identity.reason
+        if changed and applies:
+            return changed[0].upper() + changed[1:] + "."
         return does if applies else otherwise
 
     with st.container(horizontal=True):
@@ -113,7 +119,7 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             f"Rerun failed dates ({len({item['game_date'] for item in unfinished})})",
             key="runs_rerun_failed",
             icon=":material/replay:",
-            disabled=locked or not rerun_rules.may_rerun(run, items),
+            disabled=locked or bool(changed) or not rerun_rules.may_rerun(run, items),
             help=why(
                 rerun_rules.may_rerun(run, items),
                 "Nothing to rerun: every item is done or skipped (or the run is still going).",
@@ -126,7 +132,7 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             f"Rerun transient failures ({len({item['game_date'] for item in transient})})",
             key="runs_rerun_transient",
             icon=":material/restart_alt:",
-            disabled=locked or active or not transient,
+            disabled=locked or bool(changed) or active or not transient,
             help=why(
                 bool(transient) and not active,
                 "No transient failures in this run.",
@@ -139,7 +145,7 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             "Resume",
             key="runs_resume",
             icon=":material/play_arrow:",
-            disabled=locked or not rerun_rules.may_resume(run),
+            disabled=locked or bool(changed) or not rerun_rules.may_resume(run),
             help=why(
                 rerun_rules.may_resume(run),
                 "Only an interrupted run (its process stopped) can be resumed.",
@@ -149,6 +155,10 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             args=(settings, run.run_id, identity.who),
         )
         run_view.cancel_button(settings, run, identity, key="runs_cancel", notice_key=NOTICE_KEY)
+    if changed and (rerun_rules.may_rerun(run, items) or rerun_rules.may_resume(run)):
+        st.caption(
+            f"Not resumable or rerunnable as recorded, the pipeline file changed: {'; '.join(changes)}."
+        )
     waiting = waiting_for(run, items, settings.pipeline)
     if waiting:
         upstream = ", ".join(STAGE_LABELS[name] for name in sorted(waiting) if name in STAGE_LABELS)
@@ -158,7 +168,7 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             key="runs_rerun_upstream",
             icon=":material/account_tree:",
             type="primary",
-            disabled=locked or active,
+            disabled=locked or bool(changed) or active,
             help=why(
                 not active,
                 "The run is still going.",

@@ -8,6 +8,7 @@ workers, which the tests follow to the end by rerunning the page.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -15,8 +16,11 @@ from streamlit.testing.v1 import AppTest
 from backfill import launch
 from backfill.access import NotAllowed
 from backfill.config import Settings
+from backfill.demo import create_declared_tables
 from backfill.errors import BadInput
 from backfill.ledger import Ledger, now_utc
+from backfill.pipeline import load_pipeline
+from backfill.replay import replay_refusal, settings_for_run
 from backfill.request import BackfillRequest
 from backfill.runner import create_run
 from backfill.warehouse.duckdb import DuckDBWarehouse
@@ -289,3 +293,63 @@ def test_status_grid_colours_every_item_status_the_same_way_in_every_run():
     cells = runs.grid_data(items).set_index("stage")
     assert cells.loc["mlfs", "coverage_text"] == "98.0% → 100.0%"
     assert cells.loc["predictions", "error_text"] == f"[blocked] {GATE_MESSAGE}"
+
+
+# -- replays judged by the pipeline's meaning (issue 23) -------------------------------------------
+
+TEAM_PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "team_pipeline" / "pipeline.toml"
+PREDICTIONS_JOB = '"jobs/player_prop_predictions_backfill.py"'
+
+
+def _team_interrupted_run(settings, tmp_path, monkeypatch) -> tuple[str, Path]:
+    """An interrupted run recorded with a copy of the team's pipeline file (its jobs never start)."""
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(TEAM_PIPELINE.read_text())
+    monkeypatch.setenv("BACKFILL_PIPELINE", str(pipeline))
+    team = settings.replace(pipeline=load_pipeline(pipeline))
+    adapter = DuckDBWarehouse(team, team.warehouse)
+    try:
+        create_declared_tables(adapter, team)  # the Grades table, as `demo --pipeline` makes it
+    finally:
+        adapter.close()
+    return interrupted_run(team), pipeline
+
+
+def test_a_comment_and_a_label_in_the_pipeline_file_leave_resume_enabled(
+    app, settings, tmp_path, monkeypatch
+):
+    run_id, pipeline = _team_interrupted_run(settings, tmp_path, monkeypatch)
+    text = pipeline.read_text()
+    pipeline.write_text("# reviewed on Monday\n" + text.replace('label = "Grades"', 'label = "Grading"'))
+    at = open_page(app, run_id)
+    assert not at.exception
+    assert not at.button(key="runs_resume").disabled
+    assert "changed" not in texts(at.caption)
+    # and the backend agrees: the resume would go ahead, with the edited file
+    recorded = settings_for_run(settings, Ledger(settings.ledger).get_run(run_id).params, run_id)
+    assert recorded.pipeline.label("grading") == "Grading"
+
+
+def test_a_changed_argv_disables_resume_and_names_the_change_before_the_click(
+    app, settings, tmp_path, monkeypatch
+):
+    run_id, pipeline = _team_interrupted_run(settings, tmp_path, monkeypatch)
+    pipeline.write_text(pipeline.read_text().replace(PREDICTIONS_JOB, '"jobs/predictions_v2.py"'))
+    at = open_page(app, run_id)
+    resume = at.button(key="runs_resume")
+    assert resume.disabled
+    assert "stage predictions: processor argv changed" in resume.help
+    assert "stage predictions: processor argv changed" in texts(at.caption)
+    with pytest.raises(BadInput, match="stage predictions: processor argv changed"):
+        launch.resume_detached(settings, run_id, LOCAL_USER)
+    assert Ledger(settings.ledger).get_run(run_id).status == "interrupted"
+
+
+def test_a_run_recorded_with_only_the_files_hash_is_judged_by_its_bytes(settings, tmp_path, monkeypatch):
+    run_id, pipeline = _team_interrupted_run(settings, tmp_path, monkeypatch)
+    ledger = Ledger(settings.ledger)
+    params = ledger.get_run(run_id).params
+    del params["context"]["pipeline_form"]  # as runs recorded before the meaning was kept
+    assert replay_refusal(params, run_id) is None
+    pipeline.write_text("# a comment\n" + pipeline.read_text())
+    assert "has changed since (the file's text changed)" in replay_refusal(params, run_id)
