@@ -18,7 +18,7 @@ from backfill.access import require_operator
 from backfill.config import DEFAULT_LEDGER, Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.holds import refuse_overlap
-from backfill.ledger import Ledger, Run
+from backfill.ledger import AlreadyLaunched, Ledger, Run
 from backfill.ledger.database import is_postgresql
 from backfill.pipeline import Pipeline
 from backfill.processors import processor_for
@@ -36,16 +36,22 @@ def submit(
     *,
     parent_run_id: str | None = None,
     warehouse: Warehouse | None = None,
+    launch_key: str | None = None,
 ) -> str:
     """Record a run and hand it to a detached worker process; returns the run id at once.
 
     Refused (:class:`DatesHeld`, nothing recorded) when a live run on the same warehouse holds any
-    of the request's (stage, date) pairs: its leases would refuse the run as soon as it started."""
+    of the request's (stage, date) pairs: its leases would refuse the run as soon as it started.
+    ``launch_key`` makes the launch idempotent (the console sends one per click): a key already
+    recorded is refused with :class:`~backfill.ledger.AlreadyLaunched`, naming its run, before the
+    overlap check (which would otherwise name the repeat's own run as the holder)."""
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
     ledger = Ledger(settings.ledger)
+    if launch_key is not None and (launched := ledger.launched_run(launch_key)) is not None:
+        raise AlreadyLaunched(launched)
     refuse_overlap(ledger, warehouse.url, request.items(), settings.pipeline.labels)
-    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
+    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id, launch_key=launch_key)
     spawn_worker(settings, run_id)
     return run_id
 
@@ -167,25 +173,33 @@ def rerun_request(
 
 
 def rerun(
-    settings: Settings, run_id: str, who: str, *, only_transient: bool = False, detach: bool = True, **options
+    settings: Settings,
+    run_id: str,
+    who: str,
+    *,
+    only_transient: bool = False,
+    detach: bool = True,
+    launch_key: str | None = None,
+    **options,
 ) -> str | RunResult:
-    """Rerun what a run did not finish, as a new run whose parent is the old one."""
+    """Rerun what a run did not finish, as a new run whose parent is the old one (``launch_key``:
+    as for :func:`submit`, a repeated key records no second run)."""
     require_operator(settings, who, "rerun backfills")
     ledger = Ledger(settings.ledger)
     recorded = settings_for_run(settings, ledger.get_run(run_id).params, run_id)
     request = rerun_request(ledger, run_id, recorded.pipeline, only_transient)
     if detach:
-        return submit(recorded, request, who, parent_run_id=run_id)
+        return submit(recorded, request, who, parent_run_id=run_id, launch_key=launch_key)
     return run_here(recorded, request, who, parent_run_id=run_id, **options)
 
 
-def rerun_with_upstream(settings: Settings, run_id: str, who: str) -> str:
+def rerun_with_upstream(settings: Settings, run_id: str, who: str, *, launch_key: str | None = None) -> str:
     """Rerun a run's blocked dates with their upstream stage first, as a new detached run."""
     require_operator(settings, who, "rerun backfills")
     ledger = Ledger(settings.ledger)
     recorded = settings_for_run(settings, ledger.get_run(run_id).params, run_id)
     request = upstream_rerun.run_request(ledger, run_id, recorded.pipeline)
-    return submit(recorded, request, who, parent_run_id=run_id)
+    return submit(recorded, request, who, parent_run_id=run_id, launch_key=launch_key)
 
 
 def cancel(settings: Settings, run_id: str, who: str) -> Run:

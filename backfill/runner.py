@@ -93,9 +93,11 @@ def create_run(
     request: BackfillRequest,
     who: str,
     parent_run_id: str | None = None,
+    launch_key: str | None = None,
 ) -> str:
     """Record a queued run for a request; nothing is written to the warehouse yet. The run's window
-    (dates per batch) is the request's, or sized by the work now, and recorded with it."""
+    (dates per batch) is the request's, or sized by the work now, and recorded with it. A
+    ``launch_key`` already recorded raises :class:`~backfill.ledger.AlreadyLaunched`."""
     size, sized_by = batching.window_size(request, warehouse.settings)
     run_id = ledger.create_run(
         params=request.to_params()
@@ -105,6 +107,7 @@ def create_run(
         created_by=who,
         warehouse=warehouse.url,
         parent_run_id=parent_run_id,
+        launch_key=launch_key,
     )
     ledger.record_action(who, "launch", {"dates": len(request.dates), "stages": request.stages}, run_id)
     return run_id

@@ -5,6 +5,7 @@ from ui.entry import through_app
 through_app()  # first: a fresh server's first request may run this file alone
 
 import datetime as dt
+import uuid
 
 import pandas as pd
 import streamlit as st
@@ -15,7 +16,7 @@ from backfill.errors import BackfillError, BadInput
 from backfill.faults import is_transient
 from backfill.holds import held_dates, held_text
 from backfill.launch import preflight, submit
-from backfill.ledger import RUN_ACTIVE, Ledger, Run
+from backfill.ledger import RUN_ACTIVE, AlreadyLaunched, Ledger, Run
 from backfill.plan import dry_run
 from backfill.request import BackfillRequest
 from backfill.seasons import season_label
@@ -35,6 +36,8 @@ RUN_KEY = "backfill_run_id"  # the run this page follows; also in the URL as ?ru
 NOTICE_KEY = "backfill_notice"
 RUN_NOTICE_KEY = "backfill_run_notice"
 PLAN_KEY = "backfill_plan"
+LAUNCH_KEY = "backfill_launch_key"  # the next click's idempotency key: a repeated click launches nothing
+LAUNCHED_KEY = "backfill_launched"  # (request, run id) of this session's last launch
 
 
 def _error(slot, message: str | None) -> None:
@@ -136,13 +139,22 @@ def _dates_from_text() -> dict | None:
     return {"dates": text}
 
 
-def _launch(settings: Settings, request: BackfillRequest, who: str | None) -> None:
-    """Button callback: record the run and hand it to its own worker process."""
+def _launch(settings: Settings, request: BackfillRequest, who: str | None, launch_key: str) -> None:
+    """Button callback: record the run and hand it to its own worker process. The key was drawn with
+    the button: a second click on that drawing (a double click) is refused by the ledger, and the
+    run the first click launched is followed."""
+    launched = st.session_state.get(LAUNCHED_KEY)
+    if launched and launched[0] == request and ledger.get_run(launched[1]).status in RUN_ACTIVE:
+        return  # a click on a newer drawing of the disabled button: this very request is under way
     try:
-        run_id = submit(settings, request, who, warehouse=data.warehouse(settings))
+        run_id = submit(settings, request, who, warehouse=data.warehouse(settings), launch_key=launch_key)
+    except AlreadyLaunched as exc:
+        run_id = exc.run_id
     except BackfillError as exc:
         run_view.notify(NOTICE_KEY, "error", f"Nothing launched: {exc}")
         return
+    st.session_state.pop(LAUNCH_KEY, None)  # the next launch carries a key of its own
+    st.session_state[LAUNCHED_KEY] = (request, run_id)
     st.session_state[RUN_KEY] = run_id
     st.query_params["run"] = run_id
     run_view.watch(run_id)
@@ -301,6 +313,9 @@ for slot, field in [
 
 st.subheader("Preview and launch")
 holds = held_dates(ledger, warehouse.url, request.items()) if request is not None else []
+# Your own new run holds these dates because you launched it: said as such, never as "held by".
+launched = runs.own_launch(st.session_state.get(LAUNCHED_KEY), request, holds)
+holds = [hold for hold in holds if hold.run_id != launched]
 if request is not None:
     st.caption(runs.params_text(request.to_params(), STAGE_LABELS, settings.pipeline))
 if holds:
@@ -319,16 +334,20 @@ with st.container(horizontal=True):
         key="backfill_launch",
         type="primary",
         icon=":material/rocket_launch:",
-        disabled=request is None or not identity.may_act or bool(holds),
+        disabled=request is None or not identity.may_act or bool(holds) or launched is not None,
         help=identity.reason
         if not identity.may_act
         else (
-            "Another run holds some of these dates (see above)."
-            if holds
-            else "Starts the run in its own process."
+            f"Launched already: run {launched} is backfilling these dates (below)."
+            if launched
+            else (
+                "Another run holds some of these dates (see above)."
+                if holds
+                else "Starts the run in its own process."
+            )
         ),
         on_click=_launch,
-        args=(settings, request, identity.who),
+        args=(settings, request, identity.who, st.session_state.setdefault(LAUNCH_KEY, uuid.uuid4().hex)),
     )
 run_view.show_notice(NOTICE_KEY)
 

@@ -5,6 +5,7 @@ from ui.entry import through_app
 through_app()  # first: a fresh server's first request may run this file alone
 
 import datetime as dt
+import uuid
 from functools import partial
 
 import pandas as pd
@@ -13,11 +14,13 @@ import streamlit as st
 from backfill import upstream_rerun
 from backfill.drill import default_drill_date
 from backfill.errors import BackfillError, BadInput
+from backfill.holds import held_dates
 from backfill.launch import submit
+from backfill.ledger import AlreadyLaunched, Ledger
 from backfill.report import plural
 from backfill.seasons import season_label
 from backfill.validate import parse_date
-from ui import auth, charts, data, scroll, selection, stages, tables
+from ui import auth, charts, data, run_view, scroll, selection, stages, tables
 from ui.format import date_text, dates_text, of_text, pct_text
 from ui.shell import open_console, require_data_range
 
@@ -90,7 +93,10 @@ RERUN_NOTICE_KEY = "coverage_rerun_notice"
 DRILL_ANCHOR = "date-drill-down"
 
 
-def _rerun_with_upstream(settings, day: dt.date, stage: str, who: str | None) -> None:
+LAUNCH_KEY = "coverage_launch_key"  # the next click's idempotency key: a repeated click launches nothing
+
+
+def _rerun_with_upstream(settings, day: dt.date, stage: str, who: str | None, key: str) -> None:
     """Button callback: backfill the date's upstream stage, then the stage, as one detached run."""
     try:
         run_id = submit(
@@ -98,10 +104,15 @@ def _rerun_with_upstream(settings, day: dt.date, stage: str, who: str | None) ->
             upstream_rerun.date_request(settings, day, stage),
             who,
             warehouse=data.warehouse(settings),
+            launch_key=key,
         )
+    except AlreadyLaunched as exc:
+        run_id = exc.run_id
     except BackfillError as exc:
         st.session_state[RERUN_NOTICE_KEY] = ("error", f"Nothing launched: {exc}", None)
         return
+    st.session_state.pop(LAUNCH_KEY, None)
+    run_view.watch(run_id)  # its end re-reads these figures (the sidebar sees it end)
     st.session_state[RERUN_NOTICE_KEY] = ("success", f"Launched run {run_id} for {day}.", run_id)
 
 
@@ -331,17 +342,30 @@ with funnel_col:
     for name, label in STAGE_LABELS.items():
         upstream = stages.upstream_label(settings, name)
         if rows.loc[name, "status"] == "blocked" and upstream is not None:
+            # A run on this date already (this click's or anyone's): the figures follow at its end.
+            held = held_dates(Ledger(settings.ledger), data.warehouse(settings).url, [(name, day)])
             actions.button(
                 f"Rerun with upstream: {upstream} then {label}",
                 key=f"coverage_rerun_upstream_{name}",
                 icon=":material/account_tree:",
                 type="primary",
-                disabled=not identity.may_act,
+                disabled=not identity.may_act or bool(held),
                 help=identity.reason
                 if not identity.may_act
-                else f"{label} of {day} waits for {upstream}: one run backfills {upstream}, then {label}.",
+                else (
+                    f"Under way: run {held[0].run_id} ({held[0].status}, started by {held[0].who}) is "
+                    f"backfilling {day}; these figures are read again when it ends."
+                    if held
+                    else f"{label} of {day} waits for {upstream}: one run backfills {upstream}, then {label}."
+                ),
                 on_click=_rerun_with_upstream,
-                args=(settings, day, name, identity.who),
+                args=(
+                    settings,
+                    day,
+                    name,
+                    identity.who,
+                    st.session_state.setdefault(LAUNCH_KEY, uuid.uuid4().hex),
+                ),
             )
     launched = st.session_state.pop(RERUN_NOTICE_KEY, None)
     if launched is not None:

@@ -5,6 +5,7 @@ from ui.entry import through_app
 through_app()  # first: a fresh server's first request may run this file alone
 
 import datetime as dt
+import uuid
 
 import streamlit as st
 
@@ -12,7 +13,7 @@ from backfill import rerun_rules
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.launch import rerun, rerun_with_upstream, resume_detached
-from backfill.ledger import RUN_ACTIVE, Ledger, Run
+from backfill.ledger import RUN_ACTIVE, AlreadyLaunched, Ledger, Run
 from backfill.replay import replay_changes, replay_refusal
 from backfill.upstream_rerun import blocked_items, waiting_for
 from backfill.validate import parse_date
@@ -24,30 +25,41 @@ from ui.shell import open_console
 HISTORY_LIMIT = 200  # runs read from the ledger, newest first
 SELECTED_KEY = "runs_selected"  # the run shown below the history; also in the URL as ?run=ID
 NOTICE_KEY = "runs_notice"
+LAUNCH_KEY = "runs_launch_key"  # the next rerun click's idempotency key: a repeated click reruns nothing
 
 
-def _rerun(settings: Settings, run_id: str, who: str | None, only_transient: bool) -> None:
+def _started(new_id: str) -> None:
+    """After a rerun was recorded (or found, for a repeated click): the next click gets a new key,
+    and the new run is followed."""
+    st.session_state.pop(LAUNCH_KEY, None)
+    run_view.watch(new_id)
+    st.session_state[SELECTED_KEY] = new_id
+
+
+def _rerun(settings: Settings, run_id: str, who: str | None, only_transient: bool, key: str) -> None:
     """Button callback: a new run of what this run did not finish, then show the new run."""
     what = "transient failures" if only_transient else "failed, blocked and cancelled dates"
     try:
-        new_id = rerun(settings, run_id, who, only_transient=only_transient)
+        new_id = str(rerun(settings, run_id, who, only_transient=only_transient, launch_key=key))
+    except AlreadyLaunched as exc:
+        new_id = exc.run_id
     except BackfillError as exc:
         run_view.notify(NOTICE_KEY, "error", f"Not rerun: {exc}")
         return
-    run_view.watch(new_id)
-    st.session_state[SELECTED_KEY] = new_id
+    _started(new_id)
     run_view.notify(NOTICE_KEY, "success", f"Started run {new_id}: a rerun of run {run_id}'s {what}.")
 
 
-def _rerun_with_upstream(settings: Settings, run_id: str, who: str | None) -> None:
+def _rerun_with_upstream(settings: Settings, run_id: str, who: str | None, key: str) -> None:
     """Button callback: a new run of the blocked dates, their upstream stage first."""
     try:
-        new_id = rerun_with_upstream(settings, run_id, who)
+        new_id = rerun_with_upstream(settings, run_id, who, launch_key=key)
+    except AlreadyLaunched as exc:
+        new_id = exc.run_id
     except BackfillError as exc:
         run_view.notify(NOTICE_KEY, "error", f"Not rerun: {exc}")
         return
-    run_view.watch(new_id)
-    st.session_state[SELECTED_KEY] = new_id
+    _started(new_id)
     run_view.notify(
         NOTICE_KEY,
         "success",
@@ -97,8 +109,11 @@ def _link_run(ledger: Ledger) -> str | None:
         return None
 
 
-def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Identity) -> None:
-    """Rerun failed, rerun transient, resume and cancel: operators only, each where it applies."""
+def _actions(
+    settings: Settings, run: Run, items: list[dict], identity: auth.Identity, reruns: list[Run]
+) -> None:
+    """Rerun failed, rerun transient, resume and cancel: operators only, each where it applies.
+    ``reruns``: this run's reruns still under way (a rerun is then done already: said, not repeated)."""
     unfinished = rerun_rules.unfinished(items)
     transient = rerun_rules.transient_failures(items)
     active = run.status in RUN_ACTIVE
@@ -106,6 +121,9 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
     # Asked before drawing: a pipeline file changed in meaning since the run blocks its replays, named.
     changes = replay_changes(run.params)
     changed = replay_refusal(run.params, run.run_id)
+    if not changed and reruns:
+        changed = f"already rerun: run {reruns[0].run_id} is {reruns[0].status} (open it above)"
+    key = st.session_state.setdefault(LAUNCH_KEY, uuid.uuid4().hex)
 
     def why(applies: bool, otherwise: str, does: str) -> str:
         if locked:
@@ -126,7 +144,7 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
                 "A new run of the failed, blocked and cancelled dates, with the same settings.",
             ),
             on_click=_rerun,
-            args=(settings, run.run_id, identity.who, False),
+            args=(settings, run.run_id, identity.who, False, key),
         )
         st.button(
             f"Rerun transient failures ({len({item['game_date'] for item in transient})})",
@@ -139,7 +157,7 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
                 "A new run of only the dates that failed with timeouts or other transient errors.",
             ),
             on_click=_rerun,
-            args=(settings, run.run_id, identity.who, True),
+            args=(settings, run.run_id, identity.who, True, key),
         )
         st.button(
             "Resume",
@@ -155,7 +173,7 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             args=(settings, run.run_id, identity.who),
         )
         run_view.cancel_button(settings, run, identity, key="runs_cancel", notice_key=NOTICE_KEY)
-    if changed and (rerun_rules.may_rerun(run, items) or rerun_rules.may_resume(run)):
+    if changes and (rerun_rules.may_rerun(run, items) or rerun_rules.may_resume(run)):
         st.caption(
             f"Not resumable or rerunnable as recorded, the pipeline file changed: {'; '.join(changes)}."
         )
@@ -175,7 +193,7 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
                 f"Blocked dates wait for {upstream}: one new run backfills {upstream}, then the blocked stage.",
             ),
             on_click=_rerun_with_upstream,
-            args=(settings, run.run_id, identity.who),
+            args=(settings, run.run_id, identity.who, key),
         )
         st.caption(
             f"Blocked dates wait for {upstream}: rerun alone, they meet the same gate. "
@@ -286,6 +304,12 @@ if family:
                 args=(other_id,),
             )
 auth.explain(identity)
-_actions(settings, run, ledger.items(run.run_id), identity)
+_actions(
+    settings,
+    run,
+    ledger.items(run.run_id),
+    identity,
+    [child for child in history if child.parent_run_id == run.run_id and child.status in RUN_ACTIVE],
+)
 run_view.show_notice(NOTICE_KEY)
 run_view.follow(ledger, run.run_id, lambda current: _draw_run(ledger, current), key="runs_live")

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from backfill import launch
 from backfill.access import NotAllowed
 from backfill.config import Settings
 from backfill.launch import run_here, submit
-from backfill.ledger import Ledger
+from backfill.ledger import AlreadyLaunched, Ledger
 from backfill.request import BackfillRequest
 from tests.builtin import thin_date_gate_reason, thin_date_players
 from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
@@ -150,6 +152,37 @@ def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_co
     at.switch_page("pages/coverage.py").run()
     assert "Predictions ok: 100.0%, expected 100.0%" in texts(at.caption)
     assert "Every player of Thu 2021-12-09 has a row in every stage (MLFS, Predictions)." in texts(at.success)
+
+
+def _runs_in_ledger(settings: Settings) -> list[tuple[str, str | None]]:
+    """(run id, launch key) of every recorded run, read with SQL of the test's own."""
+    with sqlite3.connect(settings.ledger) as connection:
+        return connection.execute("SELECT run_id, launch_key FROM runs").fetchall()
+
+
+def test_right_after_a_launch_your_run_is_not_held_against_you_and_launch_is_disabled_with_why(app, settings):
+    at = open_page(app)
+    launch_clicked(at)
+    ((run_id, key),) = _runs_in_ledger(settings)
+    assert key  # the click's idempotency key is recorded with the run
+    assert f"Launched run {run_id}" in texts(at.success)
+    assert "held by" not in texts(at.warning)
+    button = at.button(key="backfill_launch")
+    assert button.disabled and f"Launched already: run {run_id}" in button.help
+    at.run()  # the page polled again: still one run, still nothing held against you
+    assert _runs_in_ledger(settings) == [(run_id, key)]
+    assert "Nothing launched" not in texts(at.error) and "held by" not in texts(at.warning)
+    assert follow_to_the_end(at, Ledger(settings.ledger), run_id) == "succeeded"
+
+
+def test_a_repeated_launch_key_is_refused_by_the_backend_naming_the_first_run(settings, monkeypatch):
+    spawned = []
+    monkeypatch.setattr(launch, "spawn_worker", lambda settings, run_id: spawned.append(run_id))
+    request = BackfillRequest.build(settings, dates=[DEC_7])
+    first = submit(settings, request, LOCAL_USER, launch_key="click-1")
+    with pytest.raises(AlreadyLaunched, match=f"it is run {first}"):
+        submit(settings, request, LOCAL_USER, launch_key="click-1")
+    assert _runs_in_ledger(settings) == [(first, "click-1")] and spawned == [first]
 
 
 def _reversed_range(at):

@@ -18,7 +18,7 @@ from backfill.access import NotAllowed
 from backfill.config import Settings
 from backfill.demo import create_declared_tables
 from backfill.errors import BadInput
-from backfill.ledger import Ledger, now_utc
+from backfill.ledger import AlreadyLaunched, Ledger, now_utc
 from backfill.pipeline import load_pipeline
 from backfill.replay import replay_refusal, settings_for_run
 from backfill.request import BackfillRequest
@@ -353,3 +353,31 @@ def test_a_run_recorded_with_only_the_files_hash_is_judged_by_its_bytes(settings
     assert replay_refusal(params, run_id) is None
     pipeline.write_text("# a comment\n" + pipeline.read_text())
     assert "has changed since (the file's text changed)" in replay_refusal(params, run_id)
+
+
+# -- actions act once (issue 23) ------------------------------------------------------------------
+
+
+def test_a_run_whose_rerun_is_under_way_offers_no_second_rerun_and_says_why(app, settings):
+    blocked_id = blocked_run(settings)
+    request = BackfillRequest.build(settings, dates=[DEC_9], stages=["mlfs", "predictions"])
+    warehouse = DuckDBWarehouse(settings, settings.warehouse)
+    child = create_run(Ledger(settings.ledger), warehouse, request, LOCAL_USER, parent_run_id=blocked_id)
+    at = open_page(app, blocked_id)
+    for key in ("runs_rerun_failed", "runs_rerun_upstream"):
+        button = at.button(key=key)
+        assert button.disabled, key
+        assert f"Already rerun: run {child} is queued" in button.help
+
+
+def test_a_repeated_rerun_click_records_no_second_run(settings, monkeypatch):
+    spawned = []
+    monkeypatch.setattr(launch, "spawn_worker", lambda settings, run_id: spawned.append(run_id))
+    blocked_id = blocked_run(settings)
+    first = launch.rerun_with_upstream(settings, blocked_id, LOCAL_USER, launch_key="click-7")
+    with pytest.raises(AlreadyLaunched, match=f"it is run {first}"):
+        launch.rerun_with_upstream(settings, blocked_id, LOCAL_USER, launch_key="click-7")
+    with pytest.raises(AlreadyLaunched, match=f"it is run {first}"):
+        launch.rerun(settings, blocked_id, LOCAL_USER, launch_key="click-7")
+    assert [run.run_id for run in Ledger(settings.ledger).list_runs()] == [first, blocked_id]
+    assert spawned == [first]

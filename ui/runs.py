@@ -14,6 +14,7 @@ import pandas as pd
 
 from backfill.config import Settings
 from backfill.errors import BadInput
+from backfill.holds import Hold
 from backfill.ledger import ITEM_FINAL, Run
 from backfill.pipeline import Pipeline, builtin_pipeline
 from backfill.request import BackfillRequest
@@ -111,6 +112,19 @@ def check_request(
 
 
 # -- one run ----------------------------------------------------------------------------------
+
+
+def own_launch(
+    launched: tuple[BackfillRequest, str] | None, request: BackfillRequest | None, holds: Iterable[Hold]
+) -> str | None:
+    """The run this session launched for this very request while it still holds its dates (its
+    launch is done: the button says so), else None. Its holds are not "held by" another run."""
+    if launched is None or request is None:
+        return None
+    launched_request, run_id = launched
+    if launched_request != request or run_id not in {hold.run_id for hold in holds}:
+        return None
+    return run_id
 
 
 def when_text(iso: str | None) -> str:

@@ -1,0 +1,69 @@
+"""Actions act once, on fresh figures (issue 23): a double click launches one run, your own new run
+is never "held by" against you, and a rerun's end shows on the page without a reload.
+
+Runs are counted with SQL of the test's own on the ledger file; the dates are the demo recipe's
+December gaps (2021-12-07 missing, 2021-12-09 blocked by the MLFS gate)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.browser.test_console_at_work import _type_dates
+
+FINISH_MS = 90000
+
+
+def _runs(ledger_path: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(ledger_path) as connection:
+        return connection.execute("SELECT run_id, status FROM runs ORDER BY created_at").fetchall()
+
+
+def test_a_double_click_on_launch_launches_one_run_and_none_is_held_against_you(
+    journey, fresh_console_and_settings
+):
+    url, settings = fresh_console_and_settings
+    journey.page.goto(f"{url}/backfill")
+    journey.page.get_by_text("Preview and launch").wait_for()
+    journey.settle()
+    _type_dates(journey, "2021-12-07")
+    journey.page.get_by_role("button", name="Launch backfill").dblclick()
+    journey.page.get_by_text("Launched run").first.wait_for()
+    journey.settle()
+    runs = _runs(settings.ledger)
+    journey.check(len(runs) == 1, "one run for a double click", str(runs))
+    journey.check(journey.page.get_by_text("held by").count() == 0, "your own run is not 'held by'")
+    journey.check(
+        journey.page.get_by_role("button", name="Launch backfill").is_disabled(), "launch is done: disabled"
+    )
+    journey.page.get_by_text("succeeded").first.wait_for(timeout=FINISH_MS)
+    journey.settle()
+    journey.check(_runs(settings.ledger) == [(runs[0][0], "succeeded")], "still one run, succeeded")
+
+
+def test_rerun_with_upstream_double_clicked_launches_once_and_the_drill_down_follows_its_end(
+    journey, fresh_console_and_settings
+):
+    url, settings = fresh_console_and_settings
+    journey.page.goto(f"{url}/coverage?date=2021-12-09")
+    button = journey.page.get_by_role("button", name="Rerun with upstream")
+    button.wait_for()
+    journey.settle()
+    button.dblclick()
+    journey.page.get_by_text("Launched run").first.wait_for()
+    journey.settle()
+    runs = _runs(settings.ledger)
+    journey.check(len(runs) == 1, "one run for a double click", str(runs))
+    # No reload and no navigation: when the run ends the page reads the warehouse again by itself.
+    journey.page.get_by_role("button", name="Rerun with upstream").wait_for(
+        state="detached", timeout=FINISH_MS
+    )
+    journey.settle()
+    journey.check(
+        _runs(settings.ledger) == [(runs[0][0], "succeeded")],
+        "the run succeeded",
+        str(_runs(settings.ledger)),
+    )
+    journey.check(
+        journey.page.get_by_text("Predictions ok: 100.0%").count() > 0,
+        "the drill-down shows the date's new figures",
+    )
