@@ -14,6 +14,7 @@ from backfill import cost
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.faults import is_transient
+from backfill.gap_plan import gap_items
 from backfill.holds import held_dates, held_text
 from backfill.launch import preflight, submit
 from backfill.ledger import RUN_ACTIVE, AlreadyLaunched, Ledger, Run
@@ -53,8 +54,9 @@ def _busy_warning() -> None:
     )
 
 
-def _gap_scopes(settings: Settings) -> dict[str, tuple[str, list[dt.date]]] | None:
-    """Months and seasons with gap dates, newest first: key -> (label, dates); None when busy."""
+def _gap_scopes(settings: Settings) -> dict[str, tuple[str, list[dt.date], list]] | None:
+    """Months and seasons with gap dates, newest first: key -> (label, dates, (stage, date) gaps);
+    None when busy."""
     try:
         bounds = data.data_bounds(settings)
         gaps = tables.gap_dates(data.daily_coverage(settings, *bounds)) if bounds else pd.DataFrame()
@@ -63,19 +65,25 @@ def _gap_scopes(settings: Settings) -> dict[str, tuple[str, list[dt.date]]] | No
             raise
         _busy_warning()
         return None
-    scopes: dict[str, tuple[str, list[dt.date]]] = {}
+    scopes: dict[str, tuple[str, list[dt.date], list]] = {}
     if gaps.empty:
         return scopes
     for season in sorted(set(gaps["season"]), reverse=True):
         in_season = gaps[gaps["season"] == season]
         for period in sorted(set(in_season["period"]), reverse=True):
-            days = sorted(set(in_season.loc[in_season["period"] == period, "game_date"]))
+            in_month = in_season[in_season["period"] == period]
+            days = sorted(set(in_month["game_date"]))
             month = dt.date.fromisoformat(f"{period}-01")
-            scopes[period] = (f"{month:%B %Y} ({len(days)} gap date{'s' if len(days) > 1 else ''})", days)
+            scopes[period] = (
+                f"{month:%B %Y} ({len(days)} gap date{'s' if len(days) > 1 else ''})",
+                days,
+                list(zip(in_month["stage"], in_month["game_date"])),
+            )
         days = sorted(set(in_season["game_date"]))
         scopes[f"season-{season}"] = (
             f"Season {season_label(int(season))} ({len(days)} gap date{'s' if len(days) > 1 else ''})",
             days,
+            list(zip(in_season["stage"], in_season["game_date"])),
         )
     return scopes
 
@@ -111,9 +119,10 @@ def _dates_from_gaps(settings: Settings) -> dict | None:
         key="backfill_gap_scope",
         help="Dates where a stage is missing, blocked or partial (SPEC 3).",
     )
-    days = scopes[scope][1]
+    _, days, gaps = scopes[scope]
     st.markdown(f"**{len(days)} gap date{'s' if len(days) > 1 else ''}:** {dates_text(days)}")
-    return {"dates": days}
+    st.caption("On each date only the stages with a gap there, and the stages downstream of them.")
+    return {"dates": days, "only": gap_items(settings.pipeline, gaps)}
 
 
 def _dates_from_range(settings: Settings) -> dict | None:

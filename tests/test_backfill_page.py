@@ -137,7 +137,8 @@ def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_co
     assert f"Launched run {run.run_id}" in texts(at.success)
 
     assert follow_to_the_end(at, ledger, run.run_id) == "succeeded"
-    assert progress_text(at).startswith("4 of 4 work items finished: 4 done")
+    # The recipe's gaps, each date's gap stages only: predictions of Dec 7; MLFS and predictions of Dec 9.
+    assert progress_text(at).startswith("3 of 3 work items finished: 3 done")
     assert any("succeeded" in md.value for md in at.markdown)  # the status badge
     assert "backfill_cancel" not in [button.key for button in at.button]  # nothing left to cancel
     assert ledger.get_run(run.run_id).pid != os.getpid()  # the worker ran in its own process

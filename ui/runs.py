@@ -181,9 +181,15 @@ def params_text(params: Mapping[str, Any], labels: Labels = None, pipeline: Pipe
     """A request in one line: dates, stages, gate, retries and batch size."""
     dates = params.get("dates", [])
     delays = "/".join(f"{float(delay):g}" for delay in params.get("retry_delays", [])) or "none"
+    only = params.get("only") or []
+    scope = (
+        f"{plural(len(only), 'work item')} on {plural(len(dates), 'gap date')} ({span_text(dates)}), "
+        f"each date's gap stages and what depends on them among {stages_text(params.get('stages', []), labels)}"
+        if only
+        else f"{plural(len(dates), 'date')} ({span_text(dates)}) x {stages_text(params.get('stages', []), labels)}"
+    )
     return (
-        f"{plural(len(dates), 'date')} ({span_text(dates)}) x "
-        f"{stages_text(params.get('stages', []), labels)}; gate {gate_text(params, pipeline)}; "
+        f"{scope}; gate {gate_text(params, pipeline)}; "
         f"up to {plural(int(params.get('max_attempts') or 0), 'attempt')} (retry delays {delays} s); "
         + (
             f"batches of {plural(int(params['batch_size']), 'date')}"
