@@ -428,7 +428,12 @@ class Runner:
                     "error_message": _message(outcome.error),
                 }
             else:
-                fields |= self._verified(processor, after[(day, stage)], outcomes[day]["coverage_before"])
+                fields |= self._verified(
+                    processor,
+                    after[(day, stage)],
+                    outcomes[day]["coverage_before"],
+                    self._upstream_row(stage, day, after),
+                )
                 fields["stale_rows_deleted"] = cleaned.get(day, 0)
             outcomes[day] |= fields
         for day in dates:
@@ -479,11 +484,31 @@ class Runner:
             runnable.append(day)
         return outcomes, runnable
 
-    def _verified(self, processor: Processor, row: dict, coverage_before: float | None) -> dict:
-        """The item's fields after verification: done only when the date reached ok (or bootstrap)."""
+    def _upstream_row(self, stage: str, day: dt.date, after: Measurement) -> dict | None:
+        """The date's row of the stage's upstream when that is a backfillable stage (not the reference)."""
+        upstream = self.pipeline.upstream(self.pipeline.stage(stage))
+        return after.get((day, upstream.name)) if upstream.name in self.pipeline.stage_names else None
+
+    def _verified(
+        self, processor: Processor, row: dict, coverage_before: float | None, upstream: dict | None = None
+    ) -> dict:
+        """The item's fields after verification: done only when the date reached ok (or bootstrap).
+        A date whose upstream stage is not whole either fails for that reason, named (class
+        ``upstream``: a rerun with upstream is what it needs, not a plain retry)."""
         fields = {"rows_written": int(row["table_rows"]), "coverage_after": _coverage_value(row)}
         if row["status"] in DONE_STATUSES:
             return fields | {"status": "done", "error_class": None, "error_message": None}
+        if upstream is not None and upstream["status"] not in DONE_STATUSES:
+            label = self.pipeline.label(upstream["stage"])
+            return fields | {
+                "status": "failed",
+                "error_class": "upstream",
+                "error_message": (
+                    f"its upstream {label} is {upstream['status']} on this date "
+                    f"({_pct_text(_coverage_value(upstream))}), so the {processor.describe()['kind']} "
+                    f"processor had nothing to build from: rerun with upstream ({label} first)"
+                ),
+            }
         return fields | {
             "status": "failed",
             "error_class": "incomplete",

@@ -280,10 +280,10 @@ def test_signed_in_operator_launches_and_the_run_records_their_email(app, settin
     assert run.created_by == OPERATOR and run.params["skip_gates"]
     assert ledger.actions()[0]["who"] == OPERATOR
     # With the gate skipped, Dec 9's predictions run on an MLFS that still misses players, so
-    # verification finds that date incomplete: the run ends failed, Dec 7 done.
+    # verification finds that date short for want of its upstream: the run ends failed, Dec 7 done.
     assert follow_to_the_end(at, ledger, run.run_id) == "failed"
     outcomes = {item["game_date"]: (item["status"], item["error_class"]) for item in ledger.items(run.run_id)}
-    assert outcomes == {"2021-12-07": ("done", None), "2021-12-09": ("failed", "incomplete")}
+    assert outcomes == {"2021-12-07": ("done", None), "2021-12-09": ("failed", "upstream")}
 
 
 def test_operators_without_sign_in_mean_viewing_only(app, settings, monkeypatch):

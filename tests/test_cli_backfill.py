@@ -76,10 +76,11 @@ def test_blocked_date_exits_1_with_the_measured_coverage_then_runs_with_skip(env
     assert measured < 90  # the demo's recipe: only THIN_MLFS_SHARE of its rows survive
     assert "blocked" in out and f"MLFS covers {measured:.1f}%, below the 90% gate" in out
     # Skipping the gate runs predictions on the incomplete MLFS: written, but verification finds the
-    # date incomplete, so the run still exits 1.
+    # date short for want of MLFS (named), so the run still exits 1.
     assert backfill(env, "run", "--dates", "2021-12-09", "--stages", "predictions", "--skip-mlfs-check") == 1
     out = capsys.readouterr().out
-    assert "2021-12-09 predictions: failed (incomplete)" in out
+    assert "2021-12-09 predictions: failed (upstream)" in out
+    assert "its upstream MLFS is partial on this date" in out
 
 
 def test_rerun_failed_runs_only_the_failed_dates(env, settings, capsys):

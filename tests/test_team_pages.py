@@ -15,9 +15,11 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from backfill import upstream_rerun
 from backfill.config import Settings
 from backfill.demo import MISSING_PREDICTION_DATES, THIN_MLFS_DATE, create_declared_tables
 from backfill.launch import run_here
+from backfill.ledger import Ledger
 from backfill.pipeline import builtin_pipeline, load_pipeline
 from backfill.request import BackfillRequest
 from backfill.warehouse.duckdb import DuckDBWarehouse
@@ -106,3 +108,42 @@ def test_once_mlfs_and_predictions_are_whole_a_december_gap_dates_dry_run_plans_
     assert set(plan["Stage"]) == {"Grades"}
     planned = sorted(dt.date.fromisoformat(str(day)[:10]) for day in plan["Date"])
     assert planned == december_game_dates(settings.warehouse)
+
+
+def test_a_missing_stage_table_is_explained_as_the_cli_explains_it(demo_file, tmp_path, monkeypatch):
+    warehouse = tmp_path / "team.duckdb"
+    shutil.copy(demo_file, warehouse)  # the team's Grades table never created
+    settings = Settings(warehouse=str(warehouse), ledger=str(tmp_path / "ledger.sqlite"))
+    app = console_app(settings, tmp_path, monkeypatch)
+    monkeypatch.setenv("BACKFILL_PIPELINE", str(TEAM_PIPELINE))
+    for page in ("pages/overview.py", "pages/coverage.py", "pages/gaps.py"):
+        at = app.switch_page(page).run()
+        assert not at.exception
+        shown = " | ".join(element.value for element in at.error)
+        assert "stage grading: table nba_predictions.prediction_grades does not exist" in shown, page
+        assert "demo creates the tables a pipeline file declares" in shown, page
+        assert "Catalog Error" not in shown, page
+
+
+@pytest.mark.slow  # the team's grading job runs as a subprocess
+def test_a_date_failing_for_want_of_its_upstream_names_it_and_offers_rerun_with_upstream(team):
+    settings, app = team
+    day = MISSING_PREDICTION_DATES[0]  # the recipe left the predictions of this date out
+    request = BackfillRequest.build(settings, dates=[day], stages=["grading"])
+    result = run_here(settings, request, LOCAL_USER, sleep=lambda seconds: None)
+    assert result.status == "failed"
+    ledger = Ledger(settings.ledger)
+    (item,) = ledger.items(result.run_id)
+    assert (item["status"], item["error_class"]) == ("failed", "upstream")
+    assert item["error_message"].startswith("its upstream Predictions is missing on this date")
+    at = app.run()
+    at.query_params["run"] = result.run_id
+    at = at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    button = at.button(key="runs_rerun_upstream")
+    assert button.label.startswith("Rerun with upstream: Predictions first (1 date)")
+    assert not button.disabled
+    assert upstream_rerun.run_request(ledger, result.run_id, settings.pipeline).items() == [
+        ("predictions", day),
+        ("grading", day),
+    ]

@@ -17,6 +17,7 @@ from dataclasses import replace
 import streamlit as st
 
 from backfill.config import Settings
+from backfill.errors import BadInput
 from backfill.outage import Outage, outage_of
 from ui import data
 
@@ -48,6 +49,28 @@ def show(outage: Outage, reading: data.Reading | None = None) -> None:
             st.caption(shown.strip())
     else:
         st.error(outage.text, icon=":material/error:")
+
+
+def _missing_table() -> str | None:
+    """The CLI's words when a stage's table is missing (``stage grading: table ... does not exist in
+    ...; create it (...)``), asked only after a read failed: one metadata lookup per stage."""
+    try:
+        data.warehouse(data.settings()).check_stage_tables()
+    except BadInput as missing:
+        return str(missing)
+    except Exception:  # noqa: BLE001 - no better explanation: the engine's own line is shown
+        return None
+    return None
+
+
+def explained(outage: Outage) -> Outage:
+    """A failed read explained as the CLI explains it when a stage's table is missing."""
+    if outage.waiting:
+        return outage
+    missing = _missing_table()
+    if missing is None:
+        return outage
+    return Outage(False, f"Cannot read the data: {missing}.", "Then press Refresh data.")
 
 
 def in_one_line(draw: Callable[..., None]) -> Callable[..., None]:
@@ -84,7 +107,7 @@ def guard() -> Iterator[None]:
             raise
         log.warning("page stopped on %s: %s", type(exc).__name__, exc)
         with top.container():
-            show(outage, st.session_state.get(data.READING_KEY))
+            show(explained(outage), st.session_state.get(data.READING_KEY))
 
 
 def show_if_waiting() -> None:
