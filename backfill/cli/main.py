@@ -9,7 +9,8 @@ Exit codes:
 - 0: done (``gaps`` exits 0 even when there are gaps: reporting them is its job);
 - 1: the work did not finish: dates failed or were blocked (backfills), or an unexpected error,
   reported as one ``error:`` line (``--debug`` shows the traceback);
-- 2: bad input, with a one-line ``error:`` reason on stderr and nothing written.
+- 2: bad input, with a one-line ``error:`` reason on stderr and nothing written;
+- 3 (``check`` only): the check could not run (the warehouse or ledger could not be read).
 
 Heavy modules (pandas, DuckDB, sqlglot, openpyxl, the BigQuery client) are imported inside the
 handlers, and openpyxl only for an .xlsx report, so ``--help`` answers at once.
