@@ -192,8 +192,8 @@ class Runner:
             self._finish("failed", f"stopped before any write: {_one_line(exc)}")
             return replace(self._result(), bad_input=isinstance(exc, BadInput))
         self._log(
-            f"started: {len(open_items)} open items on {self.warehouse.describe()}, "
-            f"{self.window_size} dates per batch"
+            f"started: {_plural(len(open_items), 'open item')} on {self.warehouse.describe()}, "
+            f"{_plural(self.window_size, 'date')} per batch"
         )
         heartbeat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.run_id}", daemon=True)
         heartbeat.start()
@@ -296,7 +296,9 @@ class Runner:
                 batch_size=self.window_size,
                 batch_size_by="sized by the work, bounded by the warehouse",
             )
-            self._log(f"{self.window_size} dates per batch: a larger batch would pass maximum_bytes_billed")
+            self._log(
+                f"{_plural(self.window_size, 'date')} per batch: a larger batch would pass maximum_bytes_billed"
+            )
         return bounded
 
     def _fail_open(self, exc: BaseException, what: str) -> None:
@@ -643,6 +645,10 @@ def execute_run(
 ) -> RunResult:
     """Run (or resume) a recorded run in this process until it ends."""
     return Runner(warehouse, settings, ledger, run_id, **options).execute()
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _coverage_value(row: dict) -> float | None:

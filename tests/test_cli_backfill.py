@@ -218,3 +218,24 @@ def test_a_detached_run_reports_through_a_postgresql_ledger(env, postgres_ledger
     assert finished.status == "succeeded", finished.message
     assert finished.pid != os.getpid()
     assert "succeeded" in (tmp_path / "data" / "runs" / f"{run.run_id}.log").read_text()
+
+
+def test_a_run_prints_the_coverage_it_left_per_stage_counted_by_hand(env, settings, capsys):
+    days = [dt.date(2021, 12, 7), dt.date(2021, 12, 9)]
+    assert backfill(env, "run", "--dates", ",".join(map(str, days))) == 0
+    out = capsys.readouterr().out
+    # The player-games a stage should hold on those dates: every player who had at least the
+    # bootstrap's 3 earlier games of the season, counted with a query of the test's own.
+    with duckdb.connect(settings.warehouse, read_only=True) as database:
+        (expected,) = database.execute(
+            "SELECT COUNT(*) FROM (SELECT game_date, COUNT(*) OVER (PARTITION BY player_lookup ORDER BY "
+            "game_date ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier "
+            "FROM nba_analytics.player_game_summary) WHERE game_date IN (?, ?) AND earlier >= 3",
+            days,
+        ).fetchone()
+    assert "Coverage of the run's 2 dates now:" in out
+    for label in ("MLFS", "Predictions"):
+        assert (
+            f"  {label}: 100.0% expected coverage ({expected:,} of {expected:,} player-games); 2 dates: 2 ok"
+            in out
+        )
