@@ -6,6 +6,7 @@ through_app()  # first: a fresh server's first request may run this file alone
 
 import datetime as dt
 import uuid
+from functools import partial
 
 import streamlit as st
 
@@ -238,25 +239,65 @@ link_day = _link_date()
 st.session_state.setdefault("runs_date", None)
 if link_day is not None and link_day != st.session_state.get("runs_date_linked"):
     st.session_state["runs_date"] = link_day
-day = st.columns([1, 3])[0].date_input(
+date_col, status_col, user_col = st.columns([1, 1, 1])
+day = date_col.date_input(
     "Runs that touched a date",
     format="YYYY-MM-DD",
     key="runs_date",
     help="Only runs whose dates include this one; empty for every run.",
 )
 st.session_state["runs_date_linked"] = day
+# Status and user filters, kept in the URL (?status=failed,blocked&user=...) like the date.
+for name, options in (
+    ("status", sorted({str(run.status) for run in history})),
+    ("user", sorted({run.created_by for run in history})),
+):
+    if f"runs_{name}_filter" not in st.session_state:
+        linked_values = [value for value in st.query_params.get(name, "").split(",") if value in options]
+        st.session_state[f"runs_{name}_filter"] = linked_values
+statuses = status_col.multiselect(
+    "Status",
+    sorted({str(run.status) for run in history}),
+    key="runs_status_filter",
+    placeholder="Every status",
+)
+users = user_col.multiselect(
+    "Started by", sorted({run.created_by for run in history}), key="runs_user_filter", placeholder="Everyone"
+)
+for name, values in (("status", statuses), ("user", users)):
+    if values:
+        st.query_params[name] = ",".join(values)
+    else:
+        st.query_params.pop(name, None)
+filtered = runs.filtered(history, statuses, users)
 if day is None:
     st.query_params.pop("date", None)
-    shown = history
-    st.caption(f"{len(shown)} run{'s' if len(shown) != 1 else ''}, newest first.")
+    shown = filtered
 else:
     st.query_params["date"] = day.isoformat()
-    shown = [run for run in history if runs.touches(run, day)]
-    st.caption(f"{len(shown)} of {plural(len(history), 'run')} touched {day}, newest first.")
+    shown = [run for run in filtered if runs.touches(run, day)]
+st.caption(
+    f"{len(shown)} of {plural(len(history), 'run')}"
+    + (f" touched {day}" if day is not None else "")
+    + ", newest first. Click a row to open the run."
+    if len(shown) != len(history)
+    else f"{plural(len(shown), 'run')}, newest first. Click a row to open the run."
+)
+
+
+def _pick(shown_ids: list[str]) -> None:
+    """Table callback: the clicked row's run is opened below."""
+    rows = st.session_state["runs_history"].selection.rows
+    if rows and rows[0] < len(shown_ids):
+        st.session_state[SELECTED_KEY] = shown_ids[rows[0]]
+
+
 st.dataframe(
-    runs.history_table(shown, STAGE_LABELS, settings.pipeline),
+    runs.styled_history(runs.history_table(shown, STAGE_LABELS, settings.pipeline)),
     hide_index=True,
     key="runs_history",
+    on_select=partial(_pick, [run.run_id for run in shown]),
+    selection_mode="single-row",
     column_config={"Outcome": st.column_config.TextColumn(width="medium")},
 )
 

@@ -25,7 +25,7 @@ from backfill.request import BackfillRequest
 from backfill.runner import create_run
 from backfill.warehouse.duckdb import DuckDBWarehouse
 from tests.builtin import thin_date_gate_reason, thin_date_players
-from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
+from tests.console_app import APP, LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.faulty import FaultyWarehouse
 from ui import runs, stages
 
@@ -381,3 +381,27 @@ def test_a_repeated_rerun_click_records_no_second_run(settings, monkeypatch):
         launch.rerun(settings, blocked_id, LOCAL_USER, launch_key="click-7")
     assert [run.run_id for run in Ledger(settings.ledger).list_runs()] == [first, blocked_id]
     assert spawned == [first]
+
+
+def test_runs_are_filtered_by_status_and_user_and_the_filters_are_kept_in_the_url(app, settings):
+    blocked_id = blocked_run(settings)  # by LOCAL_USER, blocked
+    other = settings.replace()
+    request = BackfillRequest.build(other, dates=[DEC_7], stages=["mlfs"])
+    done_id = launch.run_here(other, request, "bob@example.com", sleep=lambda seconds: None).run_id
+    at = open_page(app)
+    history = [df.value for df in at.dataframe if "Outcome" in df.value.columns][0]
+    history = getattr(history, "data", history)
+    assert set(history["Run"]) == {blocked_id, done_id}
+    at.multiselect(key="runs_status_filter").set_value(["blocked"]).run()
+    shown = [df.value for df in at.dataframe if "Outcome" in df.value.columns][0]
+    assert list(getattr(shown, "data", shown)["Run"]) == [blocked_id]
+    assert at.query_params["status"] == "blocked"
+    at.multiselect(key="runs_status_filter").set_value([]).run()
+    at.multiselect(key="runs_user_filter").set_value(["bob@example.com"]).run()
+    shown = [df.value for df in at.dataframe if "Outcome" in df.value.columns][0]
+    assert list(getattr(shown, "data", shown)["Run"]) == [done_id]
+    # A fresh page with the link's filters starts filtered.
+    fresh = AppTest.from_file(str(APP), default_timeout=60)  # the fixture's environment still holds
+    fresh.query_params["user"] = "bob@example.com"
+    again = fresh.switch_page(RUNS_PAGE).run()
+    assert again.multiselect(key="runs_user_filter").value == ["bob@example.com"]

@@ -242,6 +242,38 @@ def history_table(
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
+RUN_BACKGROUNDS = {
+    "queued": "#e8e8e8",
+    "running": "#dbeaf5",
+    "succeeded": "#d9f0d3",
+    "blocked": "#e4dbf0",
+    "failed": "#f8d0d0",
+    "refused": "#f8d0d0",
+    "cancelled": "#fde2c8",
+    "interrupted": "#fde2c8",
+}
+"""Table cell background of each run status (the badge colours, lightened for text on them)."""
+
+
+def styled_history(table: pd.DataFrame):
+    """The history table with each status on its colour."""
+    return table.style.map(
+        lambda status: f"background-color: {RUN_BACKGROUNDS[status]}" if status in RUN_BACKGROUNDS else "",
+        subset=["Status"],
+    )
+
+
+def filtered(runs: Iterable[Run], statuses: Iterable[str] = (), users: Iterable[str] = ()) -> list[Run]:
+    """The runs of any of these statuses and by any of these users (an empty filter keeps all)."""
+    wanted_statuses, wanted_users = set(statuses), set(users)
+    return [
+        run
+        for run in runs
+        if (not wanted_statuses or str(run.status) in wanted_statuses)
+        and (not wanted_users or run.created_by in wanted_users)
+    ]
+
+
 def run_label(run: Run) -> str:
     """A run in a picker: id, who and how many dates. No status: Streamlit 1.67 kept showing a
     picked option's old label after its text changed (a run going from queued to done)."""

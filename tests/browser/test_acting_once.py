@@ -6,8 +6,12 @@ December gaps (2021-12-07 missing, 2021-12-09 blocked by the MLFS gate)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 
+from tests.browser.conftest import ROOT
 from tests.browser.test_console_at_work import _type_dates
 
 FINISH_MS = 90000
@@ -66,4 +70,34 @@ def test_rerun_with_upstream_double_clicked_launches_once_and_the_drill_down_fol
     journey.check(
         journey.page.get_by_text("Predictions ok: 100.0%").count() > 0,
         "the drill-down shows the date's new figures",
+    )
+
+
+def test_the_runs_table_opens_a_run_by_clicking_its_row(journey, fresh_console_and_settings):
+    url, settings = fresh_console_and_settings
+    # Two runs recorded through the CLI: the older one is to be opened from the table.
+    environment = {
+        **os.environ,
+        "BACKFILL_WAREHOUSE": settings.warehouse,
+        "BACKFILL_LEDGER": settings.ledger,
+        "BACKFILL_RETRY_DELAYS": "0,0,0",
+        "PYTHONPATH": str(ROOT),
+    }
+    for day in ("2021-12-07", "2021-12-15"):
+        subprocess.run(
+            [sys.executable, "-m", "backfill", "run", "--dates", day, "--stages", "mlfs"],
+            cwd=ROOT, env=environment, capture_output=True, check=True,
+        )  # fmt: skip
+    older, newer = [run_id for run_id, _ in _runs(settings.ledger)]
+    journey.page.goto(f"{url}/runs")
+    journey.page.get_by_role("heading", name=f"Run {newer}").wait_for()  # the newest is shown first
+    journey.settle()
+    table = journey.page.locator('[data-testid="stDataFrame"]').first
+    box = table.bounding_box()
+    # Rows in newest-first order: the second row is the older run; its row marker is at the left.
+    journey.page.mouse.click(box["x"] + 18, box["y"] + 35 + 35 + 17)
+    journey.page.get_by_role("heading", name=f"Run {older}").wait_for()
+    journey.settle()
+    journey.check(
+        f"run={older}" in journey.page.url, "the clicked run is opened and linked", journey.page.url
     )
