@@ -9,7 +9,7 @@ import streamlit as st
 from backfill.ledger import Ledger
 from backfill.seasons import season_of
 from backfill.severity import not_yet_backfilled
-from ui import data, history, stages, tables
+from ui import data, history, lineage, stages, tables
 from ui.format import NO_VALUE, STATUS_BACKGROUNDS, pct_text, plural, seasons_text, status_text
 from ui.shell import open_console, require_data_range
 
@@ -104,6 +104,12 @@ def _coloured(table):
         subset=["Status"],
     ).format(percents, na_rep=NO_VALUE)
 
+
+with st.expander("Pipeline: stages and their coverage", expanded=False):
+    st.caption(
+        f"As the pipeline file defines it; coverage of {start} to {end}, coloured by the worst status."
+    )
+    st.graphviz_chart(lineage.lineage_dot(settings.pipeline, daily, STAGE_LABELS, NEW_STAGES))
 
 worst = tables.worst_months_table(monthly, STAGE_LABELS)
 if len(worst) or NEW_STAGES:

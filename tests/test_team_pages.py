@@ -8,7 +8,9 @@ thin on Dec 9) and from SQL of the test's own, never from the page."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import duckdb
@@ -147,3 +149,18 @@ def test_a_date_failing_for_want_of_its_upstream_names_it_and_offers_rerun_with_
         ("predictions", day),
         ("grading", day),
     ]
+
+
+def test_the_overview_draws_the_pipeline_file_as_a_graph_with_each_stages_coverage(team):
+    settings, app = team
+    at = app.run()
+    assert not at.exception
+    (graph,) = at.get("graphviz_chart")
+    dot = graph.proto.spec
+    # The edges as the pipeline file writes them (each stage's upstream), read with tomllib here.
+    declared = tomllib.loads(TEAM_PIPELINE.read_text())["stages"]
+    edges = {(spec["upstream"], name) for name, spec in declared.items() if "upstream" in spec}
+    assert set(re.findall(r'"(\w+)" -> "(\w+)"', dot)) == edges
+    assert "Grades\\nnba_predictions.prediction_grades\\nnot yet backfilled" in dot
+    # MLFS over the whole data range: the recipe thins one date (Dec 9) only, so one gap date.
+    assert re.search(r"MLFS\\nnba_precompute.ml_feature_store\\n\d+\.\d% expected, 1 gap date\"", dot)
