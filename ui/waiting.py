@@ -150,9 +150,8 @@ def _freshness(settings: Settings) -> None:
     if shown is None:
         st.caption(":material/hourglass_top: Waiting for the warehouse…")
     elif shown.waiting is not None:
-        st.caption(
-            f":material/hourglass_top: Waiting for the warehouse; data as of {clock_text(shown.as_of)}"
-        )
+        # The page above says it waits (one notice); here only the time of the figures shown.
+        st.caption(f":material/hourglass_top: Data as of {clock_text(shown.as_of)}; the warehouse is busy")
     else:
         st.caption(
             f"Data as of {clock_text(shown.as_of)}",

@@ -10,9 +10,11 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 from tests.browser.conftest import ROOT
 from tests.browser.test_console_at_work import _type_dates
+from tests.lock_holder import warehouse_held
 
 FINISH_MS = 90000
 
@@ -101,3 +103,36 @@ def test_the_runs_table_opens_a_run_by_clicking_its_row(journey, fresh_console_a
     journey.check(
         f"run={older}" in journey.page.url, "the clicked run is opened and linked", journey.page.url
     )
+
+
+LOCK_S = 40.0
+"""The issue's scenario: a nightly backfill holds the DuckDB file for 40 s while a teammate opens an
+alert's link in a new tab."""
+
+
+def test_a_fresh_tab_during_a_40_s_lock_shows_the_last_figures_with_one_notice(
+    browser, journey, fresh_console_and_settings
+):
+    url, settings = fresh_console_and_settings
+    journey.page.goto(url)  # the server reads the warehouse once: its last good figures
+    journey.page.get_by_text("Monthly coverage").wait_for()
+    journey.settle()
+    with warehouse_held(settings.warehouse):
+        held_since = time.monotonic()
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            tab = journey.__class__(context.new_page(), journey.name + "-fresh-tab")
+            tab.page.set_default_timeout(30000)
+            tab.page.goto(url)
+            tab.page.get_by_text("Monthly coverage").wait_for()
+            tab.page.wait_for_timeout(3000)  # a few of the page's own retries
+            for moment in ("at once", "after 40 s"):
+                notices = tab.page.get_by_text("Waiting for the warehouse").count()
+                tab.check(notices == 1, f"one waiting notice {moment}", f"{notices} notices")
+                tab.check(tab.page.get_by_text("Monthly coverage").count() == 1, f"the last figures {moment}")
+                tab.check(tab.page.get_by_text("Showing data as of").count() == 1, f"their time {moment}")
+                remaining = LOCK_S - (time.monotonic() - held_since)
+                if moment == "at once" and remaining > 0:
+                    tab.page.wait_for_timeout(remaining * 1000)
+        finally:
+            context.close()
