@@ -42,6 +42,13 @@ def _on_click(chart_key: str, game_days: frozenset[dt.date]) -> None:
     """Chart callback: a click selects a date (or drops it when selected) and opens it below; a
     drag across weeks selects the game dates of those weeks."""
     event = st.session_state.get(chart_key)
+    if st.session_state.get("coverage_range_mode"):  # exact range: first day, then last day
+        picked = selection.dates_from_chart_event(event, charts.DATE_SELECTION)
+        if picked:
+            _, notice = selection.range_click(st.session_state, picked[-1], game_days)
+            _notify(notice)
+            _new_chart_generation()
+            return
     ranged = selection.dates_from_week_range(event, charts.RANGE_SELECTION, game_days)
     if ranged:
         added = selection.add_dates(st.session_state, ranged)
@@ -52,6 +59,8 @@ def _on_click(chart_key: str, game_days: frozenset[dt.date]) -> None:
     _notify(notice)
     if clicked:
         st.session_state["coverage_drill_date"] = clicked[-1]
+        # The date opens below: the page scrolls to it once (a new key per click).
+        st.session_state["coverage_scroll_clicks"] = st.session_state.get("coverage_scroll_clicks", 0) + 1
     if clicked or notice:
         _new_chart_generation()
 
@@ -206,7 +215,13 @@ st.altair_chart(
 st.subheader("By date")
 st.caption(
     "Click a date to add it to the selection below and open it in the drill-down; "
-    "click an outlined (selected) date to drop it; drag across weeks to select their dates."
+    "click an outlined (selected) date to drop it; drag across weeks to select their dates; "
+    "for an exact range, switch on range selection and click its first day, then its last."
+)
+st.toggle(
+    "Range selection: first day, then last day",
+    key="coverage_range_mode",
+    on_change=lambda: st.session_state.pop(selection.RANGE_ANCHOR_KEY, None),
 )
 selected = selection.selected_dates(st.session_state)
 for season in sorted(seasons, reverse=True):
@@ -273,6 +288,8 @@ st.subheader("Date drill-down", anchor=DRILL_ANCHOR)
 link_day = _link_date(start, end)
 if link_day is not None:
     scroll.scroll_once(DRILL_ANCHOR, f"coverage?date={link_day}")
+if st.session_state.get("coverage_scroll_clicks"):
+    scroll.scroll_once(DRILL_ANCHOR, f"coverage-click-{st.session_state['coverage_scroll_clicks']}")
 kept_day = st.session_state.get("coverage_drill_date")
 if link_day is not None and link_day != st.session_state.get("coverage_drill_linked"):
     st.session_state["coverage_drill_date"] = link_day
