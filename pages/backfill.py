@@ -21,7 +21,7 @@ from backfill.ledger import RUN_ACTIVE, AlreadyLaunched, Ledger, Run
 from backfill.plan import dry_run
 from backfill.request import BackfillRequest
 from backfill.seasons import season_label
-from ui import auth, data, run_view, runs, scroll, selection, tables
+from ui import auth, data, run_view, runs, scroll, selection, tables, url_state
 from ui import stages as stage_names
 from ui.format import dates_text
 from ui.shell import open_console
@@ -112,6 +112,7 @@ def _dates_from_gaps(settings: Settings) -> dict | None:
     if not scopes:
         st.info("No gap dates: every date is complete, an expected bootstrap date, or without games.")
         return None
+    url_state.restore("backfill_gap_scope", "scope", scopes)
     scope = st.selectbox(
         "Month or season",
         list(scopes),
@@ -119,6 +120,7 @@ def _dates_from_gaps(settings: Settings) -> dict | None:
         key="backfill_gap_scope",
         help="Dates where a stage is missing, blocked or partial (SPEC 3).",
     )
+    url_state.keep("scope", scope)
     _, days, gaps = scopes[scope]
     st.markdown(f"**{len(days)} gap date{'s' if len(days) > 1 else ''}:** {dates_text(days)}")
     st.caption("On each date only the stages with a gap there, and the stages downstream of them.")
@@ -136,12 +138,14 @@ def _dates_from_range(settings: Settings) -> dict | None:
 
 
 def _dates_from_text() -> dict | None:
+    url_state.restore("backfill_typed", "dates", whole=True)
     text = st.text_input(
         "Dates",
         placeholder="2021-12-07, 2021-12-09",
         key="backfill_typed",
         help="ISO dates (YYYY-MM-DD), separated by commas.",
     )
+    url_state.keep("dates", (text or "").strip())
     if not (text or "").strip():
         st.caption("Type one or more dates, separated by commas.")
         return None
@@ -223,14 +227,19 @@ st.caption(
 
 st.subheader("Dates")
 chosen = selection.selected_dates(st.session_state)
+url_state.restore("backfill_source", "source", SOURCES)  # the form is kept in the URL
 source = st.segmented_control(
     "Dates from",
     list(SOURCES),
     format_func=SOURCES.get,
-    default="selection" if chosen else "gaps",
+    default=None if "backfill_source" in st.session_state else ("selection" if chosen else "gaps"),
     required=True,
     key="backfill_source",
 )
+url_state.keep("source", source)
+for param, used_by in (("scope", "gaps"), ("dates", "typed")):
+    if source != used_by:
+        st.query_params.pop(param, None)
 if source == "selection":
     dates_input = _dates_from_selection()
 elif source == "gaps":

@@ -370,3 +370,16 @@ def test_form_check_names_the_field_at_fault_in_the_backends_words():
         settings, {"start": DEC_1, "end": DEC_31}, stages=["predictions"], today=today
     )
     assert errors == {} and len(request.dates) == 31 and request.stages == ("predictions",)
+
+
+def test_the_form_is_kept_in_the_url_and_a_link_opens_it_as_it_was(app):
+    app.query_params["source"] = "typed"
+    app.query_params["dates"] = "2021-12-07, 2021-12-09"
+    at = open_page(app)
+    assert not at.exception
+    assert at.segmented_control(key="backfill_source").value == "typed"
+    assert at.text_input(key="backfill_typed").value == "2021-12-07, 2021-12-09"
+    assert not at.button(key="backfill_launch").disabled  # a whole request, from the link alone
+    at.segmented_control(key="backfill_source").set_value("gaps").run()
+    assert at.query_params["source"] == "gaps" and "dates" not in at.query_params
+    assert at.query_params["scope"] == "2021-12"  # the newest month with gaps (the demo's December)
