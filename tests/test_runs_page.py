@@ -166,6 +166,9 @@ def test_cancel_asks_a_queued_run_to_stop(app, settings):
     assert ledger.get_run(run_id).cancel_requested
     assert (ledger.actions()[0]["action"], ledger.actions()[0]["who"]) == ("cancel", LOCAL_USER)
     assert "cancel requested" in texts(at.caption)
+    cancel = at.button(key="runs_cancel")  # done: not offered twice, and says why
+    assert cancel.disabled and "Cancel requested already" in cancel.help
+    assert [action["action"] for action in ledger.actions()].count("cancel") == 1
 
 
 def test_viewer_sees_every_action_disabled_and_the_backend_refuses(app, settings, monkeypatch):

@@ -128,8 +128,14 @@ def cancel_button(settings: Settings, run: Run, identity: Identity, *, key: str,
         "Cancel run",
         key=key,
         icon=":material/stop_circle:",
-        disabled=not identity.may_act or run.status not in RUN_ACTIVE,
-        help=identity.reason if not identity.may_act else "Stops the run before its next batch of dates.",
+        disabled=not identity.may_act or run.status not in RUN_ACTIVE or run.cancel_requested,
+        help=identity.reason
+        if not identity.may_act
+        else (
+            "Cancel requested already: the run stops before its next batch."
+            if run.cancel_requested
+            else "Stops the run before its next batch of dates."
+        ),
         on_click=cancel_run,
         args=(settings, run.run_id, identity.who, notice_key),
     )
