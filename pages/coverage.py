@@ -286,7 +286,8 @@ else:
 
 st.subheader("Date drill-down", anchor=DRILL_ANCHOR)
 link_day = _link_date(start, end)
-if link_day is not None:
+if link_day is not None and link_day != st.session_state.get("coverage_drill_linked"):
+    # A link from outside (the page's own ?date= of its last run is not one): land on its date.
     scroll.scroll_once(DRILL_ANCHOR, f"coverage?date={link_day}")
 if st.session_state.get("coverage_scroll_clicks"):
     scroll.scroll_once(DRILL_ANCHOR, f"coverage-click-{st.session_state['coverage_scroll_clicks']}")

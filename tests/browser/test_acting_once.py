@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 
+import duckdb
+
 from tests.browser.conftest import ROOT
-from tests.browser.test_console_at_work import _type_dates
+from tests.browser.test_console_at_work import _hover_to, _selected_text, _type_dates
 from tests.lock_holder import warehouse_held
 
 FINISH_MS = 90000
@@ -136,3 +138,48 @@ def test_a_fresh_tab_during_a_40_s_lock_shows_the_last_figures_with_one_notice(
                     tab.page.wait_for_timeout(remaining * 1000)
         finally:
             context.close()
+
+
+def _calendar(journey):
+    """The first wide chart under the "By date" heading: the season's calendar (the colour key
+    beside the heatmaps is narrow)."""
+    heading = journey.page.get_by_role("heading", name="By date")
+    charts = journey.page.locator('[data-testid="stVegaLiteChart"]')
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # a chart drawn anew takes a moment to get its size
+        heading.scroll_into_view_if_needed()
+        top = heading.bounding_box()["y"]
+        for i in range(charts.count()):
+            box = charts.nth(i).bounding_box()
+            if box and box["y"] > top and box["width"] > 600:
+                return charts.nth(i)
+        journey.page.wait_for_timeout(250)
+    raise AssertionError("no calendar under 'By date'")
+
+
+def test_an_exact_calendar_range_is_selected_from_its_first_day_to_its_last(
+    journey, fresh_console_and_settings
+):
+    url, settings = fresh_console_and_settings
+    with duckdb.connect(settings.warehouse, read_only=True) as database:  # the server reads it only later
+        expected = [
+            row[0].isoformat()
+            for row in database.execute(
+                "SELECT DISTINCT game_date FROM nba_analytics.player_game_summary "
+                "WHERE game_date BETWEEN DATE '2021-12-08' AND DATE '2021-12-15' ORDER BY game_date"
+            ).fetchall()
+        ]
+    journey.page.goto(f"{url}/coverage")
+    journey.page.get_by_text("By date").wait_for()
+    journey.settle()
+    journey.page.get_by_text("Range selection: first day, then last day").click()
+    journey.settle()
+    rows = (0.3, 0.4, 0.5, 0.6)
+    for day in ("2021-12-15", "2021-12-08"):  # the last day first: either order makes the range
+        calendar = _calendar(journey)  # drawn anew after each click
+        journey.page.mouse.click(*_hover_to(journey, calendar, day, rows))
+        journey.settle()
+    text = _selected_text(journey, f"{len(expected)} selected:")
+    journey.check(
+        f"{len(expected)} selected: {', '.join(expected)}" in text, "exactly Dec 8 to Dec 15", text[-300:]
+    )
