@@ -335,6 +335,6 @@ def test_the_coverage_pages_own_date_in_the_url_is_not_taken_for_a_link_to_scrol
     assert at.query_params["date"]  # the page keeps its drill-down date in the URL
     at.toggle(key="coverage_range_mode").set_value(True).run()  # any later run of the page
     assert not at.exception
-    scrolled = at.session_state["console_scrolled_to"] if "console_scrolled_to" in at.session_state else set()
+    scrolled = at.session_state.get("console_scrolled_to", set())
     assert not scrolled
     assert not [element for element in at.main if element.type == "iframe"]  # no scroll script drawn
