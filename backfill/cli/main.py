@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Coverage, gaps and backfills of the NBA player-prop prediction pipeline "
         "(player_game_summary -> ml_feature_store -> player_prop_predictions).",
         epilog="Exit codes: 0 done; 1 dates failed or blocked, or an unexpected error; "
-        "2 bad input (one-line reason, nothing written). Settings come from backfill.toml "
+        "2 bad input (one-line reason, nothing written); 3 (check) could not check. Settings come from backfill.toml "
         "(or BACKFILL_CONFIG) and BACKFILL_* variables.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
