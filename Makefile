@@ -27,8 +27,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 $(WAREHOUSE): | $(VENV)/.installed
 	$(PY) -m backfill demo --warehouse $(WAREHOUSE)
 
-run: $(VENV)/.installed $(WAREHOUSE)  ## serve the console on the demo warehouse
-	BACKFILL_WAREHOUSE=$(WAREHOUSE) $(VENV)/bin/streamlit run app.py --server.port $(PORT)
+# The warehouse is BACKFILL_WAREHOUSE or backfill.toml's when set (as for every command), else the
+# demo, built on first start; `make run WAREHOUSE=path` names one for this run.
+run: $(VENV)/.installed  ## serve the console on the configured warehouse, else the demo (PORT=8501)
+	$(PY) -m backfill console --port $(PORT) $(if $(filter command line,$(origin WAREHOUSE)),--warehouse $(WAREHOUSE))
 
 # Each suite prints its wall time beside its target (issue 13), whatever the outcome.
 TIMED = started=$$(date +%s); $(1); status=$$?; \

@@ -29,7 +29,11 @@ with waiting.guard():  # a warehouse or ledger error is one line (busy: waited o
     settings, warehouse = open_console()
     with waiting.watching(settings):
         data.begin_rerun(settings)  # every figure of this rerun is of this one fingerprint
-    # Before the page (one read of the ledger): a page that ends early with st.stop() (no runs yet,
-    # an empty warehouse) would leave it undrawn, as nothing is drawn after st.stop().
-    render_sidebar(settings, warehouse)
-    page.run()
+    # The sidebar's place comes first, its contents after the page, so that the page's first figure
+    # waits for nothing else (issue 23); in ``finally``, so a page that ends early with st.stop() (no
+    # runs yet, an empty warehouse) still gets it.
+    sidebar = st.sidebar.container()
+    try:
+        page.run()
+    finally:
+        render_sidebar(settings, warehouse, sidebar)

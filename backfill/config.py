@@ -83,6 +83,7 @@ class Settings:
     # The watch (``python -m backfill check``) and its alerts. Secrets are not settings: the webhook
     # URL and the SMTP password come from the environment or .streamlit/secrets.toml (backfill.alerts).
     console_url: str = "http://localhost:8501"
+    """Unset, it follows the console's port: ``http://localhost:$PORT`` when ``PORT`` is set."""
     alert_webhook_format: str = "slack"
     alert_email_to: tuple[str, ...] = ()
     alert_email_from: str = "backfill-console@localhost"
@@ -267,6 +268,8 @@ def load_settings(
         env_name = f"BACKFILL_{name.upper()}"
         if env_name in environ and environ[env_name] != "":
             values[name] = environ[env_name]
+    if "console_url" not in values and environ.get("PORT", "").strip().isdigit():
+        values["console_url"] = f"http://localhost:{environ['PORT'].strip()}"  # the port make run serves on
     unknown = set(values) - set(_PLAIN)
     if unknown:
         raise BadInput(

@@ -52,8 +52,8 @@ def to_json(report: GapReport) -> str:
             **{f"min_{upstream}_coverage_pct": pct for upstream, pct in report.gates.items()},
             "min_history_games": report.min_history_games,
         },
-        "monthly": records(report.monthly),
-        "gaps": records(report.gaps),
+        "monthly": records(_seasons_named(report.monthly)),
+        "gaps": records(_seasons_named(report.gaps)),
         "stale_rows": records(report.stale),
         "runs": None if report.runs is None else records(report.runs),
         # Only where the period held no games, so a report of real data reads as it always did.

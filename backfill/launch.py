@@ -23,7 +23,7 @@ from backfill.cost_labels import job_labels
 from backfill.doctor import check_before_writing
 from backfill.errors import BackfillError, BadInput
 from backfill.holds import leased, refuse_overlap
-from backfill.ledger import Ledger, Run
+from backfill.ledger import AlreadyLaunched, Ledger, Run
 from backfill.ledger.database import is_postgresql
 from backfill.pipeline import Pipeline
 from backfill.processors import processor_for
@@ -44,6 +44,7 @@ def submit(
     *,
     parent_run_id: str | None = None,
     warehouse: Warehouse | None = None,
+    launch_key: str | None = None,
 ) -> str:
     """Record a run and hand it to a detached worker process; returns the run id at once.
 
@@ -51,14 +52,20 @@ def submit(
     of the request's (stage, date) pairs: its leases would refuse the run as soon as it started.
     The warehouse is not opened here, so a launch never waits on a busy file: the worker asks the
     preflight of every write before it writes (:func:`backfill.doctor.check_before_writing`), and
-    the console and the CLI ask it before they offer or submit a launch."""
+    the console and the CLI ask it before they offer or submit a launch.
+
+    ``launch_key`` makes the launch idempotent (the console sends one per click): a key already
+    recorded is refused with :class:`~backfill.ledger.AlreadyLaunched`, naming its run, before the
+    overlap check (which would otherwise name the repeat's own run as the holder)."""
     from backfill.runner import create_run
 
     require_operator(settings, who, "launch backfills")
     warehouse = warehouse or connect(settings)
     ledger = Ledger(settings.ledger)
+    if launch_key is not None and (launched := ledger.launched_run(launch_key)) is not None:
+        raise AlreadyLaunched(launched)
     refuse_overlap(ledger, warehouse.url, request.items(), settings.pipeline.labels)
-    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
+    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id, launch_key=launch_key)
     spawn_worker(settings, run_id)
     return run_id
 
@@ -190,19 +197,27 @@ def rerun_request(
 
 
 def rerun(
-    settings: Settings, run_id: str, who: str, *, only_transient: bool = False, detach: bool = True, **options
+    settings: Settings,
+    run_id: str,
+    who: str,
+    *,
+    only_transient: bool = False,
+    detach: bool = True,
+    launch_key: str | None = None,
+    **options,
 ) -> str | RunResult:
-    """Rerun what a run did not finish, as a new run whose parent is the old one."""
+    """Rerun what a run did not finish, as a new run whose parent is the old one (``launch_key``:
+    as for :func:`submit`, a repeated key records no second run)."""
     require_operator(settings, who, "rerun backfills")
     ledger = Ledger(settings.ledger)
     recorded = settings_for_run(settings, ledger.get_run(run_id).params, run_id)
     request = rerun_request(ledger, run_id, recorded.pipeline, only_transient)
     if detach:
-        return submit(recorded, request, who, parent_run_id=run_id)
+        return submit(recorded, request, who, parent_run_id=run_id, launch_key=launch_key)
     return run_here(recorded, request, who, parent_run_id=run_id, **options)
 
 
-def rerun_with_upstream(settings: Settings, run_id: str, who: str) -> str:
+def rerun_with_upstream(settings: Settings, run_id: str, who: str, *, launch_key: str | None = None) -> str:
     """Rerun a run's blocked dates with their upstream stage first, as a new detached run."""
     from backfill import upstream_rerun
 
@@ -210,7 +225,7 @@ def rerun_with_upstream(settings: Settings, run_id: str, who: str) -> str:
     ledger = Ledger(settings.ledger)
     recorded = settings_for_run(settings, ledger.get_run(run_id).params, run_id)
     request = upstream_rerun.run_request(ledger, run_id, recorded.pipeline)
-    return submit(recorded, request, who, parent_run_id=run_id)
+    return submit(recorded, request, who, parent_run_id=run_id, launch_key=launch_key)
 
 
 def cancel(settings: Settings, run_id: str, who: str) -> Run:

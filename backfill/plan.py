@@ -51,6 +51,9 @@ def dry_run(
     start, end = min(request.dates), max(request.dates)
     daily = coverage.daily_coverage(warehouse, settings, start, end)
     daily = daily[daily["game_date"].isin(request.dates) & daily["stage"].isin(request.stages)]
+    if request.only:  # a part of dates x stages: only its items
+        wanted = set(request.items())
+        daily = daily[[(stage, day) in wanted for stage, day in zip(daily["stage"], daily["game_date"])]]
     counts = stale.stale_counts(warehouse, settings, start, end, request.stages)
     stale_by_key = counts.groupby(["game_date", "stage"])["rows"].sum().to_dict() if len(counts) else {}
     rows = []

@@ -32,6 +32,9 @@ class BackfillRequest:
     batch_size: int | None = None
     """Dates per window when asked (or set in the settings); None: sized by the work when the run is
     created (:mod:`backfill.batching`), and the size chosen is recorded with the run."""
+    only: tuple[tuple[str, dt.date], ...] = ()
+    """When given, the (stage, date) work items themselves, a part of dates x stages (a gap-dates
+    plan: on each date only the stages with a gap there and those downstream of them)."""
 
     @classmethod
     def build(
@@ -47,9 +50,11 @@ class BackfillRequest:
         max_attempts: int | str | None = None,
         retry_delays: Iterable[float] | str | None = None,
         batch_size: int | str | None = None,
+        only: Iterable[tuple[str, dt.date | str]] | None = None,
         today: Callable[[], dt.date] = dt.date.today,
     ) -> BackfillRequest:
-        """Validate user input into a request; raises BadInput with a one-line reason."""
+        """Validate user input into a request; raises BadInput with a one-line reason. ``only``
+        keeps just those (stage, date) items of dates x stages (the others are left out)."""
         if dates is not None and (start is not None or end is not None):
             raise BadInput("give either dates or a start and end, not both")
         if dates is not None:
@@ -64,11 +69,20 @@ class BackfillRequest:
             settings.max_attempts if max_attempts is None else _positive_int(max_attempts, "max attempts")
         )
         size = settings.batch_size if batch_size in (None, "") else _positive_int(batch_size, "batch size")
+        checked_stages = settings.pipeline.check_stages(
+            settings.pipeline.stage_names if stages is None else stages
+        )
+        kept: tuple[tuple[str, dt.date], ...] = ()
+        if only is not None:
+            wanted = {(stage, parse_date_list([day], today=today)[0]) for stage, day in only}
+            kept = tuple((stage, day) for day in chosen for stage in checked_stages if (stage, day) in wanted)
+            if not kept:
+                raise BadInput("no work item left: none of the chosen stages has work on these dates")
+            chosen = sorted({day for _, day in kept})
+            checked_stages = tuple(stage for stage in checked_stages if any(s == stage for s, _ in kept))
         return cls(
             dates=tuple(chosen),
-            stages=settings.pipeline.check_stages(
-                settings.pipeline.stage_names if stages is None else stages
-            ),
+            stages=checked_stages,
             min_upstream_coverage_pct=None
             if min_upstream_coverage_pct in (None, "")
             else check_pct(min_upstream_coverage_pct, _gate_name(settings)),
@@ -76,15 +90,22 @@ class BackfillRequest:
             max_attempts=attempts,
             retry_delays=_delays(settings.retry_delays if retry_delays is None else retry_delays),
             batch_size=size,
+            only=kept,
         )
 
     def items(self) -> list[tuple[str, dt.date]]:
         """Every (stage, date) work item, dates in order, stages in dependency order."""
+        if self.only:
+            return list(self.only)
         return [(stage, day) for day in self.dates for stage in self.stages]
 
     def to_params(self) -> dict:
         params = asdict(self)
         params["dates"] = [day.isoformat() for day in self.dates]
+        if self.only:
+            params["only"] = [[stage, day.isoformat()] for stage, day in self.only]
+        else:
+            del params["only"]  # a whole dates x stages request is recorded as before
         return params
 
     def gate_pct(self, stage_gate_pct: float | None) -> float | None:
@@ -104,6 +125,7 @@ class BackfillRequest:
         values["dates"] = tuple(dt.date.fromisoformat(day) for day in values["dates"])
         values["stages"] = tuple(values["stages"])
         values["retry_delays"] = tuple(float(delay) for delay in values["retry_delays"])
+        values["only"] = tuple((stage, dt.date.fromisoformat(day)) for stage, day in values.get("only", ()))
         # The size a run chose is recorded as its batch_size; a new request from it sizes itself again.
         if "batch_size_asked" in values:
             values["batch_size"] = values["batch_size_asked"]
@@ -117,7 +139,10 @@ class BackfillRequest:
         from dataclasses import replace
 
         return replace(
-            self, dates=tuple(sorted(set(dates))), stages=tuple(self.stages if stages is None else stages)
+            self,
+            dates=tuple(sorted(set(dates))),
+            stages=tuple(self.stages if stages is None else stages),
+            only=(),
         )
 
 

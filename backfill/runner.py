@@ -98,9 +98,11 @@ def create_run(
     request: BackfillRequest,
     who: str,
     parent_run_id: str | None = None,
+    launch_key: str | None = None,
 ) -> str:
     """Record a queued run for a request; nothing is written to the warehouse yet. The run's window
-    (dates per batch) is the request's, or sized by the work now, and recorded with it."""
+    (dates per batch) is the request's, or sized by the work now, and recorded with it. A
+    ``launch_key`` already recorded raises :class:`~backfill.ledger.AlreadyLaunched`."""
     size, sized_by = batching.window_size(request, warehouse.settings)
     run_id = ledger.create_run(
         params=request.to_params()
@@ -110,6 +112,7 @@ def create_run(
         created_by=who,
         warehouse=warehouse.url,
         parent_run_id=parent_run_id,
+        launch_key=launch_key,
     )
     ledger.record_action(who, "launch", {"dates": len(request.dates), "stages": request.stages}, run_id)
     return run_id
@@ -199,8 +202,8 @@ class Runner:
             self._finish("failed", f"stopped before any write: {_one_line(exc)}")
             return replace(self._result(), bad_input=isinstance(exc, BadInput))
         self._log(
-            f"started: {len(open_items)} open items on {self.warehouse.describe()}, "
-            f"{self.window_size} dates per batch"
+            f"started: {_plural(len(open_items), 'open item')} on {self.warehouse.describe()}, "
+            f"{_plural(self.window_size, 'date')} per batch"
         )
         heartbeat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.run_id}", daemon=True)
         heartbeat.start()
@@ -306,7 +309,9 @@ class Runner:
                 batch_size=self.window_size,
                 batch_size_by="sized by the work, bounded by the warehouse",
             )
-            self._log(f"{self.window_size} dates per batch: a larger batch would pass maximum_bytes_billed")
+            self._log(
+                f"{_plural(self.window_size, 'date')} per batch: a larger batch would pass maximum_bytes_billed"
+            )
         return bounded
 
     def _fail_open(self, exc: BaseException, what: str) -> None:
@@ -480,7 +485,12 @@ class Runner:
                     "error_message": _message(outcome.error),
                 }
             else:
-                fields |= self._verified(processor, after[(day, stage)], outcomes[day]["coverage_before"])
+                fields |= self._verified(
+                    processor,
+                    after[(day, stage)],
+                    outcomes[day]["coverage_before"],
+                    self._upstream_row(stage, day, after),
+                )
                 fields["stale_rows_deleted"] = cleaned.get(day, 0)
                 if fields["status"] == "done" and (clean_error is not None or left.get(day)):
                     fields |= _unclean(clean_error, left.get(day, {}))
@@ -533,11 +543,31 @@ class Runner:
             runnable.append(day)
         return outcomes, runnable
 
-    def _verified(self, processor: Processor, row: dict, coverage_before: float | None) -> dict:
-        """The item's fields after verification: done only when the date reached ok (or bootstrap)."""
+    def _upstream_row(self, stage: str, day: dt.date, after: Measurement) -> dict | None:
+        """The date's row of the stage's upstream when that is a backfillable stage (not the reference)."""
+        upstream = self.pipeline.upstream(self.pipeline.stage(stage))
+        return after.get((day, upstream.name)) if upstream.name in self.pipeline.stage_names else None
+
+    def _verified(
+        self, processor: Processor, row: dict, coverage_before: float | None, upstream: dict | None = None
+    ) -> dict:
+        """The item's fields after verification: done only when the date reached ok (or bootstrap).
+        A date whose upstream stage is not whole either fails for that reason, named (class
+        ``upstream``: a rerun with upstream is what it needs, not a plain retry)."""
         fields = {"rows_written": int(row["table_rows"]), "coverage_after": _coverage_value(row)}
         if row["status"] in DONE_STATUSES:
             return fields | {"status": "done", "error_class": None, "error_message": None}
+        if upstream is not None and upstream["status"] not in DONE_STATUSES:
+            label = self.pipeline.label(upstream["stage"])
+            return fields | {
+                "status": "failed",
+                "error_class": "upstream",
+                "error_message": (
+                    f"its upstream {label} is {upstream['status']} on this date "
+                    f"({_pct_text(_coverage_value(upstream))}), so the {processor.describe()['kind']} "
+                    f"processor had nothing to build from: rerun with upstream ({label} first)"
+                ),
+            }
         return fields | {
             "status": "failed",
             "error_class": "incomplete",
@@ -767,6 +797,10 @@ def _unclean(clean_error: Exception | None, left: dict[str, int]) -> dict:
         "error_class": UNCLEAN,
         "error_message": "complete, but " + "; ".join(parts),
     }
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _coverage_value(row: dict) -> float | None:

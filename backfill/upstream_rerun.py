@@ -31,8 +31,14 @@ def upstream_stages(pipeline: Pipeline, stages: Iterable[str]) -> set[str]:
 
 
 def blocked_items(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Items a gate blocked (the only ones a rerun with upstream redoes)."""
-    return [item for item in items if item["status"] == "blocked"]
+    """Items that wait for their upstream (the only ones a rerun with upstream redoes): blocked by a
+    gate, or failed for want of their upstream on the date."""
+    return [
+        item
+        for item in items
+        if item["status"] == "blocked"
+        or (item["status"] == "failed" and item.get("error_class") == "upstream")
+    ]
 
 
 def waiting_for(run: Run, items: Iterable[Mapping[str, Any]], pipeline: Pipeline) -> set[str]:

@@ -12,9 +12,10 @@ SIZE = 1
 
 
 def first_paint_rows(runs: int) -> list[Row]:
-    """Cold and warm first content of each page, and cold page complete (medians of ``runs``), or none
-    without Chromium."""
-    from bench.first_paint import CHROMIUM, first_paint
+    """First real figure of each page on a fresh server (cold) and in a fresh tab (warm), page complete
+    on a fresh server, and each page's ratio to the toy page measured in the same run (medians of
+    ``runs``); none without Chromium."""
+    from bench.first_paint import CHROMIUM, TOY, first_paint
 
     if not Path(CHROMIUM).exists():
         return []
@@ -22,16 +23,25 @@ def first_paint_rows(runs: int) -> list[Row]:
     figures = first_paint(runs=runs)
     notes = {
         "cold": "a fresh server",
-        "warm": "the same server again",
+        "warm": "a fresh tab on the running server",
         "cold_complete": "a fresh server: its first script run ended (informational)",
     }
-    return [
+    rows = [
         Row(f"first_paint_{when}_{page}",
-            f"{'Page complete' if when.endswith('complete') else 'First content'} in Chromium, {page}, "
+            f"{'Page complete' if when.endswith('complete') else 'First real figure'} in Chromium, {page}, "
             f"{when.removesuffix('_complete')} (median of {runs})", SIZE, "s", [seconds[when]], load, notes[when])
         for page, seconds in figures.items()
         for when in notes
     ]  # fmt: skip
+    rows += [
+        Row(f"first_paint_ratio_{when}_{page}",
+            f"First real figure, {page} / toy page, {notes[when]} (same run)", SIZE, "x",
+            [seconds[f"{when}_ratio"]], load, f"toy page: {figures[TOY][when]:.2f} s")
+        for page, seconds in figures.items()
+        if page != TOY
+        for when in ("cold", "warm")
+    ]  # fmt: skip
+    return rows
 
 
 def bigquery_bytes_rows() -> list[Row]:

@@ -5,6 +5,7 @@ from ui.entry import through_app
 through_app()  # first: a fresh server's first request may run this file alone
 
 import datetime as dt
+import uuid
 
 import pandas as pd
 import streamlit as st
@@ -13,13 +14,14 @@ from backfill import cost
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.faults import is_transient
+from backfill.gap_plan import gap_items
 from backfill.holds import held_dates, held_text
 from backfill.launch import preflight, submit
-from backfill.ledger import RUN_ACTIVE, Ledger, Run
+from backfill.ledger import RUN_ACTIVE, AlreadyLaunched, Ledger, Run
 from backfill.plan import dry_run
 from backfill.request import BackfillRequest
 from backfill.seasons import season_label
-from ui import auth, data, run_view, runs, scroll, selection, tables
+from ui import auth, data, run_view, runs, scroll, selection, tables, url_state
 from ui import stages as stage_names
 from ui.format import dates_text
 from ui.shell import open_console
@@ -35,6 +37,8 @@ RUN_KEY = "backfill_run_id"  # the run this page follows; also in the URL as ?ru
 NOTICE_KEY = "backfill_notice"
 RUN_NOTICE_KEY = "backfill_run_notice"
 PLAN_KEY = "backfill_plan"
+LAUNCH_KEY = "backfill_launch_key"  # the next click's idempotency key: a repeated click launches nothing
+LAUNCHED_KEY = "backfill_launched"  # (request, run id) of this session's last launch
 
 
 def _error(slot, message: str | None) -> None:
@@ -50,8 +54,9 @@ def _busy_warning() -> None:
     )
 
 
-def _gap_scopes(settings: Settings) -> dict[str, tuple[str, list[dt.date]]] | None:
-    """Months and seasons with gap dates, newest first: key -> (label, dates); None when busy."""
+def _gap_scopes(settings: Settings) -> dict[str, tuple[str, list[dt.date], list]] | None:
+    """Months and seasons with gap dates, newest first: key -> (label, dates, (stage, date) gaps);
+    None when busy."""
     try:
         bounds = data.data_bounds(settings)
         gaps = tables.gap_dates(data.daily_coverage(settings, *bounds)) if bounds else pd.DataFrame()
@@ -60,19 +65,25 @@ def _gap_scopes(settings: Settings) -> dict[str, tuple[str, list[dt.date]]] | No
             raise
         _busy_warning()
         return None
-    scopes: dict[str, tuple[str, list[dt.date]]] = {}
+    scopes: dict[str, tuple[str, list[dt.date], list]] = {}
     if gaps.empty:
         return scopes
     for season in sorted(set(gaps["season"]), reverse=True):
         in_season = gaps[gaps["season"] == season]
         for period in sorted(set(in_season["period"]), reverse=True):
-            days = sorted(set(in_season.loc[in_season["period"] == period, "game_date"]))
+            in_month = in_season[in_season["period"] == period]
+            days = sorted(set(in_month["game_date"]))
             month = dt.date.fromisoformat(f"{period}-01")
-            scopes[period] = (f"{month:%B %Y} ({len(days)} gap date{'s' if len(days) > 1 else ''})", days)
+            scopes[period] = (
+                f"{month:%B %Y} ({len(days)} gap date{'s' if len(days) > 1 else ''})",
+                days,
+                list(zip(in_month["stage"], in_month["game_date"])),
+            )
         days = sorted(set(in_season["game_date"]))
         scopes[f"season-{season}"] = (
             f"Season {season_label(int(season))} ({len(days)} gap date{'s' if len(days) > 1 else ''})",
             days,
+            list(zip(in_season["stage"], in_season["game_date"])),
         )
     return scopes
 
@@ -101,6 +112,7 @@ def _dates_from_gaps(settings: Settings) -> dict | None:
     if not scopes:
         st.info("No gap dates: every date is complete, an expected bootstrap date, or without games.")
         return None
+    url_state.restore("backfill_gap_scope", "scope", scopes)
     scope = st.selectbox(
         "Month or season",
         list(scopes),
@@ -108,9 +120,11 @@ def _dates_from_gaps(settings: Settings) -> dict | None:
         key="backfill_gap_scope",
         help="Dates where a stage is missing, blocked or partial (SPEC 3).",
     )
-    days = scopes[scope][1]
+    url_state.keep("scope", scope)
+    _, days, gaps = scopes[scope]
     st.markdown(f"**{len(days)} gap date{'s' if len(days) > 1 else ''}:** {dates_text(days)}")
-    return {"dates": days}
+    st.caption("On each date only the stages with a gap there, and the stages downstream of them.")
+    return {"dates": days, "only": gap_items(settings.pipeline, gaps)}
 
 
 def _dates_from_range(settings: Settings) -> dict | None:
@@ -124,25 +138,36 @@ def _dates_from_range(settings: Settings) -> dict | None:
 
 
 def _dates_from_text() -> dict | None:
+    url_state.restore("backfill_typed", "dates", whole=True)
     text = st.text_input(
         "Dates",
         placeholder="2021-12-07, 2021-12-09",
         key="backfill_typed",
         help="ISO dates (YYYY-MM-DD), separated by commas.",
     )
+    url_state.keep("dates", (text or "").strip())
     if not (text or "").strip():
         st.caption("Type one or more dates, separated by commas.")
         return None
     return {"dates": text}
 
 
-def _launch(settings: Settings, request: BackfillRequest, who: str | None) -> None:
-    """Button callback: record the run and hand it to its own worker process."""
+def _launch(settings: Settings, request: BackfillRequest, who: str | None, launch_key: str) -> None:
+    """Button callback: record the run and hand it to its own worker process. The key was drawn with
+    the button: a second click on that drawing (a double click) is refused by the ledger, and the
+    run the first click launched is followed."""
+    launched = st.session_state.get(LAUNCHED_KEY)
+    if launched and launched[0] == request and ledger.get_run(launched[1]).status in RUN_ACTIVE:
+        return  # a click on a newer drawing of the disabled button: this very request is under way
     try:
-        run_id = submit(settings, request, who, warehouse=data.warehouse(settings))
+        run_id = submit(settings, request, who, warehouse=data.warehouse(settings), launch_key=launch_key)
+    except AlreadyLaunched as exc:
+        run_id = exc.run_id
     except BackfillError as exc:
         run_view.notify(NOTICE_KEY, "error", f"Nothing launched: {exc}")
         return
+    st.session_state.pop(LAUNCH_KEY, None)  # the next launch carries a key of its own
+    st.session_state[LAUNCHED_KEY] = (request, run_id)
     st.session_state[RUN_KEY] = run_id
     st.query_params["run"] = run_id
     run_view.watch(run_id)
@@ -202,14 +227,19 @@ st.caption(
 
 st.subheader("Dates")
 chosen = selection.selected_dates(st.session_state)
+url_state.restore("backfill_source", "source", SOURCES)  # the form is kept in the URL
 source = st.segmented_control(
     "Dates from",
     list(SOURCES),
     format_func=SOURCES.get,
-    default="selection" if chosen else "gaps",
+    default=None if "backfill_source" in st.session_state else ("selection" if chosen else "gaps"),
     required=True,
     key="backfill_source",
 )
+url_state.keep("source", source)
+for param, used_by in (("scope", "gaps"), ("dates", "typed")):
+    if source != used_by:
+        st.query_params.pop(param, None)
 if source == "selection":
     dates_input = _dates_from_selection()
 elif source == "gaps":
@@ -304,6 +334,9 @@ refusal = data.write_refusal(settings)
 if refusal is not None:  # a launch would be refused before any write: say so instead of offering it
     st.error(refusal, icon=":material/block:")
 holds = held_dates(ledger, warehouse.url, request.items()) if request is not None else []
+# Your own new run holds these dates because you launched it: said as such, never as "held by".
+launched = runs.own_launch(st.session_state.get(LAUNCHED_KEY), request, holds)
+holds = [hold for hold in holds if hold.run_id != launched]
 if request is not None:
     st.caption(runs.params_text(request.to_params(), STAGE_LABELS, settings.pipeline))
 if holds:
@@ -322,16 +355,24 @@ with st.container(horizontal=True):
         key="backfill_launch",
         type="primary",
         icon=":material/rocket_launch:",
-        disabled=request is None or not identity.may_act or bool(holds) or refusal is not None,
+        disabled=request is None
+        or not identity.may_act
+        or bool(holds)
+        or launched is not None
+        or refusal is not None,
         help=identity.reason
         if not identity.may_act
         else (
-            "Another run holds some of these dates (see above)."
-            if holds
-            else refusal or "Starts the run in its own process."
+            f"Launched already: run {launched} is backfilling these dates (below)."
+            if launched
+            else (
+                "Another run holds some of these dates (see above)."
+                if holds
+                else refusal or "Starts the run in its own process."
+            )
         ),
         on_click=_launch,
-        args=(settings, request, identity.who),
+        args=(settings, request, identity.who, st.session_state.setdefault(LAUNCH_KEY, uuid.uuid4().hex)),
     )
 run_view.show_notice(NOTICE_KEY)
 

@@ -5,6 +5,7 @@ from ui.entry import through_app
 through_app()  # first: a fresh server's first request may run this file alone
 
 import datetime as dt
+import uuid
 from functools import partial
 
 import pandas as pd
@@ -13,11 +14,13 @@ import streamlit as st
 from backfill import upstream_rerun
 from backfill.drill import default_drill_date
 from backfill.errors import BackfillError, BadInput
+from backfill.holds import held_dates
 from backfill.launch import submit
+from backfill.ledger import AlreadyLaunched, Ledger
 from backfill.report import plural
 from backfill.seasons import season_label
 from backfill.validate import parse_date
-from ui import auth, charts, data, scroll, selection, stages, tables
+from ui import auth, charts, data, run_view, scroll, selection, stages, tables
 from ui.format import date_text, dates_text, of_text, pct_text
 from ui.shell import open_console, require_data_range
 
@@ -39,6 +42,13 @@ def _on_click(chart_key: str, game_days: frozenset[dt.date]) -> None:
     """Chart callback: a click selects a date (or drops it when selected) and opens it below; a
     drag across weeks selects the game dates of those weeks."""
     event = st.session_state.get(chart_key)
+    if st.session_state.get("coverage_range_mode"):  # exact range: first day, then last day
+        picked = selection.dates_from_chart_event(event, charts.DATE_SELECTION)
+        if picked:
+            _, notice = selection.range_click(st.session_state, picked[-1], game_days)
+            _notify(notice)
+            _new_chart_generation()
+            return
     ranged = selection.dates_from_week_range(event, charts.RANGE_SELECTION, game_days)
     if ranged:
         added = selection.add_dates(st.session_state, ranged)
@@ -49,6 +59,8 @@ def _on_click(chart_key: str, game_days: frozenset[dt.date]) -> None:
     _notify(notice)
     if clicked:
         st.session_state["coverage_drill_date"] = clicked[-1]
+        # The date opens below: the page scrolls to it once (a new key per click).
+        st.session_state["coverage_scroll_clicks"] = st.session_state.get("coverage_scroll_clicks", 0) + 1
     if clicked or notice:
         _new_chart_generation()
 
@@ -90,7 +102,10 @@ RERUN_NOTICE_KEY = "coverage_rerun_notice"
 DRILL_ANCHOR = "date-drill-down"
 
 
-def _rerun_with_upstream(settings, day: dt.date, stage: str, who: str | None) -> None:
+LAUNCH_KEY = "coverage_launch_key"  # the next click's idempotency key: a repeated click launches nothing
+
+
+def _rerun_with_upstream(settings, day: dt.date, stage: str, who: str | None, key: str) -> None:
     """Button callback: backfill the date's upstream stage, then the stage, as one detached run."""
     try:
         run_id = submit(
@@ -98,10 +113,15 @@ def _rerun_with_upstream(settings, day: dt.date, stage: str, who: str | None) ->
             upstream_rerun.date_request(settings, day, stage),
             who,
             warehouse=data.warehouse(settings),
+            launch_key=key,
         )
+    except AlreadyLaunched as exc:
+        run_id = exc.run_id
     except BackfillError as exc:
         st.session_state[RERUN_NOTICE_KEY] = ("error", f"Nothing launched: {exc}", None)
         return
+    st.session_state.pop(LAUNCH_KEY, None)
+    run_view.watch(run_id)  # its end re-reads these figures (the sidebar sees it end)
     st.session_state[RERUN_NOTICE_KEY] = ("success", f"Launched run {run_id} for {day}.", run_id)
 
 
@@ -195,7 +215,13 @@ st.altair_chart(
 st.subheader("By date")
 st.caption(
     "Click a date to add it to the selection below and open it in the drill-down; "
-    "click an outlined (selected) date to drop it; drag across weeks to select their dates."
+    "click an outlined (selected) date to drop it; drag across weeks to select their dates; "
+    "for an exact range, switch on range selection and click its first day, then its last."
+)
+st.toggle(
+    "Range selection: first day, then last day",
+    key="coverage_range_mode",
+    on_change=lambda: st.session_state.pop(selection.RANGE_ANCHOR_KEY, None),
 )
 selected = selection.selected_dates(st.session_state)
 for season in sorted(seasons, reverse=True):
@@ -260,8 +286,11 @@ else:
 
 st.subheader("Date drill-down", anchor=DRILL_ANCHOR)
 link_day = _link_date(start, end)
-if link_day is not None:
+if link_day is not None and link_day != st.session_state.get("coverage_drill_linked"):
+    # A link from outside (the page's own ?date= of its last run is not one): land on its date.
     scroll.scroll_once(DRILL_ANCHOR, f"coverage?date={link_day}")
+if st.session_state.get("coverage_scroll_clicks"):
+    scroll.scroll_once(DRILL_ANCHOR, f"coverage-click-{st.session_state['coverage_scroll_clicks']}")
 kept_day = st.session_state.get("coverage_drill_date")
 if link_day is not None and link_day != st.session_state.get("coverage_drill_linked"):
     st.session_state["coverage_drill_date"] = link_day
@@ -331,17 +360,30 @@ with funnel_col:
     for name, label in STAGE_LABELS.items():
         upstream = stages.upstream_label(settings, name)
         if rows.loc[name, "status"] == "blocked" and upstream is not None:
+            # A run on this date already (this click's or anyone's): the figures follow at its end.
+            held = held_dates(Ledger(settings.ledger), data.warehouse(settings).url, [(name, day)])
             actions.button(
                 f"Rerun with upstream: {upstream} then {label}",
                 key=f"coverage_rerun_upstream_{name}",
                 icon=":material/account_tree:",
                 type="primary",
-                disabled=not identity.may_act,
+                disabled=not identity.may_act or bool(held),
                 help=identity.reason
                 if not identity.may_act
-                else f"{label} of {day} waits for {upstream}: one run backfills {upstream}, then {label}.",
+                else (
+                    f"Under way: run {held[0].run_id} ({held[0].status}, started by {held[0].who}) is "
+                    f"backfilling {day}; these figures are read again when it ends."
+                    if held
+                    else f"{label} of {day} waits for {upstream}: one run backfills {upstream}, then {label}."
+                ),
                 on_click=_rerun_with_upstream,
-                args=(settings, day, name, identity.who),
+                args=(
+                    settings,
+                    day,
+                    name,
+                    identity.who,
+                    st.session_state.setdefault(LAUNCH_KEY, uuid.uuid4().hex),
+                ),
             )
     launched = st.session_state.pop(RERUN_NOTICE_KEY, None)
     if launched is not None:

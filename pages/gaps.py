@@ -18,7 +18,7 @@ from backfill.report import ledger_runs
 from backfill.reviewed_delete import ReviewOutdated, delete_as_reviewed
 from backfill.seasons import season_label
 from backfill.stale import CATEGORIES, stale_counts
-from ui import data, gaps_data, selection
+from ui import data, gaps_data, selection, url_state
 from ui import gaps as helpers
 from ui import stages as stage_names
 from ui.auth import current_identity
@@ -149,6 +149,11 @@ st.caption(
 st.subheader("Gaps")
 gaps = report.gaps
 season_col, month_col, stage_col, status_col = st.columns(4)
+# The filters are kept in the URL (?seasons=2021&months=2021-12&stages=...&statuses=...).
+url_state.restore("gaps_seasons", "seasons", set(gaps["season"]), int, many=True)
+url_state.restore("gaps_months", "months", {helpers.month_of(day) for day in gaps["game_date"]}, many=True)
+url_state.restore("gaps_stages", "stages", set(STAGE_LABELS), many=True)
+url_state.restore("gaps_statuses", "statuses", set(helpers.STATUS_OPTIONS), many=True)
 seasons = season_col.multiselect(
     "Season",
     sorted(set(gaps["season"]), reverse=True),
@@ -185,6 +190,8 @@ show_bootstrap = st.toggle(
     key="gaps_show_bootstrap",
     persist_state="session",
 )
+for param, value in (("seasons", seasons), ("months", months), ("stages", stages), ("statuses", statuses)):
+    url_state.keep(param, value)
 chosen = helpers.GapFilter(seasons, months, stages, statuses, show_bootstrap or "bootstrap" in statuses)
 shown = helpers.filter_gaps(gaps, chosen)
 shown_days = helpers.real_gap_dates(shown)

@@ -11,10 +11,12 @@ from backfill.errors import BadInput
 from backfill.history import coverage_over_time, gap_episodes
 from backfill.validate import parse_date
 from ui import history
+from ui import stages as stage_names
 from ui.shell import open_console
 
 # Page scripts get no bare-string docstrings below the first: Streamlit's magic would print them.
 settings, _ = open_console()
+STAGE_LABELS = stage_names.labels(settings)
 
 st.caption(
     "What the scheduled checks (`python -m backfill check`) found and sent, and coverage over time "
@@ -64,54 +66,14 @@ else:
             st.caption("No problem in its window.")
         else:
             st.dataframe(
-                findings[
-                    [
-                        "change",
-                        "game_date",
-                        "kind",
-                        "subject",
-                        "status",
-                        "previous_status",
-                        "covered",
-                        "total",
-                    ]
-                ].rename(
-                    columns={
-                        "change": "Change",
-                        "game_date": "Date",
-                        "kind": "Kind",
-                        "subject": "Stage or table",
-                        "status": "Status",
-                        "previous_status": "Was",
-                        "covered": "Covered",
-                        "total": "Total",
-                    }
-                ),
-                hide_index=True,
-                key="history_findings",
+                history.findings_table(findings, STAGE_LABELS), hide_index=True, key="history_findings"
             )
     with alerts_col:
         st.markdown("**Alerts it sent**")
         if alerts.empty:
             st.caption("None: nothing new or resolved, or no channel configured.")
         else:
-            st.dataframe(
-                alerts[
-                    ["channel", "target", "status", "attempts", "error", "new_problems", "resolved"]
-                ].rename(
-                    columns={
-                        "channel": "Channel",
-                        "target": "To",
-                        "status": "Delivery",
-                        "attempts": "Attempts",
-                        "error": "Error",
-                        "new_problems": "New",
-                        "resolved": "Resolved",
-                    }
-                ),
-                hide_index=True,
-                key="history_alerts",
-            )
+            st.dataframe(history.alerts_table(alerts), hide_index=True, key="history_alerts")
             with st.expander("Message"):
                 st.text(alerts.iloc[0]["message"])
 
@@ -128,6 +90,8 @@ else:
     )
     stages = list(dict.fromkeys(snapshots["stage"]))  # pipeline order, as measured; the last is downstream
     series = coverage_over_time(snapshots, by="stage" if by == "stage" else "period")
+    series = series.assign(stage=[STAGE_LABELS.get(name, name) for name in series["stage"]])
+    stages = [STAGE_LABELS.get(name, name) for name in stages]
     if by == "stage":
         chart_data, color = series, "stage"
     else:
@@ -136,14 +100,31 @@ else:
         picked = st.multiselect("Months", months, default=months[-3:], key="history_months")
         chart_data = series[(series["stage"] == stage) & series["period"].isin(picked)]
         color = "period"
+    # Times in UTC on a 24-hour clock, said so; the coverage axis spans the data, not 0 to 100.
+    low, high = chart_data["coverage_pct"].min(), chart_data["coverage_pct"].max()
+    span = [max(0.0, float(low) - 1.0), min(100.0, float(high) + 1.0)] if len(chart_data) else [0.0, 100.0]
     chart = (
         alt.Chart(chart_data)
         .mark_line(point=True)
         .encode(
-            x=alt.X("taken_at:T", title="Snapshot time"),
-            y=alt.Y("coverage_pct:Q", title="Player-game coverage %", scale=alt.Scale(zero=False)),
+            x=alt.X(
+                "taken_at:T",
+                title="Snapshot time (UTC)",
+                scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format="%m-%d %H:%M", formatType="utc"),
+            ),
+            y=alt.Y(
+                "coverage_pct:Q", title="Player-game coverage %", scale=alt.Scale(domain=span, nice=False)
+            ),
             color=alt.Color(f"{color}:N", title=color.capitalize()),
-            tooltip=["taken_at:T", f"{color}:N", "coverage_pct:Q", "covered:Q", "total:Q", "gap_dates:Q"],
+            tooltip=[
+                alt.Tooltip("taken_at:T", title="Snapshot", format=history.SNAPSHOT_TIME, formatType="utc"),
+                alt.Tooltip(f"{color}:N", title=color.capitalize()),
+                alt.Tooltip("coverage_pct:Q", title="Coverage %", format=".1f"),
+                alt.Tooltip("covered:Q", title="Covered"),
+                alt.Tooltip("total:Q", title="Total"),
+                alt.Tooltip("gap_dates:Q", title="Gap dates"),
+            ],
         )
     )
     st.altair_chart(chart, key="history_chart")
@@ -160,4 +141,4 @@ else:
         "A gap appears at the first snapshot with the date missing, blocked or partial, and is fixed at the "
         "next snapshot without; 'Fixed by' names the check or the backfill run that measured it."
     )
-    st.dataframe(history.episodes_table(episodes), hide_index=True, key="history_episodes")
+    st.dataframe(history.episodes_table(episodes, STAGE_LABELS), hide_index=True, key="history_episodes")

@@ -8,7 +8,8 @@ import streamlit as st
 
 from backfill.ledger import Ledger
 from backfill.seasons import season_of
-from ui import data, history, stages, tables
+from backfill.severity import not_yet_backfilled
+from ui import data, history, lineage, stages, tables
 from ui.format import NO_VALUE, STATUS_BACKGROUNDS, pct_text, plural, seasons_text, status_text
 from ui.shell import open_console, require_data_range
 
@@ -23,6 +24,9 @@ monthly = data.monthly_coverage(settings, start, end)
 stale = data.stale_counts(settings, start, end)
 gaps = tables.gap_dates(daily)
 game_days = tables.game_days(daily)
+# A new stage with no row at all is one line below, not a gap on every date.
+NEW_STAGES = not_yet_backfilled(monthly)
+gaps = gaps[~gaps["stage"].isin(NEW_STAGES)]
 
 st.caption(f"Game dates {start} to {end}")
 
@@ -101,14 +105,30 @@ def _coloured(table):
     ).format(percents, na_rep=NO_VALUE)
 
 
+with st.expander("Pipeline: stages and their coverage", expanded=False):
+    st.caption(
+        f"As the pipeline file defines it; coverage of {start} to {end}, coloured by the worst status."
+    )
+    st.graphviz_chart(lineage.lineage_dot(settings.pipeline, daily, STAGE_LABELS, NEW_STAGES))
+
 worst = tables.worst_months_table(monthly, STAGE_LABELS)
-if len(worst):
+if len(worst) or NEW_STAGES:
     st.subheader("Months with gaps, worst first")
+if len(worst):
     st.caption(
         "Missing before blocked before partial, then the lowest coverage; the monthly tables below "
         "keep calendar order."
     )
     st.table(_coloured(worst), hide_index=True)  # a static table: its text wraps, nothing cut at 1024 px
+for name in NEW_STAGES:
+    stage = settings.pipeline.stage(name)
+    st.page_link(
+        "pages/backfill.py",
+        label=f"{STAGE_LABELS.get(name, name)}: not yet backfilled (no row in {stage.table_name} "
+        f"from {start} to {end})",
+        icon=":material/hourglass_empty:",
+        help="A stage no run has filled yet; backfill it from the Backfill page.",
+    )
 
 
 st.subheader("Monthly coverage")

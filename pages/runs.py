@@ -5,6 +5,8 @@ from ui.entry import through_app
 through_app()  # first: a fresh server's first request may run this file alone
 
 import datetime as dt
+import uuid
+from functools import partial
 
 import streamlit as st
 
@@ -12,7 +14,8 @@ from backfill import rerun_rules
 from backfill.config import Settings
 from backfill.errors import BackfillError, BadInput
 from backfill.launch import rerun, rerun_with_upstream, resume_detached
-from backfill.ledger import RUN_ACTIVE, Ledger, Run
+from backfill.ledger import RUN_ACTIVE, AlreadyLaunched, Ledger, Run
+from backfill.replay import replay_changes, replay_refusal
 from backfill.upstream_rerun import blocked_items, waiting_for
 from backfill.validate import parse_date
 from ui import auth, run_view, runs, scroll, stages
@@ -23,30 +26,41 @@ from ui.shell import open_console
 HISTORY_LIMIT = 200  # runs read from the ledger, newest first
 SELECTED_KEY = "runs_selected"  # the run shown below the history; also in the URL as ?run=ID
 NOTICE_KEY = "runs_notice"
+LAUNCH_KEY = "runs_launch_key"  # the next rerun click's idempotency key: a repeated click reruns nothing
 
 
-def _rerun(settings: Settings, run_id: str, who: str | None, only_transient: bool) -> None:
+def _started(new_id: str) -> None:
+    """After a rerun was recorded (or found, for a repeated click): the next click gets a new key,
+    and the new run is followed."""
+    st.session_state.pop(LAUNCH_KEY, None)
+    run_view.watch(new_id)
+    st.session_state[SELECTED_KEY] = new_id
+
+
+def _rerun(settings: Settings, run_id: str, who: str | None, only_transient: bool, key: str) -> None:
     """Button callback: a new run of what this run did not finish, then show the new run."""
     what = "transient failures" if only_transient else "failed, blocked and cancelled dates"
     try:
-        new_id = rerun(settings, run_id, who, only_transient=only_transient)
+        new_id = str(rerun(settings, run_id, who, only_transient=only_transient, launch_key=key))
+    except AlreadyLaunched as exc:
+        new_id = exc.run_id
     except BackfillError as exc:
         run_view.notify(NOTICE_KEY, "error", f"Not rerun: {exc}")
         return
-    run_view.watch(new_id)
-    st.session_state[SELECTED_KEY] = new_id
+    _started(new_id)
     run_view.notify(NOTICE_KEY, "success", f"Started run {new_id}: a rerun of run {run_id}'s {what}.")
 
 
-def _rerun_with_upstream(settings: Settings, run_id: str, who: str | None) -> None:
+def _rerun_with_upstream(settings: Settings, run_id: str, who: str | None, key: str) -> None:
     """Button callback: a new run of the blocked dates, their upstream stage first."""
     try:
-        new_id = rerun_with_upstream(settings, run_id, who)
+        new_id = rerun_with_upstream(settings, run_id, who, launch_key=key)
+    except AlreadyLaunched as exc:
+        new_id = exc.run_id
     except BackfillError as exc:
         run_view.notify(NOTICE_KEY, "error", f"Not rerun: {exc}")
         return
-    run_view.watch(new_id)
-    st.session_state[SELECTED_KEY] = new_id
+    _started(new_id)
     run_view.notify(
         NOTICE_KEY,
         "success",
@@ -96,16 +110,27 @@ def _link_run(ledger: Ledger) -> str | None:
         return None
 
 
-def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Identity) -> None:
-    """Rerun failed, rerun transient, resume and cancel: operators only, each where it applies."""
+def _actions(
+    settings: Settings, run: Run, items: list[dict], identity: auth.Identity, reruns: list[Run]
+) -> None:
+    """Rerun failed, rerun transient, resume and cancel: operators only, each where it applies.
+    ``reruns``: this run's reruns still under way (a rerun is then done already: said, not repeated)."""
     unfinished = rerun_rules.unfinished(items)
     transient = rerun_rules.transient_failures(items)
     active = run.status in RUN_ACTIVE
     locked = not identity.may_act
+    # Asked before drawing: a pipeline file changed in meaning since the run blocks its replays, named.
+    changes = replay_changes(run.params)
+    changed = replay_refusal(run.params, run.run_id)
+    if not changed and reruns:
+        changed = f"already rerun: run {reruns[0].run_id} is {reruns[0].status} (open it above)"
+    key = st.session_state.setdefault(LAUNCH_KEY, uuid.uuid4().hex)
 
     def why(applies: bool, otherwise: str, does: str) -> str:
         if locked:
             return identity.reason
+        if changed and applies:
+            return changed[0].upper() + changed[1:] + "."
         return does if applies else otherwise
 
     with st.container(horizontal=True):
@@ -113,33 +138,33 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             f"Rerun failed dates ({len({item['game_date'] for item in unfinished})})",
             key="runs_rerun_failed",
             icon=":material/replay:",
-            disabled=locked or not rerun_rules.may_rerun(run, items),
+            disabled=locked or bool(changed) or not rerun_rules.may_rerun(run, items),
             help=why(
                 rerun_rules.may_rerun(run, items),
                 "Nothing to rerun: every item is done or skipped (or the run is still going).",
                 "A new run of the failed, blocked and cancelled dates, with the same settings.",
             ),
             on_click=_rerun,
-            args=(settings, run.run_id, identity.who, False),
+            args=(settings, run.run_id, identity.who, False, key),
         )
         st.button(
             f"Rerun transient failures ({len({item['game_date'] for item in transient})})",
             key="runs_rerun_transient",
             icon=":material/restart_alt:",
-            disabled=locked or active or not transient,
+            disabled=locked or bool(changed) or active or not transient,
             help=why(
                 bool(transient) and not active,
                 "No transient failures in this run.",
                 "A new run of only the dates that failed with timeouts or other transient errors.",
             ),
             on_click=_rerun,
-            args=(settings, run.run_id, identity.who, True),
+            args=(settings, run.run_id, identity.who, True, key),
         )
         st.button(
             "Resume",
             key="runs_resume",
             icon=":material/play_arrow:",
-            disabled=locked or not rerun_rules.may_resume(run),
+            disabled=locked or bool(changed) or not rerun_rules.may_resume(run),
             help=why(
                 rerun_rules.may_resume(run),
                 "Only an interrupted run (its process stopped) can be resumed.",
@@ -149,6 +174,10 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             args=(settings, run.run_id, identity.who),
         )
         run_view.cancel_button(settings, run, identity, key="runs_cancel", notice_key=NOTICE_KEY)
+    if changes and (rerun_rules.may_rerun(run, items) or rerun_rules.may_resume(run)):
+        st.caption(
+            f"Not resumable or rerunnable as recorded, the pipeline file changed: {'; '.join(changes)}."
+        )
     waiting = waiting_for(run, items, settings.pipeline)
     if waiting:
         upstream = ", ".join(STAGE_LABELS[name] for name in sorted(waiting) if name in STAGE_LABELS)
@@ -158,14 +187,14 @@ def _actions(settings: Settings, run: Run, items: list[dict], identity: auth.Ide
             key="runs_rerun_upstream",
             icon=":material/account_tree:",
             type="primary",
-            disabled=locked or active,
+            disabled=locked or bool(changed) or active,
             help=why(
                 not active,
                 "The run is still going.",
                 f"Blocked dates wait for {upstream}: one new run backfills {upstream}, then the blocked stage.",
             ),
             on_click=_rerun_with_upstream,
-            args=(settings, run.run_id, identity.who),
+            args=(settings, run.run_id, identity.who, key),
         )
         st.caption(
             f"Blocked dates wait for {upstream}: rerun alone, they meet the same gate. "
@@ -210,25 +239,65 @@ link_day = _link_date()
 st.session_state.setdefault("runs_date", None)
 if link_day is not None and link_day != st.session_state.get("runs_date_linked"):
     st.session_state["runs_date"] = link_day
-day = st.columns([1, 3])[0].date_input(
+date_col, status_col, user_col = st.columns([1, 1, 1])
+day = date_col.date_input(
     "Runs that touched a date",
     format="YYYY-MM-DD",
     key="runs_date",
     help="Only runs whose dates include this one; empty for every run.",
 )
 st.session_state["runs_date_linked"] = day
+# Status and user filters, kept in the URL (?status=failed,blocked&user=...) like the date.
+for name, options in (
+    ("status", sorted({str(run.status) for run in history})),
+    ("user", sorted({run.created_by for run in history})),
+):
+    if f"runs_{name}_filter" not in st.session_state:
+        linked_values = [value for value in st.query_params.get(name, "").split(",") if value in options]
+        st.session_state[f"runs_{name}_filter"] = linked_values
+statuses = status_col.multiselect(
+    "Status",
+    sorted({str(run.status) for run in history}),
+    key="runs_status_filter",
+    placeholder="Every status",
+)
+users = user_col.multiselect(
+    "Started by", sorted({run.created_by for run in history}), key="runs_user_filter", placeholder="Everyone"
+)
+for name, values in (("status", statuses), ("user", users)):
+    if values:
+        st.query_params[name] = ",".join(values)
+    else:
+        st.query_params.pop(name, None)
+filtered = runs.filtered(history, statuses, users)
 if day is None:
     st.query_params.pop("date", None)
-    shown = history
-    st.caption(f"{len(shown)} run{'s' if len(shown) != 1 else ''}, newest first.")
+    shown = filtered
 else:
     st.query_params["date"] = day.isoformat()
-    shown = [run for run in history if runs.touches(run, day)]
-    st.caption(f"{len(shown)} of {plural(len(history), 'run')} touched {day}, newest first.")
+    shown = [run for run in filtered if runs.touches(run, day)]
+st.caption(
+    f"{len(shown)} of {plural(len(history), 'run')}"
+    + (f" touched {day}" if day is not None else "")
+    + ", newest first. Click a row to open the run."
+    if len(shown) != len(history)
+    else f"{plural(len(shown), 'run')}, newest first. Click a row to open the run."
+)
+
+
+def _pick(shown_ids: list[str]) -> None:
+    """Table callback: the clicked row's run is opened below."""
+    rows = st.session_state["runs_history"].selection.rows
+    if rows and rows[0] < len(shown_ids):
+        st.session_state[SELECTED_KEY] = shown_ids[rows[0]]
+
+
 st.dataframe(
-    runs.history_table(shown, STAGE_LABELS, settings.pipeline),
+    runs.styled_history(runs.history_table(shown, STAGE_LABELS, settings.pipeline)),
     hide_index=True,
     key="runs_history",
+    on_select=partial(_pick, [run.run_id for run in shown]),
+    selection_mode="single-row",
     column_config={"Outcome": st.column_config.TextColumn(width="medium")},
 )
 
@@ -276,6 +345,12 @@ if family:
                 args=(other_id,),
             )
 auth.explain(identity)
-_actions(settings, run, ledger.items(run.run_id), identity)
+_actions(
+    settings,
+    run,
+    ledger.items(run.run_id),
+    identity,
+    [child for child in history if child.parent_run_id == run.run_id and child.status in RUN_ACTIVE],
+)
 run_view.show_notice(NOTICE_KEY)
 run_view.follow(ledger, run.run_id, lambda current: _draw_run(ledger, current), key="runs_live")

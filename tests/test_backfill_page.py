@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from backfill import launch
 from backfill.access import NotAllowed
 from backfill.config import Settings
 from backfill.launch import run_here, submit
-from backfill.ledger import Ledger
+from backfill.ledger import AlreadyLaunched, Ledger
 from backfill.request import BackfillRequest
 from tests.builtin import thin_date_gate_reason, thin_date_players
 from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
@@ -135,7 +137,8 @@ def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_co
     assert f"Launched run {run.run_id}" in texts(at.success)
 
     assert follow_to_the_end(at, ledger, run.run_id) == "succeeded"
-    assert progress_text(at).startswith("4 of 4 work items finished: 4 done")
+    # The recipe's gaps, each date's gap stages only: predictions of Dec 7; MLFS and predictions of Dec 9.
+    assert progress_text(at).startswith("3 of 3 work items finished: 3 done")
     assert any("succeeded" in md.value for md in at.markdown)  # the status badge
     assert "backfill_cancel" not in [button.key for button in at.button]  # nothing left to cancel
     assert ledger.get_run(run.run_id).pid != os.getpid()  # the worker ran in its own process
@@ -150,6 +153,37 @@ def test_launch_follows_the_run_to_success_and_every_page_then_shows_december_co
     at.switch_page("pages/coverage.py").run()
     assert "Predictions ok: 100.0%, expected 100.0%" in texts(at.caption)
     assert "Every player of Thu 2021-12-09 has a row in every stage (MLFS, Predictions)." in texts(at.success)
+
+
+def _runs_in_ledger(settings: Settings) -> list[tuple[str, str | None]]:
+    """(run id, launch key) of every recorded run, read with SQL of the test's own."""
+    with sqlite3.connect(settings.ledger) as connection:
+        return connection.execute("SELECT run_id, launch_key FROM runs").fetchall()
+
+
+def test_right_after_a_launch_your_run_is_not_held_against_you_and_launch_is_disabled_with_why(app, settings):
+    at = open_page(app)
+    launch_clicked(at)
+    ((run_id, key),) = _runs_in_ledger(settings)
+    assert key  # the click's idempotency key is recorded with the run
+    assert f"Launched run {run_id}" in texts(at.success)
+    assert "held by" not in texts(at.warning)
+    button = at.button(key="backfill_launch")
+    assert button.disabled and f"Launched already: run {run_id}" in button.help
+    at.run()  # the page polled again: still one run, still nothing held against you
+    assert _runs_in_ledger(settings) == [(run_id, key)]
+    assert "Nothing launched" not in texts(at.error) and "held by" not in texts(at.warning)
+    assert follow_to_the_end(at, Ledger(settings.ledger), run_id) == "succeeded"
+
+
+def test_a_repeated_launch_key_is_refused_by_the_backend_naming_the_first_run(settings, monkeypatch):
+    spawned = []
+    monkeypatch.setattr(launch, "spawn_worker", lambda settings, run_id: spawned.append(run_id))
+    request = BackfillRequest.build(settings, dates=[DEC_7])
+    first = submit(settings, request, LOCAL_USER, launch_key="click-1")
+    with pytest.raises(AlreadyLaunched, match=f"it is run {first}"):
+        submit(settings, request, LOCAL_USER, launch_key="click-1")
+    assert _runs_in_ledger(settings) == [(first, "click-1")] and spawned == [first]
 
 
 def _reversed_range(at):
@@ -246,10 +280,10 @@ def test_signed_in_operator_launches_and_the_run_records_their_email(app, settin
     assert run.created_by == OPERATOR and run.params["skip_gates"]
     assert ledger.actions()[0]["who"] == OPERATOR
     # With the gate skipped, Dec 9's predictions run on an MLFS that still misses players, so
-    # verification finds that date incomplete: the run ends failed, Dec 7 done.
+    # verification finds that date short for want of its upstream: the run ends failed, Dec 7 done.
     assert follow_to_the_end(at, ledger, run.run_id) == "failed"
     outcomes = {item["game_date"]: (item["status"], item["error_class"]) for item in ledger.items(run.run_id)}
-    assert outcomes == {"2021-12-07": ("done", None), "2021-12-09": ("failed", "incomplete")}
+    assert outcomes == {"2021-12-07": ("done", None), "2021-12-09": ("failed", "upstream")}
 
 
 def test_operators_without_sign_in_mean_viewing_only(app, settings, monkeypatch):
@@ -336,3 +370,16 @@ def test_form_check_names_the_field_at_fault_in_the_backends_words():
         settings, {"start": DEC_1, "end": DEC_31}, stages=["predictions"], today=today
     )
     assert errors == {} and len(request.dates) == 31 and request.stages == ("predictions",)
+
+
+def test_the_form_is_kept_in_the_url_and_a_link_opens_it_as_it_was(app):
+    app.query_params["source"] = "typed"
+    app.query_params["dates"] = "2021-12-07, 2021-12-09"
+    at = open_page(app)
+    assert not at.exception
+    assert at.segmented_control(key="backfill_source").value == "typed"
+    assert at.text_input(key="backfill_typed").value == "2021-12-07, 2021-12-09"
+    assert not at.button(key="backfill_launch").disabled  # a whole request, from the link alone
+    at.segmented_control(key="backfill_source").set_value("gaps").run()
+    assert at.query_params["source"] == "gaps" and "dates" not in at.query_params
+    assert at.query_params["scope"] == "2021-12"  # the newest month with gaps (the demo's December)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +30,8 @@ from backfill.launch import run_here
 from backfill.ledger.tables import alerts as alerts_table
 from backfill.request import BackfillRequest
 from backfill.watch import run_check
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A clean week of the demo (no gap, no stale row) and a date in it that had games.
 WEEK = (dt.date(2022, 1, 3), dt.date(2022, 1, 9))
@@ -458,3 +463,57 @@ def test_a_snapshot_keeps_only_the_dates_whose_figures_changed(demo, settings):
     assert list(zip(latest["game_date"], latest["stage"], latest["status"])) == [
         (DAY, "predictions", "missing")
     ]
+
+
+# -- could not check (issue 23) -------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("what", "environ", "said"),
+    [
+        ("a warehouse file that is gone", {"BACKFILL_WAREHOUSE": "gone/warehouse.duckdb"}, "does not exist"),
+        (
+            "an unreachable ledger",
+            {"BACKFILL_LEDGER": f"postgresql://team@127.0.0.1:{_closed_port()}/ledger"},
+            "cannot reach the run ledger",
+        ),
+    ],
+)
+def test_a_check_that_cannot_run_exits_3_in_one_line_apart_from_problems_found(check, what, environ, said):
+    code, out, err = check(*_week(), environ=environ)
+    assert code == 3, what
+    assert err.startswith("error: could not check: ") and err.count("\n") == 1 and said in err
+    assert out == ""
+
+
+def test_the_readmes_cron_line_fails_only_when_the_check_could_not_run(settings, tmp_path):
+    # The README's cron line: "check ... >/dev/null || [ $? -eq 1 ]": problems found (1) are the
+    # alert's business; a check that could not run (3) fails the cron job, which mails its error.
+    line = re.search(r"0 7 \* \* \*  cd /srv/console && (.*)", (ROOT / "README.md").read_text())
+    assert line is not None
+    command = line.group(1).replace("BACKFILL_WAREHOUSE=bigquery://my-project ", "")
+    command = command.replace(".venv/bin/python", sys.executable)
+    environment = os.environ | {
+        "PYTHONPATH": str(ROOT),
+        "BACKFILL_CONFIG": os.devnull,
+        "BACKFILL_LEDGER": settings.ledger,
+        "BACKFILL_SECRETS_FILE": str(tmp_path / "no-secrets.toml"),
+    }
+    environment.pop("BACKFILL_ALERT_WEBHOOK_URL", None)
+    december = command.replace("--since 7d", "--start 2021-12-01 --end 2021-12-31")
+    problems = subprocess.run(
+        ["sh", "-c", december], cwd=ROOT, env=environment | {"BACKFILL_WAREHOUSE": settings.warehouse},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert problems.returncode == 0, problems.stderr  # the demo's December gaps: exit 1 inside, fine outside
+    broken = subprocess.run(
+        ["sh", "-c", december], cwd=ROOT, env=environment | {"BACKFILL_WAREHOUSE": str(tmp_path / "gone.duckdb")},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert broken.returncode != 0 and "could not check" in broken.stderr

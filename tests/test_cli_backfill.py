@@ -76,10 +76,11 @@ def test_blocked_date_exits_1_with_the_measured_coverage_then_runs_with_skip(env
     assert measured < 90  # the demo's recipe: only THIN_MLFS_SHARE of its rows survive
     assert "blocked" in out and f"MLFS covers {measured:.1f}%, below the 90% gate" in out
     # Skipping the gate runs predictions on the incomplete MLFS: written, but verification finds the
-    # date incomplete, so the run still exits 1.
+    # date short for want of MLFS (named), so the run still exits 1.
     assert backfill(env, "run", "--dates", "2021-12-09", "--stages", "predictions", "--skip-mlfs-check") == 1
     out = capsys.readouterr().out
-    assert "2021-12-09 predictions: failed (incomplete)" in out
+    assert "2021-12-09 predictions: failed (upstream)" in out
+    assert "its upstream MLFS is partial on this date" in out
 
 
 def test_rerun_failed_runs_only_the_failed_dates(env, settings, capsys):
@@ -217,3 +218,24 @@ def test_a_detached_run_reports_through_a_postgresql_ledger(env, postgres_ledger
     assert finished.status == "succeeded", finished.message
     assert finished.pid != os.getpid()
     assert "succeeded" in (tmp_path / "data" / "runs" / f"{run.run_id}.log").read_text()
+
+
+def test_a_run_prints_the_coverage_it_left_per_stage_counted_by_hand(env, settings, capsys):
+    days = [dt.date(2021, 12, 7), dt.date(2021, 12, 9)]
+    assert backfill(env, "run", "--dates", ",".join(map(str, days))) == 0
+    out = capsys.readouterr().out
+    # The player-games a stage should hold on those dates: every player who had at least the
+    # bootstrap's 3 earlier games of the season, counted with a query of the test's own.
+    with duckdb.connect(settings.warehouse, read_only=True) as database:
+        (expected,) = database.execute(
+            "SELECT COUNT(*) FROM (SELECT game_date, COUNT(*) OVER (PARTITION BY player_lookup ORDER BY "
+            "game_date ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier "
+            "FROM nba_analytics.player_game_summary) WHERE game_date IN (?, ?) AND earlier >= 3",
+            days,
+        ).fetchone()
+    assert "Coverage of the run's 2 dates now:" in out
+    for label in ("MLFS", "Predictions"):
+        assert (
+            f"  {label}: 100.0% expected coverage ({expected:,} of {expected:,} player-games); 2 dates: 2 ok"
+            in out
+        )

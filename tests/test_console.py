@@ -328,3 +328,13 @@ def test_sidebar_shows_the_warehouses_estimate_of_a_coverage_refresh_where_it_gi
         "BigQuery estimate: 5.0 GiB processed by 2 statements" in caption.value
         for caption in at.sidebar.caption
     )
+
+
+def test_the_coverage_pages_own_date_in_the_url_is_not_taken_for_a_link_to_scroll_to(app):
+    at = app.switch_page("pages/coverage.py").run()
+    assert at.query_params["date"]  # the page keeps its drill-down date in the URL
+    at.toggle(key="coverage_range_mode").set_value(True).run()  # any later run of the page
+    assert not at.exception
+    scrolled = at.session_state.get("console_scrolled_to", set())
+    assert not scrolled
+    assert not [element for element in at.main if element.type == "iframe"]  # no scroll script drawn

@@ -11,7 +11,7 @@ import pytest
 from backfill import rerun_rules
 from backfill.drill import INCIDENT_DATE, default_drill_date
 from backfill.reviewed_delete import ReviewOutdated, delete_as_reviewed
-from backfill.severity import worst_months_first
+from backfill.severity import not_yet_backfilled, worst_months_first
 from backfill.stale import stale_counts
 
 DEC = dt.date(2021, 12, 1)
@@ -82,7 +82,7 @@ def test_worst_months_first_puts_missing_then_blocked_then_partial_and_the_lower
             ("2022-03", "mlfs", "ok", 100.0),
         ],
         columns=["period", "stage", "status", "player_game_coverage_pct"],
-    )
+    ).assign(player_games_covered=90, player_games_total=100)
     ordered = worst_months_first(monthly)
     assert list(zip(ordered["period"], ordered["stage"], strict=True)) == [
         ("2022-02", "predictions"),  # missing, 92.0
@@ -92,3 +92,30 @@ def test_worst_months_first_puts_missing_then_blocked_then_partial_and_the_lower
         ("2021-11", "mlfs"),  # partial, 97.0
     ]
     assert list(monthly.columns) == list(ordered.columns), "the rows as they were, only ordered"
+
+
+def test_a_stage_without_one_row_is_not_yet_backfilled_and_left_out_of_the_worst_months():
+    monthly = pd.DataFrame(
+        [  # period, stage, status, player_game_coverage_pct, covered, total
+            ("2021-11", "grading", "missing", 0.0, 0, 500),
+            ("2021-12", "grading", "missing", 0.0, 0, 400),
+            ("2021-12", "predictions", "missing", 95.0, 380, 400),
+            ("2021-12", "mlfs", "partial", 99.0, 396, 400),
+            ("2022-01", "mlfs", "missing", 0.0, 0, 300),  # one empty month of a stage with rows
+        ],
+        columns=[
+            "period",
+            "stage",
+            "status",
+            "player_game_coverage_pct",
+            "player_games_covered",
+            "player_games_total",
+        ],
+    )
+    assert not_yet_backfilled(monthly) == ["grading"]
+    ordered = worst_months_first(monthly)
+    assert list(zip(ordered["period"], ordered["stage"], strict=True)) == [
+        ("2022-01", "mlfs"),
+        ("2021-12", "predictions"),
+        ("2021-12", "mlfs"),
+    ]

@@ -275,6 +275,6 @@ def test_the_consoles_skip_gate_reaches_the_teams_job_through_its_environment(de
         capsys, environ, "run", "--dates", "2021-12-09", "--stages", "predictions", "--skip-mlfs-check"
     )
     # Past both gates (the console's and the job's own): predictions for the players MLFS has, and
-    # the date, still short of complete, is incomplete rather than done.
+    # the date, still short of complete for want of MLFS, is failed (upstream) rather than done.
     assert _query(warehouse, count)[0][0] > 0
-    assert code == 1 and "failed (incomplete)" in out
+    assert code == 1 and "failed (upstream)" in out

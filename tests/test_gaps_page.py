@@ -438,3 +438,13 @@ def test_the_hand_off_preview_keeps_its_headings_below_the_page_title():
     assert helpers.preview_markdown(text) == (
         "### Prediction coverage report\n\n#### Gaps\n\n- 2021-12-07 # not a heading"
     )
+
+
+def test_the_gap_filters_are_kept_in_the_url_and_a_link_opens_them(app):
+    app.query_params["stages"] = "predictions"
+    app.query_params["statuses"] = "blocked,nonsense"
+    at = open_page(app)
+    assert at.multiselect(key="gaps_stages").value == ["predictions"]
+    assert at.multiselect(key="gaps_statuses").value == ["blocked"]  # what the filter offers, only
+    at.multiselect(key="gaps_months").set_value(["2021-12"]).run()
+    assert at.query_params["months"] == "2021-12" and at.query_params["statuses"] == "blocked"

@@ -4,6 +4,7 @@ a clean check, a date's predictions deleted and checked, a backfill of the date,
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -61,17 +62,29 @@ def test_history_page_shows_when_the_gap_appeared_and_which_run_fixed_it(sequenc
     assert list(checks["New"]) == [0, 1, 0] and list(checks["Recovered"]) == [1, 0, 0]
 
     (episode,) = _frame(at, "Seen first by").to_dict("records")
-    assert (episode["Date"], episode["Stage"], episode["Worst status"]) == (DAY, "predictions", "missing")
+    assert (episode["Date"], episode["Stage"], episode["Worst status"]) == (DAY, "Predictions", "missing")
     assert episode["Seen first by"] == f"check {second}"
     assert episode["Fixed by"] == f"run {run_id}"
 
     at.selectbox(key="history_check").set_value(second).run()
     findings = _frame(at, "Stage or table")
     assert list(zip(findings["Change"], findings["Date"], findings["Stage or table"])) == [
-        ("new", DAY, "predictions")
+        ("new", DAY, "Predictions")  # the stage's label, as every page writes it
     ]
+    assert "None" not in findings.astype(str).to_numpy().tolist().__str__()  # a dash, never a raw None
+    assert (findings["Was"] == "–").all()  # a new finding was nothing before
     at.segmented_control(key="history_by").set_value("stage").run()
     assert not at.exception
+    (chart,) = [element for element in at.get("vega_lite_chart") if "taken_at" in element.proto.spec]
+    spec = json.loads(chart.proto.spec)
+    x, y = spec["encoding"]["x"], spec["encoding"]["y"]
+    assert (
+        x["title"] == "Snapshot time (UTC)" and x["scale"]["type"] == "utc" and "%H:%M" in x["axis"]["format"]
+    )
+    # The axis spans the data (a point either side), not a misleading 0 to 100: one missing date of
+    # a week leaves every snapshot's coverage far above 50%.
+    low, high = y["scale"]["domain"]
+    assert 50.0 < low < high <= 100.0
 
 
 @pytest.mark.parametrize(("day", "gaps"), [("2022-01-05", 1), ("2022-01-04", 0)])

@@ -18,6 +18,7 @@ import pytest
 from backfill.errors import BackfillError, BadInput
 from backfill.ledger import (
     HEARTBEAT_TIMEOUT_S,
+    AlreadyLaunched,
     IllegalTransition,
     LeaseConflict,
     LeaseLost,
@@ -706,3 +707,44 @@ def test_a_windows_ledger_work_does_not_grow_with_the_run(tmp_path, clock):
     small, large = window_work(62), window_work(62 * 20)
     assert large.steps < 1.25 * small.steps, (small.steps, large.steps)
     assert not any("params" in statement for statement in large.statements)
+
+
+# -- a launch's idempotency key (issue 23) ---------------------------------------------------------
+
+
+def test_a_repeated_launch_key_records_no_second_run_and_names_the_first(ledger, location):
+    import sqlalchemy as sa
+
+    first = new_run(ledger, launch_key="click-1")
+    with pytest.raises(AlreadyLaunched, match=f"it is run {first}") as repeat:
+        new_run(ledger, "bob", dates=(DEC_9,), launch_key="click-1")
+    assert repeat.value.run_id == first
+    other = new_run(ledger, launch_key="click-2")
+    unkeyed = [new_run(ledger), new_run(ledger)]  # launches without a key are never refused
+    with database.engine_for(location).connect() as connection:
+        recorded = connection.execute(sa.text("SELECT run_id, launch_key FROM runs")).all()
+        items_of_bob = connection.execute(
+            sa.text("SELECT count(*) FROM items WHERE game_date = '2021-12-09'")
+        )
+        assert items_of_bob.scalar_one() == 0
+    assert sorted(recorded) == sorted([(first, "click-1"), (other, "click-2"), *((r, None) for r in unkeyed)])
+    assert ledger.launched_run("click-1") == first and ledger.launched_run("click-3") is None
+
+
+def test_two_ledgers_launching_with_one_key_at_once_record_one_run(location):
+    from concurrent.futures import ThreadPoolExecutor
+
+    Ledger(location).ensure_schema()
+
+    def launch(who: str) -> str:
+        try:
+            return new_run(Ledger(location), who, launch_key="same-click")
+        except AlreadyLaunched as exc:
+            return f"refused:{exc.run_id}"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(launch, ["a", "b", "c", "d"]))
+    launched = [outcome for outcome in outcomes if not outcome.startswith("refused:")]
+    assert len(launched) == 1
+    assert {outcome.removeprefix("refused:") for outcome in outcomes} == set(launched)
+    assert len(Ledger(location).list_runs()) == 1

@@ -79,6 +79,7 @@ def test_resume_and_rerun_refuse_a_pipeline_file_that_changed_since(settings, tm
         refused = cli(env, *args)
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert refused.stderr.count("\n") == 1
-    assert "has changed since" in cli(env, "run", "--rerun-failed", run.run_id).stderr
+    refusal = cli(env, "run", "--rerun-failed", run.run_id).stderr
+    assert "has changed since (stage predictions: current_version changed)" in refusal
     assert Path(settings.warehouse).read_bytes() == before
     assert len(Ledger(settings.ledger).list_runs()) == 1  # no new run was recorded

@@ -143,6 +143,8 @@ def test_json_has_every_section_with_iso_dates(season_report):
     assert len(document["monthly"]) == len(season_report.monthly)
     assert len(document["gaps"]) == len(season_report.gaps)
     assert document["gaps"][0]["game_date"] == "2021-10-19"
+    # The season as the CSV and people write it (the demo's one season starts in October 2021).
+    assert {row["season"] for row in document["gaps"] + document["monthly"]} == {"2021-22"}
     assert {row["game_date"] for row in document["stale_rows"]} == {
         f"{d}" for d in season_report.stale["game_date"]
     }

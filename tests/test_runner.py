@@ -109,9 +109,10 @@ def test_skip_mlfs_check_lets_an_operator_run_predictions_below_the_gate(demo, s
     result, ledger = run(demo, settings, request)
     (item,) = ledger.items(result.run_id)
     # Predictions were written for the players MLFS has; verification still finds the date short of
-    # complete (MLFS misses players), so the item is not done: it failed as incomplete.
+    # complete (MLFS misses players), so the item is not done: it failed for want of its upstream.
     assert item["rows_written"] > 0
-    assert (item["status"], item["error_class"]) == ("failed", "incomplete")
+    assert (item["status"], item["error_class"]) == ("failed", "upstream")
+    assert item["error_message"].startswith("its upstream MLFS is partial on this date")
     assert item["coverage_after"] > item["coverage_before"]
 
 

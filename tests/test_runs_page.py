@@ -8,6 +8,7 @@ workers, which the tests follow to the end by rerunning the page.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -15,13 +16,16 @@ from streamlit.testing.v1 import AppTest
 from backfill import launch
 from backfill.access import NotAllowed
 from backfill.config import Settings
+from backfill.demo import create_declared_tables
 from backfill.errors import BadInput
-from backfill.ledger import Ledger, now_utc
+from backfill.ledger import AlreadyLaunched, Ledger, now_utc
+from backfill.pipeline import load_pipeline
+from backfill.replay import replay_refusal, settings_for_run
 from backfill.request import BackfillRequest
 from backfill.runner import create_run
 from backfill.warehouse.duckdb import DuckDBWarehouse
 from tests.builtin import thin_date_gate_reason, thin_date_players
-from tests.console_app import LOCAL_USER, console_app, follow_to_the_end, texts
+from tests.console_app import APP, LOCAL_USER, console_app, follow_to_the_end, texts
 from tests.faulty import FaultyWarehouse
 from ui import runs, stages
 
@@ -162,6 +166,9 @@ def test_cancel_asks_a_queued_run_to_stop(app, settings):
     assert ledger.get_run(run_id).cancel_requested
     assert (ledger.actions()[0]["action"], ledger.actions()[0]["who"]) == ("cancel", LOCAL_USER)
     assert "cancel requested" in texts(at.caption)
+    cancel = at.button(key="runs_cancel")  # done: not offered twice, and says why
+    assert cancel.disabled and "Cancel requested already" in cancel.help
+    assert [action["action"] for action in ledger.actions()].count("cancel") == 1
 
 
 def test_viewer_sees_every_action_disabled_and_the_backend_refuses(app, settings, monkeypatch):
@@ -289,3 +296,115 @@ def test_status_grid_colours_every_item_status_the_same_way_in_every_run():
     cells = runs.grid_data(items).set_index("stage")
     assert cells.loc["mlfs", "coverage_text"] == "98.0% → 100.0%"
     assert cells.loc["predictions", "error_text"] == f"[blocked] {GATE_MESSAGE}"
+
+
+# -- replays judged by the pipeline's meaning (issue 23) -------------------------------------------
+
+TEAM_PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "team_pipeline" / "pipeline.toml"
+PREDICTIONS_JOB = '"jobs/player_prop_predictions_backfill.py"'
+
+
+def _team_interrupted_run(settings, tmp_path, monkeypatch) -> tuple[str, Path]:
+    """An interrupted run recorded with a copy of the team's pipeline file (its jobs never start)."""
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(TEAM_PIPELINE.read_text())
+    monkeypatch.setenv("BACKFILL_PIPELINE", str(pipeline))
+    team = settings.replace(pipeline=load_pipeline(pipeline))
+    adapter = DuckDBWarehouse(team, team.warehouse)
+    try:
+        create_declared_tables(adapter, team)  # the Grades table, as `demo --pipeline` makes it
+    finally:
+        adapter.close()
+    return interrupted_run(team), pipeline
+
+
+def test_a_comment_and_a_label_in_the_pipeline_file_leave_resume_enabled(
+    app, settings, tmp_path, monkeypatch
+):
+    run_id, pipeline = _team_interrupted_run(settings, tmp_path, monkeypatch)
+    text = pipeline.read_text()
+    pipeline.write_text("# reviewed on Monday\n" + text.replace('label = "Grades"', 'label = "Grading"'))
+    at = open_page(app, run_id)
+    assert not at.exception
+    assert not at.button(key="runs_resume").disabled
+    assert "changed" not in texts(at.caption)
+    # and the backend agrees: the resume would go ahead, with the edited file
+    recorded = settings_for_run(settings, Ledger(settings.ledger).get_run(run_id).params, run_id)
+    assert recorded.pipeline.label("grading") == "Grading"
+
+
+def test_a_changed_argv_disables_resume_and_names_the_change_before_the_click(
+    app, settings, tmp_path, monkeypatch
+):
+    run_id, pipeline = _team_interrupted_run(settings, tmp_path, monkeypatch)
+    pipeline.write_text(pipeline.read_text().replace(PREDICTIONS_JOB, '"jobs/predictions_v2.py"'))
+    at = open_page(app, run_id)
+    resume = at.button(key="runs_resume")
+    assert resume.disabled
+    assert "stage predictions: processor argv changed" in resume.help
+    assert "stage predictions: processor argv changed" in texts(at.caption)
+    with pytest.raises(BadInput, match="stage predictions: processor argv changed"):
+        launch.resume_detached(settings, run_id, LOCAL_USER)
+    assert Ledger(settings.ledger).get_run(run_id).status == "interrupted"
+
+
+def test_a_run_recorded_with_only_the_files_hash_is_judged_by_its_bytes(settings, tmp_path, monkeypatch):
+    run_id, pipeline = _team_interrupted_run(settings, tmp_path, monkeypatch)
+    ledger = Ledger(settings.ledger)
+    params = ledger.get_run(run_id).params
+    del params["context"]["pipeline_form"]  # as runs recorded before the meaning was kept
+    assert replay_refusal(params, run_id) is None
+    pipeline.write_text("# a comment\n" + pipeline.read_text())
+    assert "has changed since (the file's text changed)" in replay_refusal(params, run_id)
+
+
+# -- actions act once (issue 23) ------------------------------------------------------------------
+
+
+def test_a_run_whose_rerun_is_under_way_offers_no_second_rerun_and_says_why(app, settings):
+    blocked_id = blocked_run(settings)
+    request = BackfillRequest.build(settings, dates=[DEC_9], stages=["mlfs", "predictions"])
+    warehouse = DuckDBWarehouse(settings, settings.warehouse)
+    child = create_run(Ledger(settings.ledger), warehouse, request, LOCAL_USER, parent_run_id=blocked_id)
+    at = open_page(app, blocked_id)
+    for key in ("runs_rerun_failed", "runs_rerun_upstream"):
+        button = at.button(key=key)
+        assert button.disabled, key
+        assert f"Already rerun: run {child} is queued" in button.help
+
+
+def test_a_repeated_rerun_click_records_no_second_run(settings, monkeypatch):
+    spawned = []
+    monkeypatch.setattr(launch, "spawn_worker", lambda settings, run_id: spawned.append(run_id))
+    blocked_id = blocked_run(settings)
+    first = launch.rerun_with_upstream(settings, blocked_id, LOCAL_USER, launch_key="click-7")
+    with pytest.raises(AlreadyLaunched, match=f"it is run {first}"):
+        launch.rerun_with_upstream(settings, blocked_id, LOCAL_USER, launch_key="click-7")
+    with pytest.raises(AlreadyLaunched, match=f"it is run {first}"):
+        launch.rerun(settings, blocked_id, LOCAL_USER, launch_key="click-7")
+    assert [run.run_id for run in Ledger(settings.ledger).list_runs()] == [first, blocked_id]
+    assert spawned == [first]
+
+
+def test_runs_are_filtered_by_status_and_user_and_the_filters_are_kept_in_the_url(app, settings):
+    blocked_id = blocked_run(settings)  # by LOCAL_USER, blocked
+    other = settings.replace()
+    request = BackfillRequest.build(other, dates=[DEC_7], stages=["mlfs"])
+    done_id = launch.run_here(other, request, "bob@example.com", sleep=lambda seconds: None).run_id
+    at = open_page(app)
+    history = [df.value for df in at.dataframe if "Outcome" in df.value.columns][0]
+    history = getattr(history, "data", history)
+    assert set(history["Run"]) == {blocked_id, done_id}
+    at.multiselect(key="runs_status_filter").set_value(["blocked"]).run()
+    shown = [df.value for df in at.dataframe if "Outcome" in df.value.columns][0]
+    assert list(getattr(shown, "data", shown)["Run"]) == [blocked_id]
+    assert at.query_params["status"] == "blocked"
+    at.multiselect(key="runs_status_filter").set_value([]).run()
+    at.multiselect(key="runs_user_filter").set_value(["bob@example.com"]).run()
+    shown = [df.value for df in at.dataframe if "Outcome" in df.value.columns][0]
+    assert list(getattr(shown, "data", shown)["Run"]) == [done_id]
+    # A fresh page with the link's filters starts filtered.
+    fresh = AppTest.from_file(str(APP), default_timeout=60)  # the fixture's environment still holds
+    fresh.query_params["user"] = "bob@example.com"
+    again = fresh.switch_page(RUNS_PAGE).run()
+    assert again.multiselect(key="runs_user_filter").value == ["bob@example.com"]

@@ -18,6 +18,7 @@ from backfill.config import Settings
 from backfill.errors import BackfillError
 from backfill.history import HistoryStore
 from ui.data import MAX_ENTRIES, MEMORY_TTL, cache_period
+from ui.format import NO_VALUE
 
 CHECKS_SHOWN = 50
 """Checks read for the History page, newest first."""
@@ -130,9 +131,50 @@ def checks_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table[list(CHECK_COLUMNS)].rename(columns=CHECK_COLUMNS)
 
 
-def episodes_table(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Gap episodes as people read them; an open one says so."""
+def findings_table(findings: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """A check's findings as people read them: stage labels, and a dash where there is no value."""
+    table = findings[list(FINDING_COLUMNS)].assign(
+        subject=[labels.get(subject, subject) for subject in findings["subject"]]
+    )
+    return table.astype(object).where(table.notna(), NO_VALUE).rename(columns=FINDING_COLUMNS)
+
+
+def alerts_table(alerts: pd.DataFrame) -> pd.DataFrame:
+    """A check's alerts as people read them, a dash where there is no value (no error)."""
+    table = alerts[list(ALERT_COLUMNS)]
+    return table.astype(object).where(table.notna(), NO_VALUE).rename(columns=ALERT_COLUMNS)
+
+
+FINDING_COLUMNS = {
+    "change": "Change",
+    "game_date": "Date",
+    "kind": "Kind",
+    "subject": "Stage or table",
+    "status": "Status",
+    "previous_status": "Was",
+    "covered": "Covered",
+    "total": "Total",
+}
+
+ALERT_COLUMNS = {
+    "channel": "Channel",
+    "target": "To",
+    "status": "Delivery",
+    "attempts": "Attempts",
+    "error": "Error",
+    "new_problems": "New",
+    "resolved": "Resolved",
+}
+
+SNAPSHOT_TIME = "%Y-%m-%d %H:%M UTC"
+"""Snapshot times on the chart: 24-hour, in UTC, said so (d3 time format)."""
+
+
+def episodes_table(episodes: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Gap episodes as people read them (stage labels); an open one says so."""
+    labels = labels or {}
     table = episodes.assign(
+        stage=[labels.get(stage, stage) for stage in episodes["stage"]],
         covered_of_total=[f"{c} / {t}" for c, t in zip(episodes["covered"], episodes["total"])],
         appeared_at=[_time_text(moment) for moment in episodes["appeared_at"]],
         fixed_at=[_time_text(moment) or "still open" for moment in episodes["fixed_at"]],

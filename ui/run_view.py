@@ -6,6 +6,8 @@ while the run is queued or running, so only that part of the page refreshes and 
 the warehouse meanwhile (on DuckDB a read would contend for the file the worker writes). When a run
 this session saw active ends, the cached query results are dropped so every page shows fresh
 figures, and the whole page is drawn again (its buttons follow the final status; polling stops).
+The sidebar's badge of active runs, on every page, does the same for a run launched from a page
+that does not follow it (the Coverage drill-down's "Rerun with upstream").
 """
 
 from __future__ import annotations
@@ -126,8 +128,14 @@ def cancel_button(settings: Settings, run: Run, identity: Identity, *, key: str,
         "Cancel run",
         key=key,
         icon=":material/stop_circle:",
-        disabled=not identity.may_act or run.status not in RUN_ACTIVE,
-        help=identity.reason if not identity.may_act else "Stops the run before its next batch of dates.",
+        disabled=not identity.may_act or run.status not in RUN_ACTIVE or run.cancel_requested,
+        help=identity.reason
+        if not identity.may_act
+        else (
+            "Cancel requested already: the run stops before its next batch."
+            if run.cancel_requested
+            else "Stops the run before its next batch of dates."
+        ),
         on_click=cancel_run,
         args=(settings, run.run_id, identity.who, notice_key),
     )
@@ -144,6 +152,12 @@ def active_runs(settings: Settings, warehouse_url: str) -> None:
     @waiting.in_one_line
     def badge() -> None:
         live = Ledger(settings.ledger).active_runs_on(warehouse_url)
+        seen = st.session_state.setdefault(SEEN_ACTIVE_KEY, set())
+        ended = seen - {run.run_id for run in live}
+        if ended:  # a run this session launched ended, whatever page is open: its figures are read again
+            seen -= ended
+            data.refresh()
+            st.rerun(scope="app")
         if not live:
             st.caption("No backfill running.")
             return

@@ -15,6 +15,7 @@ import pandas as pd
 from backfill.config import Settings
 from backfill.cost import human_bytes
 from backfill.errors import BadInput
+from backfill.holds import Hold
 from backfill.ledger import ITEM_FINAL, Run
 from backfill.pipeline import Pipeline, builtin_pipeline
 from backfill.request import BackfillRequest
@@ -114,6 +115,19 @@ def check_request(
 # -- one run ----------------------------------------------------------------------------------
 
 
+def own_launch(
+    launched: tuple[BackfillRequest, str] | None, request: BackfillRequest | None, holds: Iterable[Hold]
+) -> str | None:
+    """The run this session launched for this very request while it still holds its dates (its
+    launch is done: the button says so), else None. Its holds are not "held by" another run."""
+    if launched is None or request is None:
+        return None
+    launched_request, run_id = launched
+    if launched_request != request or run_id not in {hold.run_id for hold in holds}:
+        return None
+    return run_id
+
+
 def when_text(iso: str | None) -> str:
     """``2026-11-27 10:47:02 UTC`` from the ledger's ISO timestamps; a dash for none."""
     if not iso:
@@ -168,9 +182,15 @@ def params_text(params: Mapping[str, Any], labels: Labels = None, pipeline: Pipe
     """A request in one line: dates, stages, gate, retries and batch size."""
     dates = params.get("dates", [])
     delays = "/".join(f"{float(delay):g}" for delay in params.get("retry_delays", [])) or "none"
+    only = params.get("only") or []
+    scope = (
+        f"{plural(len(only), 'work item')} on {plural(len(dates), 'gap date')} ({span_text(dates)}), "
+        f"each date's gap stages and what depends on them among {stages_text(params.get('stages', []), labels)}"
+        if only
+        else f"{plural(len(dates), 'date')} ({span_text(dates)}) x {stages_text(params.get('stages', []), labels)}"
+    )
     return (
-        f"{plural(len(dates), 'date')} ({span_text(dates)}) x "
-        f"{stages_text(params.get('stages', []), labels)}; gate {gate_text(params, pipeline)}; "
+        f"{scope}; gate {gate_text(params, pipeline)}; "
         f"up to {plural(int(params.get('max_attempts') or 0), 'attempt')} (retry delays {delays} s); "
         + (
             f"batches of {plural(int(params['batch_size']), 'date')}"
@@ -224,6 +244,38 @@ def history_table(
         for run in runs
     ]
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+RUN_BACKGROUNDS = {
+    "queued": "#e8e8e8",
+    "running": "#dbeaf5",
+    "succeeded": "#d9f0d3",
+    "blocked": "#e4dbf0",
+    "failed": "#f8d0d0",
+    "refused": "#f8d0d0",
+    "cancelled": "#fde2c8",
+    "interrupted": "#fde2c8",
+}
+"""Table cell background of each run status (the badge colours, lightened for text on them)."""
+
+
+def styled_history(table: pd.DataFrame):
+    """The history table with each status on its colour."""
+    return table.style.map(
+        lambda status: f"background-color: {RUN_BACKGROUNDS[status]}" if status in RUN_BACKGROUNDS else "",
+        subset=["Status"],
+    )
+
+
+def filtered(runs: Iterable[Run], statuses: Iterable[str] = (), users: Iterable[str] = ()) -> list[Run]:
+    """The runs of any of these statuses and by any of these users (an empty filter keeps all)."""
+    wanted_statuses, wanted_users = set(statuses), set(users)
+    return [
+        run
+        for run in runs
+        if (not wanted_statuses or str(run.status) in wanted_statuses)
+        and (not wanted_users or run.created_by in wanted_users)
+    ]
 
 
 def run_label(run: Run) -> str:

@@ -82,6 +82,27 @@ def apply_click(
     return playable, notice
 
 
+RANGE_ANCHOR_KEY = "coverage_range_anchor"
+"""Session key of the first day of a range being picked on the calendar (range mode)."""
+
+
+def range_click(
+    state: MutableMapping[str, Any], day: dt.date, game_days: Collection[dt.date]
+) -> tuple[list[dt.date], str]:
+    """A click in range mode: the first click marks a range's first day, the second selects every
+    game date from it to the clicked day (either order), both ends included. Returns the dates
+    selected (none on a first click) and a one-line notice."""
+    anchor = state.pop(RANGE_ANCHOR_KEY, None)
+    if not isinstance(anchor, dt.date):
+        state[RANGE_ANCHOR_KEY] = day
+        return [], f"Range from {day}: now click its last day."
+    low, high = min(anchor, day), max(anchor, day)
+    days = sorted(game_day for game_day in game_days if low <= game_day <= high)
+    add_dates(state, days)
+    count = len(days)
+    return days, f"Selected the {count} game date{'s' if count != 1 else ''} from {low} to {high}."
+
+
 def _day_of(value: Any) -> dt.date | None:
     """A date from a chart's selection value: ISO text or milliseconds since the epoch (UTC)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):

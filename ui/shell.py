@@ -24,9 +24,10 @@ def open_console() -> tuple[Settings, Warehouse]:
     return settings, warehouse
 
 
-def render_sidebar(settings: Settings, warehouse: Warehouse) -> None:
-    """Which warehouse, the thresholds in force, who may act, and a way to drop cached results."""
-    with st.sidebar:
+def render_sidebar(settings: Settings, warehouse: Warehouse, where=None) -> None:
+    """Which warehouse, the thresholds in force, who may act, and a way to drop cached results
+    (in ``where``, a container kept for it in the sidebar; the sidebar itself by default)."""
+    with where if where is not None else st.sidebar:
         st.markdown("**Runs**")
         run_view.active_runs(settings, warehouse.url)
         st.markdown("**Warehouse**")

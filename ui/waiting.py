@@ -17,6 +17,7 @@ from dataclasses import replace
 import streamlit as st
 
 from backfill.config import Settings
+from backfill.errors import BadInput
 from backfill.outage import Outage, outage_of
 from ui import data
 
@@ -49,6 +50,28 @@ def show(outage: Outage, reading: data.Reading | None = None) -> None:
             st.caption(shown.strip())
     else:
         st.error(outage.text, icon=":material/error:")
+
+
+def _missing_table() -> str | None:
+    """The CLI's words when a stage's table is missing (``stage grading: table ... does not exist in
+    ...; create it (...)``), asked only after a read failed: one metadata lookup per stage."""
+    try:
+        data.warehouse(data.settings()).check_stage_tables()
+    except BadInput as missing:
+        return str(missing)
+    except Exception:  # noqa: BLE001 - no better explanation: the engine's own line is shown
+        return None
+    return None
+
+
+def explained(outage: Outage) -> Outage:
+    """A failed read explained as the CLI explains it when a stage's table is missing."""
+    if outage.waiting:
+        return outage
+    missing = _missing_table()
+    if missing is None:
+        return outage
+    return Outage(False, f"Cannot read the data: {missing}.", "Then press Refresh data.")
 
 
 def in_one_line(draw: Callable[..., None]) -> Callable[..., None]:
@@ -85,7 +108,7 @@ def guard() -> Iterator[None]:
             raise
         log.warning("page stopped on %s: %s", type(exc).__name__, exc)
         with top.container():
-            show(outage, st.session_state.get(data.READING_KEY))
+            show(explained(outage), st.session_state.get(data.READING_KEY))
 
 
 def show_if_waiting() -> None:
@@ -129,9 +152,8 @@ def _freshness(settings: Settings) -> None:
     if shown is None:
         st.caption(":material/hourglass_top: Waiting for the warehouse…")
     elif shown.waiting is not None:
-        st.caption(
-            f":material/hourglass_top: Waiting for the warehouse; data as of {clock_text(shown.as_of)}"
-        )
+        # The page above says it waits (one notice); here only the time of the figures shown.
+        st.caption(f":material/hourglass_top: Data as of {clock_text(shown.as_of)}; the warehouse is busy")
     else:
         st.caption(
             f"Data as of {clock_text(shown.as_of)}",

@@ -208,10 +208,10 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
         warehouse=warehouse,
         echo=lambda line: print(line, file=ctx.err),
     )
-    return _report_result(result, ctx, time.perf_counter() - began)
+    return _report_result(result, ctx, time.perf_counter() - began, warehouse)
 
 
-def _report_result(result, ctx: Context, seconds: float | None = None) -> int:
+def _report_result(result, ctx: Context, seconds: float | None = None, warehouse=None) -> int:
     from backfill.ledger import Ledger
 
     took = f" in {seconds:.1f} s" if seconds is not None else ""
@@ -236,7 +236,46 @@ def _report_result(result, ctx: Context, seconds: float | None = None) -> int:
         )
     if problems:
         print(f"  rerun them with: python -m backfill run --rerun-failed {result.run_id}", file=ctx.out)
+    _print_coverage_after(ctx, Ledger(ctx.settings.ledger).get_run(result.run_id), warehouse)
     return result.exit_code
+
+
+def _print_coverage_after(ctx: Context, run, warehouse=None) -> None:
+    """The coverage of the run's dates now, per stage: what the run left behind, read afresh."""
+    import datetime as dt
+
+    from backfill import coverage
+    from backfill.replay import settings_for_run
+    from backfill.warehouse import connect
+
+    days = sorted(dt.date.fromisoformat(day) for day in run.params.get("dates", []))
+    if not days or run.status == "refused":
+        return
+    try:
+        settings = settings_for_run(ctx.settings, run.params, run.run_id)
+        reader = warehouse or connect(settings)
+        try:
+            daily = coverage.daily_coverage(reader, settings, days[0], days[-1])
+        finally:
+            reader.close()  # the file is free again for whoever reads next (DuckDB: one configuration)
+    except Exception as exc:  # noqa: BLE001 - the run is over either way; say why the figures are missing
+        print(
+            f"  coverage now: not read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", file=ctx.out
+        )
+        return
+    daily = daily[daily["game_date"].isin(days)]
+    print(f"Coverage of the run's {plural(len(days), 'date')} now:", file=ctx.out)
+    for name in run.params.get("stages", []):
+        rows = daily[daily["stage"] == name]
+        covered, total = int(rows["expected_covered"].sum()), int(rows["expected_total"].sum())
+        statuses = rows["status"].value_counts()
+        by_status = ", ".join(f"{count} {status}" for status, count in statuses.items())
+        pct = f"{100.0 * covered / total:.1f}%" if total else "-"
+        print(
+            f"  {settings.pipeline.label(name)[:1].upper()}{settings.pipeline.label(name)[1:]}: {pct} expected coverage "
+            f"({covered:,} of {plural(total, 'player-game')}); {plural(len(rows), 'date')}: {by_status}",
+            file=ctx.out,
+        )
 
 
 # -- runs -----------------------------------------------------------------------------------------

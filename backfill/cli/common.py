@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_COULD_NOT_CHECK = 3
+"""``check`` only: the check did not happen (the warehouse or the ledger could not be read), apart
+from 1, problems found; for cron, which must tell a silent morning from a broken check."""
 
 Today = Callable[[], dt.date]
 

@@ -9,7 +9,8 @@ Exit codes:
 - 0: done (``gaps`` exits 0 even when there are gaps: reporting them is its job);
 - 1: the work did not finish: dates failed or were blocked (backfills), or an unexpected error,
   reported as one ``error:`` line (``--debug`` shows the traceback);
-- 2: bad input, with a one-line ``error:`` reason on stderr and nothing written.
+- 2: bad input, with a one-line ``error:`` reason on stderr and nothing written;
+- 3 (``check`` only): the check could not run (the warehouse or ledger could not be read).
 
 Heavy modules (pandas, DuckDB, sqlglot, openpyxl, the BigQuery client) are imported inside the
 handlers, and openpyxl only for an .xlsx report, so ``--help`` answers at once.
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backfill import __version__
-from backfill.cli import backfills, doctor, reporting, smoke, watch
+from backfill.cli import backfills, console, doctor, reporting, smoke, watch
 from backfill.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Context, Parser, Today, common_options
 from backfill.config import load_settings
 from backfill.errors import BackfillError
@@ -45,6 +46,7 @@ COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
     doctor.add_doctor,
     smoke.add_smoke,
     watch.add_check,
+    console.add_console,
 )
 """One function per command: each adds its subparser and sets its ``handler``."""
 
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Coverage, gaps and backfills of the NBA player-prop prediction pipeline "
         "(player_game_summary -> ml_feature_store -> player_prop_predictions).",
         epilog="Exit codes: 0 done; 1 dates failed or blocked, or an unexpected error; "
-        "2 bad input (one-line reason, nothing written). Settings come from backfill.toml "
+        "2 bad input (one-line reason, nothing written); 3 (check) could not check. Settings come from backfill.toml "
         "(or BACKFILL_CONFIG) and BACKFILL_* variables.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from backfill.cli.common import Context, open_warehouse, parse_range, text_table
+from backfill.cli.common import EXIT_COULD_NOT_CHECK, Context, open_warehouse, parse_range, text_table
 from backfill.errors import BadInput
 
 DEFAULT_SINCE = "7d"
@@ -25,6 +25,7 @@ def add_check(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "blocked, stale rows that appeared), still open, or recovered. New and recovered problems are "
         "sent once to the configured webhook and e-mail (see README, 'Watch'). Exit 0: nothing wrong; "
         "1: something wrong (--fail-on open: any problem; new: only new or changed ones); 2: bad input; "
+        "3: could not check (the warehouse or the ledger could not be read; nothing was compared); "
         "4: an alert could not be delivered (said on stderr; the next check sends it again).",
     )
     parser.add_argument(
@@ -146,18 +147,25 @@ def _markdown(result, settings) -> str:
 def _run_check(args: argparse.Namespace, ctx: Context) -> int:
     from backfill.access import local_user
     from backfill.alerts import check_alert_settings, load_secrets
+    from backfill.outage import first_line, outage_of
     from backfill.watch import run_check
 
     start, end = _window(args, ctx)
     secrets = load_secrets()
     check_alert_settings(ctx.settings, secrets)
-    warehouse = open_warehouse(ctx)
     try:
-        result = run_check(
-            ctx.settings, warehouse, start, end, who=local_user(), fail_on=args.fail_on, secrets=secrets
-        )
-    finally:
-        warehouse.close()
+        warehouse = open_warehouse(ctx)
+        try:
+            result = run_check(
+                ctx.settings, warehouse, start, end, who=local_user(), fail_on=args.fail_on, secrets=secrets
+            )
+        finally:
+            warehouse.close()
+    except Exception as exc:  # noqa: BLE001 - the arguments were fine; the check itself did not happen
+        outage = outage_of(exc)
+        what = outage.what if outage is not None else f"{type(exc).__name__}: {first_line(exc)}"
+        print(f"error: could not check: {what[:1].lower()}{what[1:]}", file=ctx.err)
+        return EXIT_COULD_NOT_CHECK
     if result.alert is not None and not result.deliveries:
         print(
             "note: there is news to tell but no alert channel is configured "

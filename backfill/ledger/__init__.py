@@ -1,6 +1,6 @@
 """The run ledger, shared by every console, CLI and worker: SQLite by default, PostgreSQL for a team."""
 
-from backfill.ledger.core import HEARTBEAT_TIMEOUT_S, Ledger, new_run_id, now_utc
+from backfill.ledger.core import HEARTBEAT_TIMEOUT_S, AlreadyLaunched, Ledger, new_run_id, now_utc
 from backfill.ledger.database import LedgerUnavailable
 from backfill.ledger.leases import LeaseConflict, LeaseLost
 from backfill.ledger.records import Run
@@ -14,6 +14,7 @@ from backfill.ledger.status import (
 )
 
 __all__ = [
+    "AlreadyLaunched",
     "HEARTBEAT_TIMEOUT_S",
     "ITEM_FINAL",
     "ITEM_OPEN",

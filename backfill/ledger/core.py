@@ -66,6 +66,14 @@ def new_run_id(clock=now_utc) -> str:
     return f"{clock():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
+class AlreadyLaunched(BackfillError):
+    """A launch whose key is already recorded: the repeat of a click that launched ``run_id``."""
+
+    def __init__(self, run_id: str):
+        super().__init__(f"this launch was already made: it is run {run_id}")
+        self.run_id = run_id
+
+
 class Ledger:
     """Access to one ledger; cheap to create, safe to share between threads and processes."""
 
@@ -147,26 +155,55 @@ class Ledger:
         kind: str = "backfill",
         parent_run_id: str | None = None,
         run_id: str | None = None,
+        launch_key: str | None = None,
     ) -> str:
-        """Record a queued run and its pending work items; returns its id."""
+        """Record a queued run and its pending work items; returns its id.
+
+        ``launch_key`` is the launch's idempotency key: a key already recorded raises
+        :class:`AlreadyLaunched` naming its run, and nothing is recorded."""
         run_id = run_id or new_run_id(self.clock)
         work = [{"run_id": run_id, "stage": stage, "game_date": day.isoformat()} for stage, day in items]
-        with self._begin(write=True) as connection:
-            connection.execute(
-                runs.insert().values(
-                    run_id=run_id,
-                    kind=kind,
-                    created_at=self._now(),
-                    created_by=created_by,
-                    status=RunStatus.QUEUED.value,
-                    params=json.dumps(params, default=str),
-                    warehouse=warehouse,
-                    parent_run_id=parent_run_id,
+        try:
+            with self._begin(write=True) as connection:
+                if launch_key is not None:
+                    self._refuse_repeat(connection, launch_key)
+                connection.execute(
+                    runs.insert().values(
+                        run_id=run_id,
+                        kind=kind,
+                        created_at=self._now(),
+                        created_by=created_by,
+                        status=RunStatus.QUEUED.value,
+                        params=json.dumps(params, default=str),
+                        warehouse=warehouse,
+                        parent_run_id=parent_run_id,
+                        launch_key=launch_key,
+                    )
                 )
-            )
-            if work:
-                connection.execute(tables.items.insert().values(status="pending"), work)
+                if work:
+                    connection.execute(tables.items.insert().values(status="pending"), work)
+        except sa.exc.IntegrityError:
+            # Two launches with one key at the same moment (PostgreSQL): the unique index kept one.
+            if launch_key is None or self.launched_run(launch_key) is None:
+                raise
+            with self._begin() as connection:
+                self._refuse_repeat(connection, launch_key)
         return run_id
+
+    @staticmethod
+    def _refuse_repeat(connection: sa.Connection, launch_key: str) -> None:
+        found = connection.execute(sa.select(runs.c.run_id).where(runs.c.launch_key == launch_key)).scalar()
+        if found is not None:
+            raise AlreadyLaunched(found)
+
+    def launched_run(self, launch_key: str) -> str | None:
+        """The run recorded for a launch key, if any."""
+        if not self.exists():
+            return None
+        with self._begin() as connection:
+            return connection.execute(
+                sa.select(runs.c.run_id).where(runs.c.launch_key == launch_key)
+            ).scalar()
 
     def record_params(self, run_id: str, **fields: Any) -> None:
         """Add fields to a run's recorded parameters (what the run decided once it started)."""

@@ -63,6 +63,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         (),
         ("alert_outbox",),
     ),
+    Migration(
+        6,
+        "a launch's idempotency key (one per click): a repeated key records no second run",
+        (
+            "ALTER TABLE runs ADD COLUMN launch_key TEXT",
+            "CREATE UNIQUE INDEX runs_by_launch_key ON runs (launch_key)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -32,6 +32,9 @@ runs = sa.Table(
     sa.Column("message", sa.Text),
     # When the holder process started (clock ticks since boot, Linux): a reused pid is not the holder.
     sa.Column("pid_started", sa.BigInteger),
+    # The key a launch carried (one per click in the console): a repeated key records no second run.
+    sa.Column("launch_key", sa.Text),
+    sa.Index("runs_by_launch_key", "launch_key", unique=True),
 )
 
 items = sa.Table(
