@@ -22,7 +22,9 @@ page = st.navigation(PAGES)
 # take about a second on a fresh server's first run) and before the warehouse is read.
 st.title(page.title)
 
+from backfill.cost_labels import job_labels  # noqa: E402
 from ui import data, waiting  # noqa: E402  (after the title, see above)
+from ui.auth import current_identity  # noqa: E402
 from ui.shell import open_console, render_sidebar  # noqa: E402
 
 with waiting.guard():  # a warehouse or ledger error is one line (busy: waited out), never a traceback
@@ -33,7 +35,10 @@ with waiting.guard():  # a warehouse or ledger error is one line (busy: waited o
     # waits for nothing else (issue 23); in ``finally``, so a page that ends early with st.stop() (no
     # runs yet, an empty warehouse) still gets it.
     sidebar = st.sidebar.container()
-    try:
-        page.run()
-    finally:
-        render_sidebar(settings, warehouse, sidebar)
+    # Every job of this script run says it is a page view and who looked (BigQuery job labels: the
+    # bill split by action and by user, the user as a hash).
+    with warehouse.labels(**job_labels("page", current_identity(settings).who)):
+        try:
+            page.run()
+        finally:
+            render_sidebar(settings, warehouse, sidebar)

@@ -16,6 +16,7 @@ import pytest
 from google.cloud._http import JSONConnection
 from streamlit.testing.v1 import AppTest
 
+from backfill.cost_labels import user_hash
 from backfill.warehouse.bigquery import EMULATOR_ENV, BigQueryWarehouse
 from tests.bigquery.conftest import PROJECT
 
@@ -53,6 +54,7 @@ def test_a_coverage_page_rerun_on_unchanged_data_sends_no_query_job(
         "BACKFILL_PREDICTIONS_DATASET": emulator_settings.predictions_dataset,
         "BACKFILL_LEDGER": str(tmp_path / "ledger.sqlite"),
         "BACKFILL_CACHE_DIR": str(tmp_path / "cache"),
+        "BACKFILL_USER": "analyst@example.com",  # single-user local mode: who looks
     }
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -63,6 +65,8 @@ def test_a_coverage_page_rerun_on_unchanged_data_sends_no_query_job(
     cold = list(jobs_sent)
     assert cold, "the first load reads the warehouse"
     assert all(labels.get("action") == "page" for _, labels in cold), cold  # cost by action
+    who = user_hash("analyst@example.com")
+    assert all(labels.get("user") == who for _, labels in cold), cold  # and by user, as a hash
 
     jobs_sent.clear()
     at.run()
