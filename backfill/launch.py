@@ -117,7 +117,7 @@ def run_here(
     warehouse = warehouse or connect(settings)
     check_before_writing(warehouse)
     ledger = Ledger(settings.ledger)
-    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id)
+    run_id = create_run(ledger, warehouse, request, who, parent_run_id=parent_run_id, here=True)
     return execute_run(run_id, warehouse, settings, ledger, **options)
 
 

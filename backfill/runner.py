@@ -99,10 +99,12 @@ def create_run(
     who: str,
     parent_run_id: str | None = None,
     launch_key: str | None = None,
+    here: bool = False,
 ) -> str:
     """Record a queued run for a request; nothing is written to the warehouse yet. The run's window
     (dates per batch) is the request's, or sized by the work now, and recorded with it. A
-    ``launch_key`` already recorded raises :class:`~backfill.ledger.AlreadyLaunched`."""
+    ``launch_key`` already recorded raises :class:`~backfill.ledger.AlreadyLaunched`; ``here``: this
+    process executes it (see :meth:`Ledger.create_run`'s ``held_here``)."""
     size, sized_by = batching.window_size(request, warehouse.settings)
     run_id = ledger.create_run(
         params=request.to_params()
@@ -113,6 +115,7 @@ def create_run(
         warehouse=warehouse.url,
         parent_run_id=parent_run_id,
         launch_key=launch_key,
+        held_here=here,
     )
     ledger.record_action(who, "launch", {"dates": len(request.dates), "stages": request.stages}, run_id)
     return run_id

@@ -209,6 +209,18 @@ def test_a_finished_item_is_not_redone_in_the_same_run(ledger):
         ledger.update_items(run_id, "mlfs", [DEC_8], status="finished")
 
 
+def test_a_foreground_run_killed_before_it_started_is_interrupted_at_once(location, clock):
+    gone = Holder(socket.gethostname(), _dead_pid())
+    crashed = Ledger(location, clock=clock, process=lambda: gone)
+    run_id = new_run(crashed, held_here=True)  # recorded by the process that was to run it
+    ledger = Ledger(location, clock=clock)
+    assert ledger.get_run(run_id).status == RunStatus.QUEUED
+    assert ledger.detect_interrupted() == [run_id]  # not "its worker is starting" for a minute
+    # A run queued for a worker that has not started yet stays queued meanwhile.
+    waiting = new_run(ledger, dates=(DEC_8,))
+    assert ledger.detect_interrupted() == [] and ledger.get_run(waiting).status == RunStatus.QUEUED
+
+
 def test_an_interrupted_run_is_requeued_or_resumed(location, clock):
     gone = Holder(socket.gethostname(), _dead_pid())
     crashed = Ledger(location, clock=clock, process=lambda: gone)

@@ -154,6 +154,11 @@ def _run_backfill(args: argparse.Namespace, ctx: Context) -> int:
     ctx = replace(ctx, settings=settings)
     who = local_user()
     warehouse = open_warehouse(ctx, check_tables=args.dry_run)
+    if not args.dry_run:
+        from backfill.cost_labels import job_labels
+
+        # Everything a backfill command sends is the run's (a plan reads, like a check).
+        warehouse.base_labels = job_labels("run", who)
     if args.dry_run:
         from backfill.holds import held_dates, held_text
         from backfill.launch import preflight

@@ -156,8 +156,12 @@ class Ledger:
         parent_run_id: str | None = None,
         run_id: str | None = None,
         launch_key: str | None = None,
+        held_here: bool = False,
     ) -> str:
         """Record a queued run and its pending work items; returns its id.
+
+        ``held_here``: this process runs it (a foreground run), so it is its holder from the start;
+        killed before it starts, it is interrupted at once, not taken for a worker still starting.
 
         ``launch_key`` is the launch's idempotency key: a key already recorded raises
         :class:`AlreadyLaunched` naming its run, and nothing is recorded."""
@@ -178,6 +182,7 @@ class Ledger:
                         warehouse=warehouse,
                         parent_run_id=parent_run_id,
                         launch_key=launch_key,
+                        **(self._holder_values() if held_here else {}),
                     )
                 )
                 if work:
@@ -189,6 +194,10 @@ class Ledger:
             with self._begin() as connection:
                 self._refuse_repeat(connection, launch_key)
         return run_id
+
+    def _holder_values(self) -> dict[str, Any]:
+        me = self.process()
+        return {"host": me.host, "pid": me.pid, "pid_started": me.started, "heartbeat_at": self._now()}
 
     @staticmethod
     def _refuse_repeat(connection: sa.Connection, launch_key: str) -> None:
