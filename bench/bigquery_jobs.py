@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import sqlglot
 from google.cloud._http import JSONConnection
@@ -133,11 +134,8 @@ def recording(into: list[Job]) -> Iterator[list[Job]]:
             )
         return real(self, method, path, **kwargs)
 
-    JSONConnection.api_request = api_request  # type: ignore[method-assign]
-    try:
+    with mock.patch.object(JSONConnection, "api_request", api_request):
         yield into
-    finally:
-        JSONConnection.api_request = real  # type: ignore[method-assign]
 
 
 class Console:
@@ -158,6 +156,13 @@ class Console:
             self.cache[key] = compute()
         return self.cache[key]
 
+    def _refresh_cost(self) -> object:
+        """The sidebar's note, as ``ui/data.py`` makes it: the bounds again, then dry runs."""
+        again = coverage.data_bounds(self.warehouse)
+        if again is None:
+            return None
+        return cost.estimate_note(lambda: cost.coverage_estimate(self.warehouse, self.settings, *again))
+
     def view(self) -> None:
         """One rerun of the Overview page: the fingerprint, then each read unless cached at it."""
         warehouse, settings = self.warehouse, self.settings
@@ -165,13 +170,7 @@ class Console:
         bounds = self._cached(("bounds", token), lambda: coverage.data_bounds(warehouse))
         assert isinstance(bounds, tuple), "the demo holds games"
         start, end = bounds
-        # The sidebar's note: what a full measurement would process (the bounds again, then dry runs).
-        self._cached(
-            ("refresh_cost", token),
-            lambda: cost.estimate_note(
-                lambda: cost.coverage_estimate(warehouse, settings, *coverage.data_bounds(warehouse))  # type: ignore[misc]
-            ),
-        )
+        self._cached(("refresh_cost", token), self._refresh_cost)
         self._cached(("coverage", start, end, token), lambda: self.snapshot.coverage(start, end))
         self._cached(
             ("stale", start, end, token), lambda: stale.stale_counts(warehouse, settings, start, end)
