@@ -64,3 +64,23 @@ def bigquery_bytes_rows() -> list[Row]:
                     f"{report['statements']} statements, dry runs on {figures['where']}")
             )  # fmt: skip
     return rows
+
+
+def bigquery_jobs_rows() -> list[Row]:
+    """Query jobs and bytes billed per page view (cold, rerun, after a write), per check and per
+    31-date backfill, counted from the jobs the client sent to the BigQuery emulator (none without
+    it). Billed is BigQuery's 10 MB-per-table floor (the emulator reports 0 bytes processed)."""
+    from bench.bigquery_jobs import measure
+
+    load = load_1min()
+    works = measure()
+    if works is None:
+        return []
+    rows = []
+    for work in works:
+        note = f"{work.emulator_jobs} jobs on the emulator, {work.dry_runs} dry runs (free)"
+        rows.append(Row(f"bq_{work.key}_jobs", f"BigQuery query jobs, {work.name}", SIZE, "jobs",
+                        [work.query_jobs], load, note))  # fmt: skip
+        rows.append(Row(f"bq_{work.key}_billed", f"BigQuery bytes billed (floor), {work.name}", SIZE, "MB",
+                        [work.bytes_billed / 2**20], load, "10 MB per table each statement references"))  # fmt: skip
+    return rows

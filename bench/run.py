@@ -119,6 +119,7 @@ def run(config: Config) -> report.Results:
     if config.extras:
         add(extras.first_paint_rows(config.repeats))
         add(extras.bigquery_bytes_rows())
+        add(extras.bigquery_jobs_rows())
     days = {row.size: row.median for row in results.rows if row.key == "game_dates"}
     add(product.paired_growth_rows(sources, lab, days))
     add(report.ratio_rows(results.comparisons))
@@ -243,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["whole-process"],
+        choices=["whole-process", "bigquery"],
         help="measure only one section and print it (whole-process: issue 26's commands as new processes, "
-        "with the CLI's coverage and the per-date loop; no report is written)",
+        "with the CLI's coverage and the per-date loop; bigquery: query jobs and bytes billed on the BigQuery "
+        "emulator; no report is written)",
     )
     args = parser.parse_args(argv)
     config = Config(
@@ -258,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         profiles=not args.no_profiles,
         extras=not args.no_extras,
     )
+    if args.only == "bigquery":
+        rows = extras.bigquery_jobs_rows()
+        say(report.BIGQUERY_JOBS_NOTE)
+        say("")
+        say(report.bigquery_jobs_table(rows))
+        return 0
     if args.only == "whole-process":
         results = run_whole_process(config)
         say("")

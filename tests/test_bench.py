@@ -203,3 +203,90 @@ def test_the_import_profile_adds_only_top_level_imports_and_keeps_each_packages_
     assert packages["pyarrow"] == pytest.approx(600 / 1e6)  # and inside pandas, which counts it too
     assert packages["sqlalchemy"] == pytest.approx(500 / 1e6)
     assert "package" not in packages and "imported package" not in packages
+
+
+MB = 2**20
+
+
+def test_a_job_is_billed_at_least_10_mb_per_table_each_of_its_statements_references():
+    from bench.bigquery_jobs import billed_floor
+
+    # Counted by hand: a table joined twice is one table; a CTE and a script's BEGIN/COMMIT are none.
+    assert (
+        billed_floor(
+            "SELECT a.x FROM `p.d.a` AS a JOIN `p.d.b` AS b ON a.k = b.k JOIN `p.d.a` AS c ON c.k = a.k"
+        )
+        == 20 * MB
+    )
+    assert billed_floor("WITH t AS (SELECT * FROM `p.d.a`) SELECT * FROM t") == 10 * MB
+    script = "BEGIN TRANSACTION; DELETE FROM `p.d.a` WHERE d = @d; INSERT INTO `p.d.a` SELECT * FROM `p.e.b`; COMMIT TRANSACTION"
+    assert billed_floor(script) == (10 + 20) * MB
+    assert billed_floor("SELECT 1") == 0
+
+
+def test_the_bigquery_section_pairs_each_works_jobs_with_its_bytes():
+    from bench.timing import Row
+
+    rows = [
+        Row("bq_page_cold_jobs", "BigQuery query jobs, Page view, cold", 1, "jobs", [6], 0.0, "6 jobs on the emulator"),
+        Row("bq_page_cold_billed", "BigQuery bytes billed (floor), Page view, cold", 1, "MB", [140], 0.0),
+        Row("bq_page_rerun_jobs", "BigQuery query jobs, Page view, rerun", 1, "jobs", [0], 0.0, "none"),
+        Row("bq_page_rerun_billed", "BigQuery bytes billed (floor), Page view, rerun", 1, "MB", [0], 0.0),
+    ]  # fmt: skip
+    lines = report.bigquery_jobs_table(rows).splitlines()
+    assert lines[2:] == [
+        "| Page view, cold | 6 | 140 MB | 6 jobs on the emulator |",
+        "| Page view, rerun | 0 | 0 MB | none |",
+    ]
+    assert "Not measured" in report.bigquery_jobs_table([])
+
+
+def _floor_from_text(sql: str) -> int:
+    """10 MB per distinct backquoted project.dataset.table of each statement of the recorded text."""
+    import re
+
+    return sum(
+        10 * MB * len(set(re.findall(r"`([^`.]+\.[^`.]+\.[^`]+)`", statement)))
+        for statement in sql.split(";")
+    )
+
+
+def _script_form_jobs(sqls: list[str]) -> int:
+    """Jobs in BigQuery's script form: BEGIN TRANSACTION through COMMIT TRANSACTION is one script."""
+    jobs, inside = 0, False
+    for sql in sqls:
+        word = sql.strip().upper()
+        if not inside:
+            jobs += 1
+        inside = (inside or word.startswith("BEGIN TRANSACTION")) and not word.startswith(
+            "COMMIT TRANSACTION"
+        )
+    return jobs
+
+
+@pytest.mark.slow
+def test_bigquery_jobs_and_bytes_billed_per_page_view_check_and_backfill_come_from_the_recorded_jobs():
+    from bench.bigquery_jobs import measure
+    from tests.bigquery.conftest import require_emulator
+
+    require_emulator()
+    works = {work.key: work for work in measure() or []}
+    assert list(works) == [
+        "page_cold",
+        "page_rerun",
+        "page_after_write",
+        "check_7_dates",
+        "backfill_31_dates",
+    ]
+    assert works["page_rerun"].jobs == []  # unchanged data: the change stamp is metadata, no job
+    for key in ("page_cold", "page_after_write"):
+        assert works[key].query_jobs > 0, key
+        assert {job.labels.get("action") for job in works[key].jobs} == {"page"}
+    assert {job.labels.get("action") for job in works["check_7_dates"].jobs} == {"check"}
+    for work in works.values():
+        sqls = [job.sql for job in work.queries]
+        assert work.bytes_billed == sum(_floor_from_text(sql) for sql in sqls), work.name
+        assert work.query_jobs == _script_form_jobs(sqls), work.name
+    backfill = works["backfill_31_dates"]
+    assert backfill.emulator_jobs > backfill.query_jobs  # the emulator's sessions: a job per statement
+    assert backfill.bytes_billed > works["check_7_dates"].bytes_billed > 0
