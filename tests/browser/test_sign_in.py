@@ -8,6 +8,7 @@ provider's user records here, not from the console.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from backfill.ledger import Ledger
@@ -19,8 +20,13 @@ def _settle_on(journey, marker: str) -> None:
     journey.settle()
 
 
-def _sidebar(journey) -> str:
-    return journey.page.locator('[data-testid="stSidebar"]').inner_text()
+def _sidebar(journey, expect: str = "Who") -> str:
+    """The sidebar's text once its contents are drawn (after the page's, issue 23): once ``expect``
+    is there, or the wait's deadline passed (then the caller's check says what is missing)."""
+    sidebar = journey.page.locator('[data-testid="stSidebar"]')
+    with contextlib.suppress(Exception):
+        sidebar.get_by_text(expect).first.wait_for(timeout=20000)
+    return sidebar.inner_text()
 
 
 def _go(journey, url: str, path: str, marker: str) -> None:
@@ -31,7 +37,9 @@ def _go(journey, url: str, path: str, marker: str) -> None:
 def _sign_in(journey, url: str, *, operator: bool) -> str:
     """Log in from the sidebar and choose the user on the provider's page; returns the e-mail."""
     _go(journey, url, "/", "Monthly coverage")
-    journey.check("Not signed in: viewing only." in _sidebar(journey), "before sign-in: viewing only")
+    journey.check(
+        "Not signed in: viewing only." in _sidebar(journey, "Not signed in"), "before sign-in: viewing only"
+    )
     journey.page.get_by_role("button", name="Log in").click()
     journey.page.get_by_role("heading", name="Authorize Client").wait_for()
     journey.shot("the provider's authorization page")
@@ -77,7 +85,9 @@ def test_an_operator_signs_in_launches_a_backfill_and_the_run_names_them(
     url, settings, _ = signed_in_console
     journey = signed_out_journey
     email = _sign_in(journey, url, operator=True)
-    journey.check(f"Signed in as {email} (operator)." in _sidebar(journey), "signed in as the operator")
+    journey.check(
+        f"Signed in as {email} (operator)." in _sidebar(journey, "Signed in as"), "signed in as the operator"
+    )
     runs_before = {run.run_id for run in Ledger(settings.ledger).list_runs()}
 
     _go(journey, url, "/backfill", "Preview and launch")
@@ -114,7 +124,9 @@ def test_a_viewer_sees_every_figure_and_every_action_is_disabled_with_a_reason(
     url, _, blocked_run_id = signed_in_console
     journey = signed_out_journey
     email = _sign_in(journey, url, operator=False)
-    journey.check(f"Signed in as {email} (viewer)." in _sidebar(journey), "signed in as a viewer")
+    journey.check(
+        f"Signed in as {email} (viewer)." in _sidebar(journey, "Signed in as"), "signed in as a viewer"
+    )
     reason = f"{email} is not an operator, so launching, rerunning and cancelling are disabled"
 
     cells = journey.grid_text("2021-12")
