@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -74,6 +74,9 @@ class RunResult:
     message: str | None = None
     bad_input: bool = False
     """The run stopped before any write because a setting or the warehouse's tables do not fit."""
+    measured: pd.DataFrame | None = field(default=None, compare=False, repr=False)
+    """Coverage of each (date, stage) the run measured, as it left it: its last measurement, taken
+    after its writes (daily coverage rows); None when it measured nothing."""
 
     @property
     def exit_code(self) -> int:
@@ -383,16 +386,22 @@ class Runner:
             return "succeeded"
         return "failed" if counts.get("failed") or counts.get("cancelled") else "blocked"
 
+    def _last_measured(self) -> pd.DataFrame | None:
+        """Each (date, stage)'s last measurement of the run: what it left behind."""
+        if not self._measured:
+            return None
+        return pd.concat(self._measured, ignore_index=True).drop_duplicates(
+            ["game_date", "stage"], keep="last"
+        )
+
     def _record_snapshot(self) -> None:
         """Keep the coverage the run left in the coverage history (the watch's), from what it measured."""
-        if not self._measured:
+        daily = self._last_measured()
+        if daily is None:
             return
         try:
             from backfill import history
 
-            daily = pd.concat(self._measured, ignore_index=True).drop_duplicates(
-                ["game_date", "stage"], keep="last"
-            )
             history.record_run_snapshot(
                 self.settings, self.run_id, self.warehouse, daily["game_date"].unique(), daily=daily
             )
@@ -428,7 +437,12 @@ class Runner:
     def _result(self) -> RunResult:
         run = self.ledger.get_run(self.run_id)
         return RunResult(
-            self.run_id, run.status, self.ledger.item_counts(self.run_id), run.statements, run.message
+            self.run_id,
+            run.status,
+            self.ledger.item_counts(self.run_id),
+            run.statements,
+            run.message,
+            measured=self._last_measured(),
         )
 
     # -- one stage of one window ------------------------------------------------------------

@@ -241,12 +241,14 @@ def _report_result(result, ctx: Context, seconds: float | None = None, warehouse
         )
     if problems:
         print(f"  rerun them with: python -m backfill run --rerun-failed {result.run_id}", file=ctx.out)
-    _print_coverage_after(ctx, Ledger(ctx.settings.ledger).get_run(result.run_id), warehouse)
+    _print_coverage_after(ctx, Ledger(ctx.settings.ledger).get_run(result.run_id), warehouse, result.measured)
     return result.exit_code
 
 
-def _print_coverage_after(ctx: Context, run, warehouse=None) -> None:
-    """The coverage of the run's dates now, per stage: what the run left behind, read afresh."""
+def _print_coverage_after(ctx: Context, run, warehouse=None, measured=None) -> None:
+    """The coverage of the run's dates per stage: what the run left behind, from its own last
+    measurement of each (taken after its writes) where it has one for every date and stage, else
+    read afresh (re-measuring a whole history would cost as much again as the run's verification)."""
     import datetime as dt
 
     from backfill import coverage
@@ -256,13 +258,19 @@ def _print_coverage_after(ctx: Context, run, warehouse=None) -> None:
     days = sorted(dt.date.fromisoformat(day) for day in run.params.get("dates", []))
     if not days or run.status == "refused":
         return
+    stages = run.params.get("stages", [])
+    settings = settings_for_run(ctx.settings, run.params, run.run_id)
     try:
-        settings = settings_for_run(ctx.settings, run.params, run.run_id)
-        reader = warehouse or connect(settings)
-        try:
-            daily = coverage.daily_coverage(reader, settings, days[0], days[-1])
-        finally:
-            reader.close()  # the file is free again for whoever reads next (DuckDB: one configuration)
+        if measured is not None and len(
+            measured[measured["game_date"].isin(days) & measured["stage"].isin(stages)]
+        ) == len(days) * len(stages):
+            daily = measured
+        else:
+            reader = warehouse or connect(settings)
+            try:
+                daily = coverage.daily_coverage(reader, settings, days[0], days[-1])
+            finally:
+                reader.close()  # the file is free again for whoever reads next (DuckDB: one configuration)
     except Exception as exc:  # noqa: BLE001 - the run is over either way; say why the figures are missing
         print(
             f"  coverage now: not read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", file=ctx.out
