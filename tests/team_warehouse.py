@@ -39,10 +39,14 @@ def copy_as_team_data(demo_file: Path, target: Path) -> Path:
     return target
 
 
-def checksums(warehouse: Path, tables: tuple[str, ...] = TEAM_TABLES) -> dict[str, tuple[int, str]]:
-    """(rows, MD5 of every row's text in order) of each table: equal before and after means untouched."""
+def checksums(
+    warehouse: Path, tables: tuple[str, ...] = TEAM_TABLES, *, read_only: bool = True
+) -> dict[str, tuple[int, str]]:
+    """(rows, MD5 of every row's text in order) of each table: equal before and after means untouched.
+    ``read_only=False`` opens the file as the console does, so a test in the process that ran the
+    console in-process may share it."""
     found = {}
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+    with duckdb.connect(str(warehouse), read_only=read_only) as connection:
         for table in tables:
             found[table] = connection.execute(
                 f"SELECT COUNT(*), md5(COALESCE(string_agg(CAST(t AS VARCHAR), '|' ORDER BY CAST(t AS VARCHAR)), '')) "

@@ -37,6 +37,7 @@ from backfill.cli.main import main
 from backfill.ledger import Ledger
 from backfill.pipeline import parse_pipeline
 from tests.generated_jobs import REQUIRED_FILL, SYSTEM_COLUMN, SYSTEMS, command_script
+from tests.team_warehouse import checksums
 
 SEASON_START = dt.date(2021, 10, 19)
 TODAY = dt.date(2026, 12, 8)
@@ -460,7 +461,7 @@ def test_a_column_the_file_names_but_the_table_lacks_refuses_every_write_and_wri
     with team_folder(team) as (folder, environ):
         query(folder, f"ALTER TABLE {stage.dataset}.{stage.table} DROP COLUMN {column}")
         tables = tuple(f"{s.dataset}.{s.table}" for s in [team.reference, *team.stages])
-        before = _sums(folder, tables)
+        before = checksums(folder / "warehouse.duckdb", tables, read_only=False)
         start, end = str(team.dates[0]), str(team.dates[-1])
         write = data.draw(
             st.sampled_from(
@@ -476,22 +477,11 @@ def test_a_column_the_file_names_but_the_table_lacks_refuses_every_write_and_wri
         assert code == 2, out + err
         (line,) = err.strip().splitlines()
         assert line.startswith("error: ") and f"stage {stage_name}" in line and column in line, line
-        assert _sums(folder, tables) == before
+        assert checksums(folder / "warehouse.duckdb", tables, read_only=False) == before
         assert (
             not Path(environ["BACKFILL_LEDGER"]).exists()
             or Ledger(environ["BACKFILL_LEDGER"]).list_runs() == []
         )
-
-
-def _sums(folder: Path, tables: tuple[str, ...]) -> dict[str, tuple]:
-    return {
-        table: query(
-            folder,
-            f"SELECT COUNT(*), md5(COALESCE(string_agg(CAST(t AS VARCHAR), '|' ORDER BY CAST(t AS VARCHAR)), '')) "
-            f"FROM {table} AS t",
-        )[0]
-        for table in tables
-    }
 
 
 ranges = st.tuples(

@@ -4,8 +4,8 @@ A built-in statement computes every row of a batch of dates with window function
 look-back range; :meth:`SqlProcessor.script` wraps it in one transaction that deletes the dates'
 rows and inserts the new ones, so a date is either as before or fully replaced and no stale row
 survives. Before a run, the target table's columns are compared with those the statement writes:
-a REQUIRED column it does not write stops the run; a NULLABLE one is named in the dry run, since
-the replace leaves it NULL.
+a REQUIRED column it does not write stops the run (doctor's table checks, the preflight of every
+write); a NULLABLE one is named in the dry run, since the replace leaves it NULL.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from backfill.errors import BadInput
 from backfill.processors.base import BatchResult, JobContext, Processor
 from backfill.seasons import season_start
 from backfill.warehouse import Warehouse
@@ -80,24 +79,17 @@ class SqlProcessor(Processor):
         )
         return BatchResult()
 
-    def unwritten_columns(self, warehouse: Warehouse) -> tuple[list[str], list[str]]:
-        """(required, nullable) columns of the target table that the statement does not write."""
-        written = set(self.statement.COLUMNS)
-        columns = warehouse.stage_columns(self.stage)
-        required = [name for name, is_required in columns if name not in written and is_required]
-        nullable = [name for name, is_required in columns if name not in written and not is_required]
-        return required, nullable
-
     def preflight(self, warehouse: Warehouse) -> list[str]:
-        required, nullable = self.unwritten_columns(warehouse)
-        table = self.stage.table_name
-        if required:
-            raise BadInput(
-                f"{self.stage.name}: {table} has REQUIRED column{'s' if len(required) > 1 else ''} "
-                f"{', '.join(required)} that the built-in {self.config.builtin} statement does not write; "
-                "a replace would fail or lose them (use a command processor for this table)"
-            )
+        """NULLABLE columns of the target table that the statement does not write: the dry run names
+        them (a REQUIRED one stops every write before this, in doctor's table checks)."""
+        written = set(self.statement.COLUMNS)
+        nullable = [
+            name
+            for name, required in warehouse.stage_columns(self.stage)
+            if name not in written and not required
+        ]
         if nullable:
+            table = self.stage.table_name
             return [
                 f"{self.stage.name}: {table} column{'s' if len(nullable) > 1 else ''} {', '.join(nullable)} "
                 f"{'are' if len(nullable) > 1 else 'is'} not written by the built-in {self.config.builtin} "
